@@ -1,0 +1,83 @@
+"""Starting an embedded Ray or connecting to an existing cluster, and what it offers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rayscale.errors import RayscaleError
+from rayscale.results import ClusterInfo
+
+_HOST_PORT = re.compile(r"^(?:ray://)?\[?[A-Za-z0-9_.:-]+?\]?:(\d{1,5})$")
+
+
+def validate_address(address: str | None) -> str:
+    """Return the normalised address ('' means start an embedded Ray) or raise a one-line error."""
+    address = (address or "").strip()
+    if address in ("", "local"):
+        return ""
+    if address == "auto":
+        return address
+    match = _HOST_PORT.match(address)
+    if not match or not 0 < int(match.group(1)) < 65536:
+        raise RayscaleError(
+            f"--address {address!r} is not 'auto', 'host:port' or 'ray://host:port' (empty starts a local Ray)"
+        )
+    return address
+
+
+def alive_nodes() -> list[dict]:
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def describe(address: str, mode: str, connect_s: float) -> ClusterInfo:
+    import ray
+
+    return ClusterInfo(
+        address=address or "embedded",
+        mode="embedded" if mode == "embedded" else "existing",
+        cpus=int(ray.cluster_resources().get("CPU", 0)),
+        nodes=len(alive_nodes()),
+        connect_s=connect_s,
+        ray_version=ray.__version__,
+    )
+
+
+@contextmanager
+def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[ClusterInfo]:
+    """Start an embedded Ray (empty address) or connect to ``address``; always shut down after.
+
+    ``RAY_AUTH_MODE`` is honoured as Ray documents it: with ``token`` an embedded Ray generates
+    a token, and connecting to a cluster needs the same token (``RAY_AUTH_TOKEN`` or
+    ``RAY_AUTH_TOKEN_PATH``).
+    """
+    address = validate_address(address)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    started = time.perf_counter()
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        else:
+            ray.init(
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        ray.shutdown()
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = address or "an embedded Ray"
+        raise RayscaleError(f"cannot connect to Ray at {where}: {detail}", 3) from None
+    try:
+        yield describe(address, "existing" if address else "embedded", time.perf_counter() - started)
+    finally:
+        ray.shutdown()

@@ -1,0 +1,140 @@
+"""Datasets by name: ``diabetes``, ``friedman1:ROWS[:FEATURES]`` and ``csv:PATH:TARGET``.
+
+Every loader returns the full table; :func:`load_dataset` applies the hold-out split so the
+grid, the Tune sweep and the benchmarks all see the same train/test rows for a given seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rayscale.errors import RayscaleError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A regression table already split into train and test parts."""
+
+    spec: str
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    feature_names: tuple[str, ...]
+
+    @property
+    def n_train(self) -> int:
+        return int(self.X_train.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        return int(self.X_test.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "spec": self.spec,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "n_features": self.n_features,
+        }
+
+
+Table = tuple[np.ndarray, np.ndarray, tuple[str, ...]]
+
+
+def _diabetes(args: list[str], seed: int) -> Table:
+    if args:
+        raise RayscaleError("dataset 'diabetes' takes no arguments")
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes()
+    return data.data, data.target, tuple(data.feature_names)
+
+
+def _positive_int(text: str, what: str, minimum: int = 1) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise RayscaleError(f"{what} must be a whole number, got {text!r}") from None
+    if value < minimum:
+        raise RayscaleError(f"{what} must be at least {minimum}, got {value}")
+    return value
+
+
+def _friedman1(args: list[str], seed: int) -> Table:
+    if not 1 <= len(args) <= 2:
+        raise RayscaleError("dataset friedman1 is written friedman1:ROWS[:FEATURES], e.g. friedman1:20000:10")
+    rows = _positive_int(args[0], "friedman1 ROWS", minimum=10)
+    features = _positive_int(args[1], "friedman1 FEATURES", minimum=5) if len(args) == 2 else 10
+    from sklearn.datasets import make_friedman1
+
+    X, y = make_friedman1(n_samples=rows, n_features=features, noise=1.0, random_state=seed)
+    return X, y, tuple(f"x{i}" for i in range(features))
+
+
+def _csv(args: list[str], seed: int) -> Table:
+    if len(args) < 2:
+        raise RayscaleError("dataset csv is written csv:PATH:TARGET, e.g. csv:data/houses.csv:price")
+    # The path may itself contain ':' (Windows drives, odd names): the target is the last field.
+    path, target = Path(":".join(args[:-1])), args[-1]
+    import pandas as pd
+
+    if not path.is_file():
+        raise RayscaleError(f"CSV file not found: {path}")
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise RayscaleError(f"CSV file {path} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RayscaleError(f"CSV file {path} cannot be parsed: {first}") from None
+    if frame.empty:
+        raise RayscaleError(f"CSV file {path} has no data rows")
+    if target not in frame.columns:
+        raise RayscaleError(f"CSV file {path} has no column {target!r} (columns: {', '.join(map(str, frame.columns))})")
+    y = pd.to_numeric(frame[target], errors="coerce")
+    if y.isna().any():
+        bad = frame[target][y.isna()].iloc[0]
+        raise RayscaleError(f"target column {target!r} in {path} must be numeric; found {bad!r}")
+    features = frame.drop(columns=[target])
+    if features.shape[1] == 0:
+        raise RayscaleError(f"CSV file {path} has no feature columns besides {target!r}")
+    if features.isna().any().any():
+        column = features.columns[features.isna().any()][0]
+        raise RayscaleError(f"CSV file {path} has missing values in column {column!r}")
+    X = pd.get_dummies(features, dtype=float)
+    if len(frame) < 5:
+        raise RayscaleError(f"CSV file {path} has {len(frame)} rows; at least 5 are needed for a hold-out split")
+    return X.to_numpy(dtype=float), y.to_numpy(dtype=float), tuple(map(str, X.columns))
+
+
+LOADERS: dict[str, Callable[[list[str], int], Table]] = {
+    "diabetes": _diabetes,
+    "friedman1": _friedman1,
+    "csv": _csv,
+}
+
+
+def load_dataset(spec: str, seed: int = 42, test_size: float = 0.2) -> Dataset:
+    """Load ``spec`` (see module docstring) and split it with ``test_size`` and ``seed``."""
+    if not 0.0 < test_size < 1.0:
+        raise RayscaleError(f"--test-size must be between 0 and 1 (exclusive), got {test_size}")
+    name, *args = spec.split(":")
+    loader = LOADERS.get(name)
+    if loader is None:
+        raise RayscaleError(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}")
+    X, y, names = loader(args, seed)
+    from sklearn.model_selection import train_test_split
+
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size, random_state=seed)
+    if len(X_train) == 0 or len(X_test) == 0:
+        raise RayscaleError(f"--test-size {test_size} leaves an empty train or test set for {len(X)} rows")
+    return Dataset(spec, X_train, X_test, y_train, y_test, names)

@@ -1,0 +1,16 @@
+"""The one exception type the CLI turns into a one-line error and a non-zero exit."""
+
+from __future__ import annotations
+
+
+class RayscaleError(Exception):
+    """Bad input or an environment problem, described in one line for the user.
+
+    ``exit_code`` follows the documented convention: 2 for bad input (the default),
+    3 for an environment problem (cluster unreachable, output not writable),
+    4 for a benchmark whose results are inconsistent.
+    """
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

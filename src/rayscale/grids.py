@@ -1,0 +1,177 @@
+"""Hyperparameter grids of GradientBoostingRegressor configs.
+
+A grid is the built-in ``seed`` grid (the 20 configs of the first seed experiment) or a YAML
+file holding either an explicit list of configs::
+
+    configs:
+      - {n_estimators: 100, learning_rate: 0.1, max_depth: 3}
+      - {n_estimators: 200, learning_rate: 0.05, max_depth: 2}
+
+or a cartesian product of value lists (scalars are held fixed)::
+
+    product:
+      n_estimators: [100, 200, 400]
+      learning_rate: [0.05, 0.1]
+      max_depth: 3
+
+Both may be given; the product's configs follow the explicit ones. Every config is validated
+up front against the estimator's real parameters, so a typo fails before any cluster work.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rayscale.errors import RayscaleError
+
+SEED_GRID_SIZE = 20
+BUILTIN_GRIDS = ("seed",)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One config of a grid: its position, estimator parameters and relative cost."""
+
+    index: int
+    params: dict[str, Any]
+
+    def cost(self, n_rows: int, n_features: int) -> float:
+        """Relative fit cost: boosting stages × tree depth × rows × features × subsample.
+
+        Gradient boosting fits one regression tree per stage; a depth-d tree scans every
+        (sampled) row and feature once per level. The absolute scale is meaningless; the
+        ordering drives longest-first scheduling and the ratio to measured time flags stragglers.
+        """
+        p = self.params
+        depth = p.get("max_depth") or 3
+        return float(p.get("n_estimators", 100) * depth * n_rows * n_features * p.get("subsample", 1.0))
+
+
+def seed_grid(seed: int = 42) -> list[TrialSpec]:
+    """The first seed's 20 configs: more and deeper trees with a rising learning rate."""
+    return [
+        TrialSpec(
+            i,
+            {
+                "n_estimators": 50 + 10 * i,
+                "learning_rate": round(0.05 + 0.005 * i, 6),
+                "max_depth": 2 + i // 5,
+                "random_state": seed,
+            },
+        )
+        for i in range(SEED_GRID_SIZE)
+    ]
+
+
+def _estimator_params() -> dict[str, Any]:
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    return GradientBoostingRegressor().get_params()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def validate_params(params: Any, where: str) -> dict[str, Any]:
+    """Check one config; return it unchanged or raise a one-line :class:`RayscaleError`."""
+    if not isinstance(params, dict) or not params:
+        raise RayscaleError(f"{where}: a config must be a non-empty mapping of parameter: value")
+    known = _estimator_params()
+    for name in params:
+        if name not in known:
+            raise RayscaleError(f"{where}: unknown GradientBoostingRegressor parameter {name!r}")
+    n_est = params.get("n_estimators", 100)
+    if not isinstance(n_est, int) or isinstance(n_est, bool):
+        raise RayscaleError(f"{where}: n_estimators must be a whole number, got {n_est!r}")
+    if n_est <= 0:
+        raise RayscaleError(f"{where}: n_estimators must be positive, got {n_est}")
+    rate = params.get("learning_rate", 0.1)
+    if not _is_number(rate):
+        raise RayscaleError(f"{where}: learning_rate must be a number, got {rate!r}")
+    if rate <= 0:
+        raise RayscaleError(f"{where}: learning_rate must be greater than 0, got {rate}")
+    depth = params.get("max_depth", 3)
+    if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
+        raise RayscaleError(f"{where}: max_depth must be a positive whole number or null, got {depth!r}")
+    subsample = params.get("subsample", 1.0)
+    if not _is_number(subsample) or not 0 < subsample <= 1:
+        raise RayscaleError(f"{where}: subsample must be a number in (0, 1], got {subsample!r}")
+    # Everything else is checked by scikit-learn's own parameter validation, on a throwaway
+    # estimator, so that a wrong type fails here rather than inside a remote task.
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    try:
+        GradientBoostingRegressor(**params)._validate_params()
+    except (ValueError, TypeError) as exc:
+        message = str(exc).splitlines()[0]
+        raise RayscaleError(f"{where}: {message}") from None
+    return params
+
+
+def _product(spec: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(spec, dict) or not spec:
+        raise RayscaleError(f"{where}: 'product' must map parameter names to value lists")
+    axes: list[list[Any]] = []
+    for name, values in spec.items():
+        if isinstance(values, list):
+            if not values:
+                raise RayscaleError(f"{where}: product axis {name!r} has no values")
+            axes.append(values)
+        else:
+            axes.append([values])
+    return [dict(zip(spec, combo, strict=True)) for combo in itertools.product(*axes)]
+
+
+def parse_grid(document: Any, seed: int, source: str = "grid") -> list[TrialSpec]:
+    """Turn a parsed YAML document into validated trial specs."""
+    if not isinstance(document, dict):
+        raise RayscaleError(f"{source}: expected a mapping with 'configs' and/or 'product'")
+    unknown = set(document) - {"configs", "product"}
+    if unknown:
+        raise RayscaleError(f"{source}: unknown key {sorted(unknown)[0]!r}; use 'configs' and/or 'product'")
+    configs: list[Any] = []
+    if "configs" in document:
+        explicit = document["configs"]
+        if not isinstance(explicit, list):
+            raise RayscaleError(f"{source}: 'configs' must be a list of mappings")
+        configs.extend(explicit)
+    if "product" in document:
+        configs.extend(_product(document["product"], source))
+    if not configs:
+        raise RayscaleError(f"{source}: the grid is empty")
+    specs = []
+    for i, params in enumerate(configs):
+        checked = dict(validate_params(params, f"{source}: config {i}"))
+        checked.setdefault("random_state", seed)
+        specs.append(TrialSpec(i, checked))
+    return specs
+
+
+def load_grid(spec: str = "seed", seed: int = 42, max_trials: int | None = None) -> list[TrialSpec]:
+    """The built-in grid ``seed`` or a YAML file path, validated; ``max_trials`` caps its size."""
+    if spec == "seed":
+        specs = seed_grid(seed)
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise RayscaleError(f"grid file not found: {spec} (built-in grids: {', '.join(BUILTIN_GRIDS)})")
+        try:
+            document = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark is not None else ""
+            raise RayscaleError(f"grid file {spec} is not valid YAML{at}") from None
+        except UnicodeDecodeError:
+            raise RayscaleError(f"grid file {spec} is not a text file") from None
+        if document is None:
+            raise RayscaleError(f"grid file {spec} is empty")
+        specs = parse_grid(document, seed, source=str(spec))
+    if max_trials is not None and len(specs) > max_trials:
+        raise RayscaleError(f"grid {spec} has {len(specs)} configs, more than --max-trials {max_trials}")
+    return specs

@@ -1,0 +1,138 @@
+"""Human views of a result: rich tables on the terminal and PNG plots in the bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from rayscale.results import Result, TrialRecord, iter_trials
+
+PLOTS = ("rmse_vs_trees.png", "r2_vs_trees.png", "timeline.png")
+
+
+def _s(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds:.2f}s"
+
+
+def timing_table(result: Result) -> Table:
+    grid = result.grid
+    assert grid is not None
+    table = Table(title="Timing results", show_header=True, header_style="bold")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("detail")
+    seq, par = grid.sequential, grid.parallel
+    if seq:
+        table.add_row("Sequential time", _s(seq.wall_s), f"median of {len(seq.walls_s)}; "
+                      f"min {_s(seq.wall_min_s)}, max {_s(seq.wall_max_s)}")
+    if par:
+        table.add_row("Parallel time (warm)", _s(par.wall_s), f"median of {len(par.walls_s)}; "
+                      f"min {_s(par.wall_min_s)}, max {_s(par.wall_max_s)}")
+    if grid.speedup is not None:
+        table.add_row("Speedup", f"{grid.speedup:.2f}x", "sequential / parallel")
+        table.add_row("Time saved", _s(grid.time_saved_s), f"{grid.time_saved_pct:.1f}%")
+    if par and grid.lower_bound_s is not None and grid.efficiency is not None:
+        table.add_row("Makespan lower bound", _s(grid.lower_bound_s), "max(Σ fit / CPUs, longest fit)")
+        table.add_row("Parallel efficiency", f"{grid.efficiency:.2f}", "lower bound / parallel time")
+        table.add_row("Cold start", _s(par.connect_s + par.warmup_s),
+                      f"connect {_s(par.connect_s)} + warm-up {_s(par.warmup_s)}, not in the timings")
+    table.add_row("Cluster", f"{grid.cpus} CPUs", f"{grid.nodes} node(s), {grid.configs} configs")
+    return table
+
+
+def best_table(result: Result) -> Table:
+    grid = result.grid
+    assert grid is not None
+    best = grid.best
+    table = Table(title="Best model", show_header=True, header_style="bold")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name in ("n_estimators", "learning_rate", "max_depth"):
+        table.add_row(name, str(best.params.get(name, "default")))
+    table.add_row("RMSE", f"{best.rmse:.2f}")
+    table.add_row("R²", f"{best.r2:.4f}")
+    table.add_row("MAE", f"{best.mae:.2f}")
+    return table
+
+
+def print_report(result: Result, console: Console, bundle: Path | None = None) -> None:
+    console.print(f"[bold]rayscale[/] run {result.run_id} · dataset {result.dataset['spec']} "
+                  f"({result.dataset['n_train']} train / {result.dataset['n_test']} test rows)")
+    if result.grid is not None:
+        console.print(timing_table(result))
+        console.print(best_table(result))
+        if not result.grid.consistent:
+            console.print(f"[red]error:[/] {len(result.grid.mismatches)} config(s) differ between runs: "
+                          f"{result.grid.mismatches[0]}")
+    if bundle is not None:
+        console.print(f"bundle: {bundle}")
+
+
+def _metric_plot(trials: list[TrialRecord], metric: str, label: str, path: Path, best_index: int) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    depths = sorted({t.params.get("max_depth") for t in trials}, key=lambda d: (d is None, d))
+    for depth in depths:
+        group = sorted((t for t in trials if t.params.get("max_depth") == depth),
+                       key=lambda t: t.params.get("n_estimators", 100))
+        ax.plot([t.params.get("n_estimators", 100) for t in group], [getattr(t, metric) for t in group],
+                marker="o", label=f"max_depth={depth}")
+    top = next(t for t in trials if t.index == best_index)
+    ax.scatter([top.params.get("n_estimators", 100)], [getattr(top, metric)], s=160, facecolors="none",
+               edgecolors="black", linewidths=1.5, label="best (lowest RMSE)", zorder=5)
+    ax.set_xlabel("number of trees (n_estimators)")
+    ax.set_ylabel(label)
+    ax.set_title(f"{label} vs number of trees")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _timeline_plot(phase: str, trials: list[TrialRecord], path: Path, lower_bound_s: float | None) -> None:
+    import matplotlib.pyplot as plt
+
+    t0 = min(t.start_ts for t in trials)
+    workers = sorted({(t.node, t.node_id[:8], t.pid) for t in trials})
+    rows = {w: i for i, w in enumerate(workers)}
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(workers)), dpi=110)
+    cmap = plt.get_cmap("viridis")
+    depths = sorted({t.params.get("max_depth") or 0 for t in trials})
+    for t in trials:
+        row = rows[(t.node, t.node_id[:8], t.pid)]
+        shade = cmap(depths.index(t.params.get("max_depth") or 0) / max(1, len(depths) - 1))
+        ax.barh(row, t.end_ts - t.start_ts, left=t.start_ts - t0, height=0.7, color=shade, edgecolor="white")
+        ax.text(t.start_ts - t0 + (t.end_ts - t.start_ts) / 2, row, str(t.index), ha="center", va="center",
+                fontsize=6, color="white")
+    if lower_bound_s:
+        ax.axvline(lower_bound_s, color="red", linestyle="--", linewidth=1, label="makespan lower bound")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_yticks(range(len(workers)))
+    ax.set_yticklabels([f"{node} {nid} pid {pid}".strip() for node, nid, pid in workers], fontsize=7)
+    ax.set_xlabel("seconds since the first trial started")
+    ax.set_title(f"Trials per worker ({phase}); gaps are idle time, long bars stragglers")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_plots(result: Result, out_dir: Path) -> list[Path]:
+    """RMSE and R² vs number of trees (the first seed's plots) and the trial timeline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    phases = iter_trials(result)
+    if result.grid is None or not phases:
+        return []
+    phase, trials = phases[-1]  # the parallel phase when it ran, else the sequential one
+    paths = [out_dir / name for name in PLOTS]
+    _metric_plot(trials, "rmse", "RMSE", paths[0], result.grid.best.index)
+    _metric_plot(trials, "r2", "R²", paths[1], result.grid.best.index)
+    bound = result.grid.lower_bound_s if phase == "grid_parallel" else None
+    _timeline_plot(phase, trials, paths[2], bound)
+    return paths
