@@ -44,18 +44,23 @@ def main(
 
 @app.command()
 def run(
-    dataset: Annotated[str, typer.Option(help="diabetes | friedman1:ROWS[:FEATURES] | csv:PATH:TARGET")] = "diabetes",
+    dataset: Annotated[
+        str, typer.Option(help="diabetes | friedman1:ROWS[:FEATURES] | csv:PATH:TARGET")
+    ] = "diabetes",
     grid: Annotated[str, typer.Option(help="'seed' (the 20 built-in configs) or a grid YAML file")] = "seed",
     seed: Annotated[int, typer.Option(help="Seed for the split, synthetic data and estimators.")] = 42,
     test_size: Annotated[float, typer.Option(help="Hold-out share, between 0 and 1.")] = 0.2,
     repeats: Annotated[int, typer.Option(help="Timed rounds per phase (min/median/max reported).")] = 3,
     cpus_per_trial: Annotated[float, typer.Option(help="CPUs reserved by each Ray trial.")] = 1.0,
     address: Annotated[
-        str, typer.Option(envvar="RAY_ADDRESS", help="Empty: start an embedded Ray; 'auto', host:port or ray://…")
+        str,
+        typer.Option(envvar="RAY_ADDRESS", help="Empty: start an embedded Ray; 'auto', host:port or ray://…"),
     ] = "",
     phases: Annotated[str, typer.Option(help="Comma list of grid-seq, grid-ray.")] = "grid-seq,grid-ray",
     max_trials: Annotated[int | None, typer.Option(help="Refuse grids with more configs than this.")] = None,
-    output: Annotated[Path | None, typer.Option(help="Bundle directory [default: results/<run-id>/].")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Bundle directory [default: results/<run-id>/].")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON to stdout.")] = False,
 ) -> None:
     """Run the grid sequentially and as parallel Ray tasks; print tables, write the bundle."""
@@ -64,8 +69,15 @@ def run(
 
     try:
         opts = RunOptions(
-            dataset=dataset, grid=grid, seed=seed, test_size=test_size, repeats=repeats,
-            cpus_per_trial=cpus_per_trial, address=address, output=output, phases=parse_phases(phases),
+            dataset=dataset,
+            grid=grid,
+            seed=seed,
+            test_size=test_size,
+            repeats=repeats,
+            cpus_per_trial=cpus_per_trial,
+            address=address,
+            output=output,
+            phases=parse_phases(phases),
             max_trials=max_trials,
         )
         result, bundle = run_benchmark(opts)
@@ -79,7 +91,9 @@ def run(
 
 @app.command()
 def report(
-    result_path: Annotated[Path, typer.Argument(metavar="RESULT", help="A result.json or its bundle directory.")],
+    result_path: Annotated[
+        Path, typer.Argument(metavar="RESULT", help="A result.json or its bundle directory.")
+    ],
     plots: Annotated[bool, typer.Option(help="Re-render the PNG plots next to the result.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON to stdout.")] = False,
 ) -> None:

@@ -25,7 +25,8 @@ def validate_address(address: str | None) -> str:
     match = _HOST_PORT.match(address)
     if not match or not 0 < int(match.group(1)) < 65536:
         raise RayscaleError(
-            f"--address {address!r} is not 'auto', 'host:port' or 'ray://host:port' (empty starts a local Ray)"
+            f"--address {address!r} is not 'auto', 'host:port' or 'ray://host:port' "
+            "(empty starts a local Ray)"
         )
     return address
 

@@ -99,7 +99,9 @@ def _csv(args: list[str], seed: int) -> Table:
     if frame.empty:
         raise RayscaleError(f"CSV file {path} has no data rows")
     if target not in frame.columns:
-        raise RayscaleError(f"CSV file {path} has no column {target!r} (columns: {', '.join(map(str, frame.columns))})")
+        raise RayscaleError(
+            f"CSV file {path} has no column {target!r} (columns: {', '.join(map(str, frame.columns))})"
+        )
     y = pd.to_numeric(frame[target], errors="coerce")
     if y.isna().any():
         bad = frame[target][y.isna()].iloc[0]
@@ -112,7 +114,9 @@ def _csv(args: list[str], seed: int) -> Table:
         raise RayscaleError(f"CSV file {path} has missing values in column {column!r}")
     X = pd.get_dummies(features, dtype=float)
     if len(frame) < 5:
-        raise RayscaleError(f"CSV file {path} has {len(frame)} rows; at least 5 are needed for a hold-out split")
+        raise RayscaleError(
+            f"CSV file {path} has {len(frame)} rows; at least 5 are needed for a hold-out split"
+        )
     return X.to_numpy(dtype=float), y.to_numpy(dtype=float), tuple(map(str, X.columns))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -128,8 +129,12 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
         lower_bound = summary.lower_bound([t.fit_s for t in trials], cluster.cpus)
         efficiency = summary.efficiency(lower_bound, timing.wall_s)
         parallel = ParallelPhase(
-            **timing.model_dump(), connect_s=cluster.connect_s, warmup_s=warmup_s,
-            cpus_per_trial=opts.cpus_per_trial, makespan_s=summary.makespan(trials), trials=trials,
+            **timing.model_dump(),
+            connect_s=cluster.connect_s,
+            warmup_s=warmup_s,
+            cpus_per_trial=opts.cpus_per_trial,
+            makespan_s=summary.makespan(trials),
+            trials=trials,
         )
 
     mismatches = summary.mismatches(sequential.trials, parallel.trials) if sequential and parallel else []
@@ -144,21 +149,35 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
         configs=len(specs),
         cpus=cluster.cpus if cluster else 1,
         nodes=cluster.nodes if cluster else 1,
-        sequential=sequential, parallel=parallel,
-        speedup=speed, time_saved_s=saved, time_saved_pct=saved_pct,
-        lower_bound_s=lower_bound, efficiency=efficiency,
+        sequential=sequential,
+        parallel=parallel,
+        speedup=speed,
+        time_saved_s=saved,
+        time_saved_pct=saved_pct,
+        lower_bound_s=lower_bound,
+        efficiency=efficiency,
         best=summary.best(reference.trials),
-        consistent=not mismatches, mismatches=mismatches,
+        consistent=not mismatches,
+        mismatches=mismatches,
     )
-    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "command"}
+    # Through JSON once, so the stored options equal what a reader loads back (tuples → lists, paths → str).
+    options = json.loads(json.dumps({k: v for k, v in asdict(opts).items() if k != "command"}, default=str))
     result = Result(
-        run_id=run_id, created_utc=created, command=opts.command, environment=env, options=options,
-        dataset=dataset.describe(), cluster=cluster, grid=grid,
+        run_id=run_id,
+        created_utc=created,
+        command=opts.command,
+        environment=env,
+        options=options,
+        dataset=dataset.describe(),
+        cluster=cluster,
+        grid=grid,
     )
     write_bundle(result, out_dir)
     write_plots(result, out_dir)
     if mismatches:
         raise RayscaleError(
             f"parallel and sequential metrics differ for {len(mismatches)} config(s), e.g. {mismatches[0]} "
-            f"(bundle kept in {out_dir})", 4)
+            f"(bundle kept in {out_dir})",
+            4,
+        )
     return result, out_dir

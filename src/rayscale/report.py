@@ -25,19 +25,28 @@ def timing_table(result: Result) -> Table:
     table.add_column("detail")
     seq, par = grid.sequential, grid.parallel
     if seq:
-        table.add_row("Sequential time", _s(seq.wall_s), f"median of {len(seq.walls_s)}; "
-                      f"min {_s(seq.wall_min_s)}, max {_s(seq.wall_max_s)}")
+        table.add_row(
+            "Sequential time",
+            _s(seq.wall_s),
+            f"median of {len(seq.walls_s)}; min {_s(seq.wall_min_s)}, max {_s(seq.wall_max_s)}",
+        )
     if par:
-        table.add_row("Parallel time (warm)", _s(par.wall_s), f"median of {len(par.walls_s)}; "
-                      f"min {_s(par.wall_min_s)}, max {_s(par.wall_max_s)}")
+        table.add_row(
+            "Parallel time (warm)",
+            _s(par.wall_s),
+            f"median of {len(par.walls_s)}; min {_s(par.wall_min_s)}, max {_s(par.wall_max_s)}",
+        )
     if grid.speedup is not None:
         table.add_row("Speedup", f"{grid.speedup:.2f}x", "sequential / parallel")
         table.add_row("Time saved", _s(grid.time_saved_s), f"{grid.time_saved_pct:.1f}%")
     if par and grid.lower_bound_s is not None and grid.efficiency is not None:
         table.add_row("Makespan lower bound", _s(grid.lower_bound_s), "max(Σ fit / CPUs, longest fit)")
         table.add_row("Parallel efficiency", f"{grid.efficiency:.2f}", "lower bound / parallel time")
-        table.add_row("Cold start", _s(par.connect_s + par.warmup_s),
-                      f"connect {_s(par.connect_s)} + warm-up {_s(par.warmup_s)}, not in the timings")
+        table.add_row(
+            "Cold start",
+            _s(par.connect_s + par.warmup_s),
+            f"connect {_s(par.connect_s)} + warm-up {_s(par.warmup_s)}, not in the timings",
+        )
     table.add_row("Cluster", f"{grid.cpus} CPUs", f"{grid.nodes} node(s), {grid.configs} configs")
     return table
 
@@ -58,14 +67,18 @@ def best_table(result: Result) -> Table:
 
 
 def print_report(result: Result, console: Console, bundle: Path | None = None) -> None:
-    console.print(f"[bold]rayscale[/] run {result.run_id} · dataset {result.dataset['spec']} "
-                  f"({result.dataset['n_train']} train / {result.dataset['n_test']} test rows)")
+    console.print(
+        f"[bold]rayscale[/] run {result.run_id} · dataset {result.dataset['spec']} "
+        f"({result.dataset['n_train']} train / {result.dataset['n_test']} test rows)"
+    )
     if result.grid is not None:
         console.print(timing_table(result))
         console.print(best_table(result))
         if not result.grid.consistent:
-            console.print(f"[red]error:[/] {len(result.grid.mismatches)} config(s) differ between runs: "
-                          f"{result.grid.mismatches[0]}")
+            console.print(
+                f"[red]error:[/] {len(result.grid.mismatches)} config(s) differ between runs: "
+                f"{result.grid.mismatches[0]}"
+            )
     if bundle is not None:
         console.print(f"bundle: {bundle}")
 
@@ -76,13 +89,27 @@ def _metric_plot(trials: list[TrialRecord], metric: str, label: str, path: Path,
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     depths = sorted({t.params.get("max_depth") for t in trials}, key=lambda d: (d is None, d))
     for depth in depths:
-        group = sorted((t for t in trials if t.params.get("max_depth") == depth),
-                       key=lambda t: t.params.get("n_estimators", 100))
-        ax.plot([t.params.get("n_estimators", 100) for t in group], [getattr(t, metric) for t in group],
-                marker="o", label=f"max_depth={depth}")
+        group = sorted(
+            (t for t in trials if t.params.get("max_depth") == depth),
+            key=lambda t: t.params.get("n_estimators", 100),
+        )
+        ax.plot(
+            [t.params.get("n_estimators", 100) for t in group],
+            [getattr(t, metric) for t in group],
+            marker="o",
+            label=f"max_depth={depth}",
+        )
     top = next(t for t in trials if t.index == best_index)
-    ax.scatter([top.params.get("n_estimators", 100)], [getattr(top, metric)], s=160, facecolors="none",
-               edgecolors="black", linewidths=1.5, label="best (lowest RMSE)", zorder=5)
+    ax.scatter(
+        [top.params.get("n_estimators", 100)],
+        [getattr(top, metric)],
+        s=160,
+        facecolors="none",
+        edgecolors="black",
+        linewidths=1.5,
+        label="best (lowest RMSE)",
+        zorder=5,
+    )
     ax.set_xlabel("number of trees (n_estimators)")
     ax.set_ylabel(label)
     ax.set_title(f"{label} vs number of trees")
@@ -106,8 +133,15 @@ def _timeline_plot(phase: str, trials: list[TrialRecord], path: Path, lower_boun
         row = rows[(t.node, t.node_id[:8], t.pid)]
         shade = cmap(depths.index(t.params.get("max_depth") or 0) / max(1, len(depths) - 1))
         ax.barh(row, t.end_ts - t.start_ts, left=t.start_ts - t0, height=0.7, color=shade, edgecolor="white")
-        ax.text(t.start_ts - t0 + (t.end_ts - t.start_ts) / 2, row, str(t.index), ha="center", va="center",
-                fontsize=6, color="white")
+        ax.text(
+            t.start_ts - t0 + (t.end_ts - t.start_ts) / 2,
+            row,
+            str(t.index),
+            ha="center",
+            va="center",
+            fontsize=6,
+            color="white",
+        )
     if lower_bound_s:
         ax.axvline(lower_bound_s, color="red", linestyle="--", linewidth=1, label="makespan lower bound")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))

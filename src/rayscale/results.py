@@ -174,8 +174,24 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 TRIAL_COLUMNS = [
-    "phase", "index", "n_estimators", "learning_rate", "max_depth", "rmse", "r2", "mae",
-    "fit_s", "predict_s", "queue_s", "cost", "node", "node_id", "pid", "start_ts", "end_ts", "params",
+    "phase",
+    "index",
+    "n_estimators",
+    "learning_rate",
+    "max_depth",
+    "rmse",
+    "r2",
+    "mae",
+    "fit_s",
+    "predict_s",
+    "queue_s",
+    "cost",
+    "node",
+    "node_id",
+    "pid",
+    "start_ts",
+    "end_ts",
+    "params",
 ]
 
 

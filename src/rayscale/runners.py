@@ -76,15 +76,16 @@ def run_sequential(
     started = time.perf_counter()
     for spec in specs:
         submit_ts = time.time()
-        record = _record(spec, spec.cost(dataset.n_train, dataset.n_features), fit_and_score(spec.params, data),
-                         submit_ts)
+        record = _record(
+            spec, spec.cost(dataset.n_train, dataset.n_features), fit_and_score(spec.params, data), submit_ts
+        )
         records.append(record)
         if on_trial:
             on_trial(record)
     return time.perf_counter() - started, records
 
 
-def _remote_fit():  # type: ignore[no-untyped-def]
+def _remote_fit() -> Any:
     import ray
 
     return ray.remote(max_retries=3)(fit_and_score)
@@ -132,7 +133,9 @@ class RayGridRunner:
         ray.get([task.remote(self.data_ref, hold_s) for _ in range(self.slots)])
         return time.perf_counter() - started
 
-    def run(self, specs: Sequence[TrialSpec], on_trial: OnTrial | None = None) -> tuple[float, list[TrialRecord]]:
+    def run(
+        self, specs: Sequence[TrialSpec], on_trial: OnTrial | None = None
+    ) -> tuple[float, list[TrialRecord]]:
         """One timed round: submit longest-expected-first, collect as tasks finish."""
         import ray
 
@@ -168,5 +171,6 @@ def _get_all(refs: list) -> list[dict[str, Any]]:
         return ray.get(refs)
     except ray.exceptions.RayTaskError as exc:
         cause = exc.cause if exc.cause is not None else exc
-        raise RayscaleError(f"a trial failed on the cluster: {type(cause).__name__}: {cause}".splitlines()[0],
-                            3) from None
+        raise RayscaleError(
+            f"a trial failed on the cluster: {type(cause).__name__}: {cause}".splitlines()[0], 3
+        ) from None

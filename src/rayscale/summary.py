@@ -54,5 +54,7 @@ def mismatches(a: Sequence[TrialRecord], b: Sequence[TrialRecord], rel_tol: floa
             x, y = getattr(t, name), getattr(other, name)
             if not math.isclose(x, y, rel_tol=rel_tol, abs_tol=1e-12):
                 problems.append(f"config {t.index}: {name} {x!r} != {y!r}")
-    problems += [f"config {i} missing from the first run" for i in sorted(set(by_index) - {t.index for t in a})]
+    problems += [
+        f"config {i} missing from the first run" for i in sorted(set(by_index) - {t.index for t in a})
+    ]
     return problems

@@ -1,0 +1,39 @@
+# rayscale — every target creates .venv and installs the project first (idempotent).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Ray >= 2.59 turns token authentication on for local clusters; rayscale follows whatever is set.
+# The embedded Ray generates its own token, so `token` needs no setup on a laptop.
+export RAY_AUTH_MODE ?= token
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: install run test test-fast bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,k8s]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install  ## the seed experiment on an embedded local Ray
+	$(BIN)/rayscale run $(ARGS)
+
+test: install  ## every test (unit, CLI, integration on a real local Ray)
+	$(BIN)/pytest $(ARGS)
+
+test-fast: install  ## skip the tests marked slow
+	$(BIN)/pytest -m "not slow" $(ARGS)
+
+bench: install  ## bench/grid.py; results land in bench/results/
+	$(BIN)/python bench/grid.py $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rayscale.datasets import load_dataset
+from rayscale.errors import RayscaleError
+
+
+def test_diabetes_default_split_matches_the_seed() -> None:
+    d = load_dataset("diabetes")
+    assert (d.n_train, d.n_test, d.n_features) == (353, 89, 10)
+    assert d.feature_names[:3] == ("age", "sex", "bmi")
+
+
+def test_friedman1_is_deterministic_from_the_seed() -> None:
+    a = load_dataset("friedman1:200:7", seed=3)
+    b = load_dataset("friedman1:200:7", seed=3)
+    c = load_dataset("friedman1:200:7", seed=4)
+    assert a.n_features == 7 and a.n_train + a.n_test == 200
+    np.testing.assert_array_equal(a.X_train, b.X_train)
+    assert not np.array_equal(a.X_train, c.X_train)
+
+
+def test_friedman1_defaults_to_ten_features() -> None:
+    assert load_dataset("friedman1:100").n_features == 10
+
+
+def test_test_size_shapes_the_split() -> None:
+    d = load_dataset("friedman1:100", test_size=0.5)
+    assert (d.n_train, d.n_test) == (50, 50)
+
+
+def test_csv_one_hot_encodes_categories(tmp_path: Path) -> None:
+    path = tmp_path / "houses.csv"
+    rows = ["rooms,city,price"] + [f"{i % 5 + 1},{['a', 'b', 'c'][i % 3]},{100 + i}" for i in range(30)]
+    path.write_text("\n".join(rows) + "\n")
+    d = load_dataset(f"csv:{path}:price")
+    assert d.feature_names == ("rooms", "city_a", "city_b", "city_c")
+    assert d.n_train + d.n_test == 30
+    assert set(np.unique(d.X_train[:, 1:])) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize(
+    ("spec", "content", "message"),
+    [
+        ("csv:{path}:price", None, "CSV file not found"),
+        ("csv:{path}:price", "", "is empty"),
+        ("csv:{path}:price", "a,price\n", "has no data rows"),
+        ("csv:{path}:cost", "a,price\n1,2\n", "has no column 'cost'"),
+        ("csv:{path}:price", "a,price\n1,cheap\n2,3\n", "must be numeric; found 'cheap'"),
+        ("csv:{path}:price", "a,price\n1,2\n,3\n4,5\n6,7\n8,9\n", "missing values in column 'a'"),
+        ("csv:{path}:price", "price\n1\n2\n", "no feature columns"),
+        ("csv:{path}", "a,price\n1,2\n", "csv:PATH:TARGET"),
+    ],
+)
+def test_csv_bad_input(tmp_path: Path, spec: str, content: str | None, message: str) -> None:
+    path = tmp_path / "data.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(RayscaleError, match=message):
+        load_dataset(spec.format(path=path))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("iris", "unknown dataset 'iris'"),
+        ("friedman1", "friedman1:ROWS"),
+        ("friedman1:many", "whole number"),
+        ("friedman1:5", "at least 10"),
+        ("friedman1:100:3", "at least 5"),
+        ("diabetes:1", "takes no arguments"),
+    ],
+)
+def test_bad_dataset_specs(spec: str, message: str) -> None:
+    with pytest.raises(RayscaleError, match=message):
+        load_dataset(spec)
+
+
+@pytest.mark.parametrize("size", [0.0, 1.0, -0.1, 1.5])
+def test_test_size_outside_unit_interval(size: float) -> None:
+    with pytest.raises(RayscaleError, match="--test-size"):
+        load_dataset("diabetes", test_size=size)

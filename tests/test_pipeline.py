@@ -1,0 +1,40 @@
+"""The main job end to end on a real embedded Ray (2 CPUs): the first seed's published result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rayscale.pipeline import RunOptions, run_benchmark
+from rayscale.results import load_result
+
+pytestmark = pytest.mark.slow
+
+
+def test_seed_experiment_is_reproduced(tmp_path: Path) -> None:
+    result, out = run_benchmark(RunOptions(repeats=1, output=tmp_path / "seed"))
+    grid = result.grid
+    assert grid is not None and grid.sequential and grid.parallel
+    # The first seed's best-model table: 80 trees, lr 0.065, depth 2, RMSE 52.42, R² 0.4814, MAE 42.74.
+    assert grid.best.params == {
+        "n_estimators": 80,
+        "learning_rate": 0.065,
+        "max_depth": 2,
+        "random_state": 42,
+    }
+    assert round(grid.best.rmse, 2) == 52.42
+    assert round(grid.best.r2, 4) == 0.4814
+    assert round(grid.best.mae, 2) == 42.74
+    # Both runners fitted all 20 configs with identical metrics.
+    assert grid.consistent and grid.mismatches == []
+    assert len(grid.sequential.trials) == len(grid.parallel.trials) == 20
+    # Timing figures are present and coherent with each other.
+    assert grid.cpus == 2 and grid.nodes == 1
+    assert grid.speedup == pytest.approx(grid.sequential.wall_s / grid.parallel.wall_s)
+    fits = [t.fit_s for t in grid.parallel.trials]
+    assert grid.lower_bound_s == pytest.approx(max(sum(fits) / 2, max(fits)))
+    assert grid.efficiency == pytest.approx(grid.lower_bound_s / grid.parallel.wall_s)
+    assert grid.parallel.connect_s > 0 and grid.parallel.warmup_s > 0
+    assert len({t.pid for t in grid.parallel.trials}) == 2  # both CPUs did work
+    assert load_result(out) == result
