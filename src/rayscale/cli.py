@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,11 @@ app = typer.Typer(
 )
 
 _err = Console(stderr=True)
+
+
+class Scheduler(str, Enum):
+    asha = "asha"
+    none = "none"
 
 
 def _fail(exc: RayscaleError) -> typer.Exit:
@@ -51,12 +57,12 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed for the split, synthetic data and estimators.")] = 42,
     test_size: Annotated[float, typer.Option(help="Hold-out share, between 0 and 1.")] = 0.2,
     repeats: Annotated[int, typer.Option(help="Timed rounds per phase (min/median/max reported).")] = 3,
-    cpus_per_trial: Annotated[float, typer.Option(help="CPUs reserved by each Ray trial.")] = 1.0,
+    cpus_per_trial: Annotated[int, typer.Option(help="CPUs per Ray trial (also XGBoost's nthread).")] = 1,
     address: Annotated[
         str,
         typer.Option(envvar="RAY_ADDRESS", help="Empty: start an embedded Ray; 'auto', host:port or ray://…"),
     ] = "",
-    phases: Annotated[str, typer.Option(help="Comma list of grid-seq, grid-ray.")] = "grid-seq,grid-ray",
+    phases: Annotated[str, typer.Option(help="Comma list of grid-seq, grid-ray, tune.")] = "grid-seq,grid-ray,tune",
     max_trials: Annotated[int | None, typer.Option(help="Refuse grids with more configs than this.")] = None,
     output: Annotated[
         Path | None, typer.Option(help="Bundle directory [default: results/<run-id>/].")

@@ -1,4 +1,4 @@
-"""``rayscale run``: the grid sequentially and as Ray tasks, summarised into one result bundle."""
+"""``rayscale run``: the grid sequentially and as Ray tasks, then the Tune sweep, into one result bundle."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -14,9 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rayscale import environment, summary
 from rayscale.cluster import ray_session, validate_address
-from rayscale.datasets import load_dataset
+from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
-from rayscale.grids import load_grid
+from rayscale.grids import TrialSpec, load_grid
 from rayscale.report import write_plots
 from rayscale.results import (
     GridResult,
@@ -25,14 +25,17 @@ from rayscale.results import (
     SequentialPhase,
     Timing,
     TrialRecord,
+    TuneResult,
     check_output_dir,
     new_run_id,
     utc_now,
     write_bundle,
 )
 from rayscale.runners import RayGridRunner, run_sequential
+from rayscale.tune import TuneOptions, check_options, count_trials, run_sweep
 
-PHASES = ("grid-seq", "grid-ray")
+PHASES = ("grid-seq", "grid-ray", "tune")
+RAY_PHASES = ("grid-ray", "tune")
 
 
 @dataclass
@@ -44,12 +47,13 @@ class RunOptions:
     seed: int = 42
     test_size: float = 0.2
     repeats: int = 3
-    cpus_per_trial: float = 1.0
+    cpus_per_trial: int = 1
     address: str | None = None
     output: Path | None = None
     phases: tuple[str, ...] = PHASES
     max_trials: int | None = None
     num_cpus: int | None = None  # CPUs of an embedded Ray (default: all of this machine's)
+    tune: TuneOptions = field(default_factory=TuneOptions)
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -67,22 +71,24 @@ def parse_phases(text: str) -> tuple[str, ...]:
 def _validate(opts: RunOptions) -> None:
     if opts.repeats < 1:
         raise RayscaleError(f"--repeats must be at least 1, got {opts.repeats}")
-    if opts.cpus_per_trial <= 0:
-        raise RayscaleError(f"--cpus-per-trial must be positive, got {opts.cpus_per_trial}")
+    if opts.cpus_per_trial < 1:
+        raise RayscaleError(f"--cpus-per-trial must be at least 1, got {opts.cpus_per_trial}")
     if opts.max_trials is not None and opts.max_trials < 1:
         raise RayscaleError(f"--max-trials must be at least 1, got {opts.max_trials}")
     parse_phases(",".join(opts.phases))
     validate_address(opts.address)
+    if "tune" in opts.phases:
+        check_options(opts.tune)
     if opts.output is not None:
         check_output_dir(opts.output)
 
 
 @contextmanager
-def _progress(console: Console, label: str, total: int) -> Iterator[Callable[[TrialRecord], None]]:
+def _progress(console: Console, label: str, total: int) -> Iterator[Callable[..., None]]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(label, total=total)
-        yield lambda _record: progress.advance(task)
+        yield lambda *_: progress.advance(task)
 
 
 def _pick_round(rounds: list[tuple[float, list[TrialRecord]]]) -> tuple[Timing, list[TrialRecord]]:
@@ -90,6 +96,22 @@ def _pick_round(rounds: list[tuple[float, list[TrialRecord]]]) -> tuple[Timing, 
     timing = Timing.of([wall for wall, _ in rounds])
     trials = next(trials for wall, trials in rounds if wall == timing.wall_s)
     return timing, trials
+
+
+def _grid_parallel(opts: RunOptions, dataset: Dataset, specs: list[TrialSpec], cpus: int, connect_s: float,
+                   console: Console) -> ParallelPhase:
+    runner = RayGridRunner(dataset, opts.cpus_per_trial, cpus)
+    with console.status("warming up Ray workers"):
+        warmup_s = runner.warm_up()
+    rounds = []
+    for r in range(opts.repeats):
+        with _progress(console, f"Ray grid, round {r + 1}/{opts.repeats}", len(specs)) as tick:
+            rounds.append(runner.run(specs, on_trial=tick))
+    timing, trials = _pick_round(rounds)
+    return ParallelPhase(
+        **timing.model_dump(), connect_s=connect_s, warmup_s=warmup_s, cpus_per_trial=opts.cpus_per_trial,
+        makespan_s=summary.makespan(trials), trials=trials,
+    )
 
 
 def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Result, Path]:
@@ -115,27 +137,20 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
 
     cluster = None
     parallel: ParallelPhase | None = None
+    tuned: TuneResult | None = None
     lower_bound = efficiency = None
-    if "grid-ray" in opts.phases:
+    if any(p in opts.phases for p in RAY_PHASES):
         with ray_session(opts.address, num_cpus=opts.num_cpus) as cluster:
-            runner = RayGridRunner(dataset, opts.cpus_per_trial, cluster.cpus)
-            with console.status("warming up Ray workers"):
-                warmup_s = runner.warm_up()
-            rounds = []
-            for r in range(opts.repeats):
-                with _progress(console, f"Ray grid, round {r + 1}/{opts.repeats}", len(specs)) as tick:
-                    rounds.append(runner.run(specs, on_trial=tick))
-        timing, trials = _pick_round(rounds)
-        lower_bound = summary.lower_bound([t.fit_s for t in trials], cluster.cpus)
-        efficiency = summary.efficiency(lower_bound, timing.wall_s)
-        parallel = ParallelPhase(
-            **timing.model_dump(),
-            connect_s=cluster.connect_s,
-            warmup_s=warmup_s,
-            cpus_per_trial=opts.cpus_per_trial,
-            makespan_s=summary.makespan(trials),
-            trials=trials,
-        )
+            if "grid-ray" in opts.phases:
+                parallel = _grid_parallel(opts, dataset, specs, cluster.cpus, cluster.connect_s, console)
+                lower_bound = summary.lower_bound([t.fit_s for t in parallel.trials], cluster.cpus)
+                efficiency = summary.efficiency(lower_bound, parallel.wall_s)
+            if "tune" in opts.phases:
+                tune_opts = replace(opts.tune, cpus_per_trial=opts.cpus_per_trial, seed=opts.seed)
+                out_dir.mkdir(parents=True, exist_ok=True)  # Tune's storage lives in the bundle
+                total = count_trials(tune_opts.space, tune_opts.samples)
+                with _progress(console, "Tune sweep (XGBoost)", total) as tick:
+                    tuned = run_sweep(dataset, tune_opts, cluster.cpus, out_dir, on_trial=tick)
 
     mismatches = summary.mismatches(sequential.trials, parallel.trials) if sequential and parallel else []
     speed = saved = saved_pct = None
@@ -144,8 +159,7 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
         saved = sequential.wall_s - parallel.wall_s
         saved_pct = 100.0 * saved / sequential.wall_s
     reference = parallel or sequential
-    assert reference is not None  # parse_phases guarantees at least one grid phase
-    grid = GridResult(
+    grid = None if reference is None else GridResult(
         configs=len(specs),
         cpus=cluster.cpus if cluster else 1,
         nodes=cluster.nodes if cluster else 1,

@@ -7,9 +7,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from rayscale.results import Result, TrialRecord, iter_trials
+from rayscale.results import Result, TrialRecord, TuneTrial, iter_trials
 
 PLOTS = ("rmse_vs_trees.png", "r2_vs_trees.png", "timeline.png")
+TUNE_PLOTS = ("tune_timeline.png", "tune_rmse_vs_rounds.png")
 
 
 def _s(seconds: float | None) -> str:
@@ -66,6 +67,42 @@ def best_table(result: Result) -> Table:
     return table
 
 
+def tune_table(result: Result) -> Table:
+    tune = result.tune
+    assert tune is not None
+    table = Table(title=f"Tune sweep (XGBoost, {tune.scheduler})", show_header=True, header_style="bold")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("detail")
+    table.add_row("Trials", str(len(tune.trials)), f"{tune.sampling} sampling, {tune.max_concurrent} at a time, "
+                  f"{tune.cpus_per_trial} CPU(s) each")
+    table.add_row("Stopped early", str(tune.stopped_early),
+                  f"grace {tune.grace_period}, reduction {tune.reduction_factor}" if tune.scheduler == "asha" else "")
+    share = tune.rounds_run / tune.rounds_budget if tune.rounds_budget else 0.0
+    table.add_row("Boosting rounds run", f"{tune.rounds_run}", f"{share:.0%} of {tune.rounds_budget} "
+                  f"({len(tune.trials)} × {tune.max_rounds})")
+    table.add_row("Tune wall", _s(tune.wall_s), f"of which start-up {_s(tune.startup_s)}")
+    table.add_row("Σ compute", _s(tune.compute_s), "time inside boosting, all trials")
+    table.add_row("Compute bound", _s(tune.compute_bound_s), f"Σ compute / {tune.cpus} CPUs")
+    table.add_row("Overhead", _s(tune.overhead_s), f"wall − compute bound; reports every {tune.report_every} rounds")
+    return table
+
+
+def baseline_table(result: Result) -> Table:
+    tune = result.tune
+    assert tune is not None
+    table = Table(title="Baseline vs tuned (XGBoost)", show_header=True, header_style="bold")
+    for column in ("metric", "baseline (defaults)", "Ray Tune best"):
+        table.add_column(column, justify="right")
+    table.add_row("RMSE", f"{tune.baseline.rmse:.2f}", f"{tune.best.rmse:.2f}")
+    table.add_row("R²", f"{tune.baseline.r2:.4f}", f"{tune.best.r2:.4f}")
+    table.add_row("MAE", f"{tune.baseline.mae:.2f}", f"{tune.best.mae:.2f}")
+    table.add_row("improvement", "", f"{tune.improvement_pct:.1f}% lower RMSE")
+    best = ", ".join(f"{k}={v}" for k, v in sorted(tune.best.params.items()))
+    table.add_row("best config", "", best)
+    return table
+
+
 def print_report(result: Result, console: Console, bundle: Path | None = None) -> None:
     console.print(
         f"[bold]rayscale[/] run {result.run_id} · dataset {result.dataset['spec']} "
@@ -79,6 +116,9 @@ def print_report(result: Result, console: Console, bundle: Path | None = None) -
                 f"[red]error:[/] {len(result.grid.mismatches)} config(s) differ between runs: "
                 f"{result.grid.mismatches[0]}"
             )
+    if result.tune is not None:
+        console.print(tune_table(result))
+        console.print(baseline_table(result))
     if bundle is not None:
         console.print(f"bundle: {bundle}")
 
@@ -120,7 +160,8 @@ def _metric_plot(trials: list[TrialRecord], metric: str, label: str, path: Path,
     plt.close(fig)
 
 
-def _timeline_plot(phase: str, trials: list[TrialRecord], path: Path, lower_bound_s: float | None) -> None:
+def _timeline_plot(phase: str, trials: list[TrialRecord] | list[TuneTrial], path: Path,
+                   lower_bound_s: float | None) -> None:
     import matplotlib.pyplot as plt
 
     t0 = min(t.start_ts for t in trials)
@@ -155,18 +196,42 @@ def _timeline_plot(phase: str, trials: list[TrialRecord], path: Path, lower_boun
     plt.close(fig)
 
 
+def _tune_rounds_plot(trials: list[TuneTrial], baseline_rmse: float, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for stopped, label, marker in ((False, "ran to max rounds", "o"), (True, "stopped early (ASHA)", "x")):
+        group = [t for t in trials if t.stopped_early == stopped]
+        if group:
+            ax.scatter([t.rounds for t in group], [t.rmse for t in group], marker=marker, label=label)
+    ax.axhline(baseline_rmse, color="grey", linestyle="--", label="baseline (XGBoost defaults)")
+    ax.set_xlabel("boosting rounds run")
+    ax.set_ylabel("RMSE at the last report")
+    ax.set_title("Tune trials: where each stopped and how good it was")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def write_plots(result: Result, out_dir: Path) -> list[Path]:
-    """RMSE and R² vs number of trees (the first seed's plots) and the trial timeline."""
+    """RMSE and R² vs number of trees (the first seed's plots), trial timelines, Tune's rounds."""
     import matplotlib
 
     matplotlib.use("Agg")
+    paths: list[Path] = []
     phases = iter_trials(result)
-    if result.grid is None or not phases:
-        return []
-    phase, trials = phases[-1]  # the parallel phase when it ran, else the sequential one
-    paths = [out_dir / name for name in PLOTS]
-    _metric_plot(trials, "rmse", "RMSE", paths[0], result.grid.best.index)
-    _metric_plot(trials, "r2", "R²", paths[1], result.grid.best.index)
-    bound = result.grid.lower_bound_s if phase == "grid_parallel" else None
-    _timeline_plot(phase, trials, paths[2], bound)
+    if result.grid is not None and phases:
+        phase, trials = phases[-1]  # the parallel phase when it ran, else the sequential one
+        paths = [out_dir / name for name in PLOTS]
+        _metric_plot(trials, "rmse", "RMSE", paths[0], result.grid.best.index)
+        _metric_plot(trials, "r2", "R²", paths[1], result.grid.best.index)
+        bound = result.grid.lower_bound_s if phase == "grid_parallel" else None
+        _timeline_plot(phase, trials, paths[2], bound)
+    if result.tune is not None:
+        timeline, rounds = (out_dir / name for name in TUNE_PLOTS)
+        _timeline_plot("tune", result.tune.trials, timeline, result.tune.compute_bound_s)
+        _tune_rounds_plot(result.tune.trials, result.tune.baseline.rmse, rounds)
+        paths += [timeline, rounds]
     return paths

@@ -105,6 +105,62 @@ class GridResult(_Model):
     mismatches: list[str] = []
 
 
+class TuneTrial(_Model):
+    """One Tune trial: the same shape as a grid trial, plus how far it boosted."""
+
+    index: int
+    trial_id: str
+    params: dict[str, Any]
+    rmse: float
+    r2: float
+    mae: float
+    compute_s: float
+    rounds: int
+    stopped_early: bool
+    node: str
+    node_id: str
+    pid: int
+    start_ts: float
+    end_ts: float
+
+
+class TuneModel(_Model):
+    params: dict[str, Any]
+    rmse: float
+    r2: float
+    mae: float
+
+
+class TuneResult(_Model):
+    """The Tune phase: wall against the compute bound, and baseline vs tuned quality."""
+
+    scheduler: Literal["asha", "none"]
+    sampling: Literal["grid", "random"]
+    wall_s: float
+    compute_s: float
+    compute_bound_s: float
+    overhead_s: float
+    startup_s: float
+    cpus: int
+    cpus_per_trial: int
+    max_concurrent: int
+    max_rounds: int
+    report_every: int
+    grace_period: int | None
+    reduction_factor: int | None
+    reuse_actors: bool
+    checkpoint: bool
+    loggers: bool
+    rounds_run: int
+    rounds_budget: int
+    stopped_early: int
+    storage: str
+    trials: list[TuneTrial]
+    baseline: TuneModel
+    best: TuneModel
+    improvement_pct: float
+
+
 class ClusterInfo(_Model):
     address: str
     mode: Literal["embedded", "existing"]
@@ -125,6 +181,7 @@ class Result(_Model):
     dataset: dict[str, Any]
     cluster: ClusterInfo | None = None
     grid: GridResult | None = None
+    tune: TuneResult | None = None
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2) + "\n"
@@ -200,7 +257,7 @@ def trials_csv(result: Result) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=TRIAL_COLUMNS)
     writer.writeheader()
-    for phase, trials in iter_trials(result):
+    for phase, trials in all_trials(result):
         for t in trials:
             row = t.model_dump()
             row.update(
@@ -215,12 +272,20 @@ def trials_csv(result: Result) -> str:
 
 
 def iter_trials(result: Result) -> list[tuple[str, list[TrialRecord]]]:
-    """(phase name, trials) for every phase the result holds, in run order."""
+    """(phase name, trials) for each grid phase the result holds, in run order."""
     phases: list[tuple[str, list[TrialRecord]]] = []
     if result.grid and result.grid.sequential:
         phases.append(("grid_sequential", result.grid.sequential.trials))
     if result.grid and result.grid.parallel:
         phases.append(("grid_parallel", result.grid.parallel.trials))
+    return phases
+
+
+def all_trials(result: Result) -> list[tuple[str, list[TrialRecord] | list[TuneTrial]]]:
+    """Every phase's trials, the Tune phase's included (labelled as in the metrics: ``tune``)."""
+    phases: list[tuple[str, list[TrialRecord] | list[TuneTrial]]] = list(iter_trials(result))
+    if result.tune:
+        phases.append(("tune", result.tune.trials))
     return phases
 
 

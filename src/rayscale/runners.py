@@ -26,7 +26,7 @@ def arrays(dataset: Dataset) -> Arrays:
     return dataset.X_train, dataset.y_train, dataset.X_test, dataset.y_test
 
 
-def _where() -> tuple[str, str]:
+def where() -> tuple[str, str]:
     """(node IP, node id) of the calling process; the node id is empty outside Ray."""
     import ray
 
@@ -46,7 +46,7 @@ def fit_and_score(params: dict[str, Any], data: Arrays) -> dict[str, Any]:
     t1 = time.perf_counter()
     predicted = model.predict(X_test)
     t2 = time.perf_counter()
-    node, node_id = _where()
+    node, node_id = where()
     return {
         "rmse": float(np.sqrt(mean_squared_error(y_test, predicted))),
         "r2": float(r2_score(y_test, predicted)),
