@@ -57,16 +57,20 @@ def bench_workload(name: str, dataset_spec: str, repeats: int, console: Console)
                 ray_wall, ray_trials = runner.run(specs)
                 jl_wall, jl_fits = _joblib_round(pool, specs, data)
                 ray_bound = summary.lower_bound([t.fit_s for t in ray_trials], cpus)
-                rounds.append({
-                    "sequential_s": seq_wall,
-                    "ray_s": ray_wall,
-                    "joblib_s": jl_wall,
-                    "ray_lower_bound_s": ray_bound,
-                    "joblib_lower_bound_s": summary.lower_bound(jl_fits, cpus),
-                    "sequential_fit_lower_bound_s": summary.lower_bound([t.fit_s for t in seq_trials], cpus),
-                    "ray_makespan_s": summary.makespan(ray_trials),
-                    "consistent": not summary.mismatches(seq_trials, ray_trials),
-                })
+                rounds.append(
+                    {
+                        "sequential_s": seq_wall,
+                        "ray_s": ray_wall,
+                        "joblib_s": jl_wall,
+                        "ray_lower_bound_s": ray_bound,
+                        "joblib_lower_bound_s": summary.lower_bound(jl_fits, cpus),
+                        "sequential_fit_lower_bound_s": summary.lower_bound(
+                            [t.fit_s for t in seq_trials], cpus
+                        ),
+                        "ray_makespan_s": summary.makespan(ray_trials),
+                        "consistent": not summary.mismatches(seq_trials, ray_trials),
+                    }
+                )
 
     def med(key: str) -> float:
         return statistics.median(r[key] for r in rounds)
@@ -79,8 +83,11 @@ def bench_workload(name: str, dataset_spec: str, repeats: int, console: Console)
         "configs": len(specs),
         "cpus": cpus,
         "repeats": repeats,
-        "cold_start": {"ray_connect_s": cluster.connect_s, "ray_warmup_s": ray_warmup_s,
-                       "joblib_warmup_s": joblib_warmup_s},
+        "cold_start": {
+            "ray_connect_s": cluster.connect_s,
+            "ray_warmup_s": ray_warmup_s,
+            "joblib_warmup_s": joblib_warmup_s,
+        },
         "median": {k: med(k) for k in rounds[0] if k != "consistent"},
         "ray_over_lower_bound": {"median": statistics.median(ratios), "max": max(ratios)},
         "ray_over_joblib": {"median": statistics.median(vs_joblib), "max": max(vs_joblib)},
@@ -99,13 +106,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds for the seed workload")
     parser.add_argument("--heavy-repeats", type=int, default=2, help="timed rounds for the heavy workload")
-    parser.add_argument("--heavy-rows", type=int, default=5000, help="friedman1 rows (≥0.5 s per fit at 5000)")
+    parser.add_argument(
+        "--heavy-rows", type=int, default=5000, help="friedman1 rows (≥0.5 s per fit at 5000)"
+    )
     parser.add_argument("--workloads", default="seed,heavy")
-    parser.add_argument("--output", type=Path, default=None, help="JSON path [bench/results/grid-<date>.json]")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="JSON path [bench/results/grid-<date>.json]"
+    )
     args = parser.parse_args()
 
     console = Console(width=140)
-    workloads = {"seed": ("diabetes", args.repeats), "heavy": (f"friedman1:{args.heavy_rows}", args.heavy_repeats)}
+    workloads = {
+        "seed": ("diabetes", args.repeats),
+        "heavy": (f"friedman1:{args.heavy_rows}", args.heavy_repeats),
+    }
     chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
     report = {
         "benchmark": "grid",
@@ -114,19 +128,40 @@ def main() -> None:
         "workloads": [bench_workload(w, *workloads[w], console) for w in chosen],
     }
     table = Table(title="bench/grid.py — medians over rounds")
-    for column in ("workload", "seq s", "ray s", "joblib s", "lower bound s", "ray / bound", "ray / joblib",
-                   "speedup", "ray cold start s"):
+    for column in (
+        "workload",
+        "seq s",
+        "ray s",
+        "joblib s",
+        "lower bound s",
+        "ray / bound",
+        "ray / joblib",
+        "speedup",
+        "ray cold start s",
+    ):
         table.add_column(column, justify="right")
     for w in report["workloads"]:
         m, cold = w["median"], w["cold_start"]
-        table.add_row(w["workload"], f"{m['sequential_s']:.2f}", f"{m['ray_s']:.2f}", f"{m['joblib_s']:.2f}",
-                      f"{m['ray_lower_bound_s']:.2f}", f"{w['ray_over_lower_bound']['median']:.3f}",
-                      f"{w['ray_over_joblib']['median']:.3f}", f"{w['speedup_ray']:.2f}x",
-                      f"{cold['ray_connect_s'] + cold['ray_warmup_s']:.2f}")
+        table.add_row(
+            w["workload"],
+            f"{m['sequential_s']:.2f}",
+            f"{m['ray_s']:.2f}",
+            f"{m['joblib_s']:.2f}",
+            f"{m['ray_lower_bound_s']:.2f}",
+            f"{w['ray_over_lower_bound']['median']:.3f}",
+            f"{w['ray_over_joblib']['median']:.3f}",
+            f"{w['speedup_ray']:.2f}x",
+            f"{cold['ray_connect_s'] + cold['ray_warmup_s']:.2f}",
+        )
     console.print(table)
     for w in report["workloads"]:
-        console.print(f"{w['workload']}: targets {w['targets']}, metrics consistent: {w['all_rounds_consistent']}")
-    out = args.output or RESULTS / f"grid-{datetime.now(timezone.utc):%Y%m%d}-{report['environment']['hostname']}.json"
+        console.print(
+            f"{w['workload']}: targets {w['targets']}, metrics consistent: {w['all_rounds_consistent']}"
+        )
+    out = (
+        args.output
+        or RESULTS / f"grid-{datetime.now(timezone.utc):%Y%m%d}-{report['environment']['hostname']}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"written {out}")

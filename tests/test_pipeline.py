@@ -1,4 +1,4 @@
-"""The main job end to end on a real embedded Ray (2 CPUs): the first seed's published result."""
+"""The main job end to end on a real embedded Ray (2 CPUs): the first seed's published result, then Tune."""
 
 from __future__ import annotations
 
@@ -37,4 +37,10 @@ def test_seed_experiment_is_reproduced(tmp_path: Path) -> None:
     assert grid.efficiency == pytest.approx(grid.lower_bound_s / grid.parallel.wall_s)
     assert grid.parallel.connect_s > 0 and grid.parallel.warmup_s > 0
     assert len({t.pid for t in grid.parallel.trials}) == 2  # both CPUs did work
+    # The Tune phase ran too (all phases by default): baseline vs tuned, every trial recorded.
+    tune = result.tune
+    assert tune is not None and len(tune.trials) == 32
+    assert tune.best.rmse <= tune.baseline.rmse
+    assert 0 < tune.rounds_run < tune.rounds_budget
+    assert (out / "tune_timeline.png").is_file() and (out / "tune_rmse_vs_rounds.png").is_file()
     assert load_result(out) == result

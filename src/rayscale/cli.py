@@ -4,33 +4,62 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from rayscale import __version__
 from rayscale.errors import RayscaleError
 
+try:  # typer >= 0.29 vendors click; its exceptions are not the `click` package's
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer on the real click
+    import click.exceptions as click_exceptions  # type: ignore[no-redef]
+
+_err = Console(stderr=True)
+
+
+def _fail(exc: RayscaleError | click_exceptions.UsageError, exit_code: int) -> typer.Exit:
+    message = exc.format_message() if isinstance(exc, click_exceptions.UsageError) else str(exc)
+    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    return typer.Exit(exit_code)
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (unknown option, a value of the wrong type) as one line, like every other error."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click_exceptions.NoArgsIsHelpError:
+            raise
+        except click_exceptions.UsageError as exc:
+            raise _fail(exc, 2) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click_exceptions.NoArgsIsHelpError:
+            raise
+        except click_exceptions.UsageError as exc:
+            raise _fail(exc, 2) from None
+
+
 app = typer.Typer(
     name="rayscale",
+    cls=_OneLineErrors,
     help="Benchmark how hyperparameter search scales on a Ray cluster.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 
-_err = Console(stderr=True)
-
 
 class Scheduler(str, Enum):
     asha = "asha"
     none = "none"
-
-
-def _fail(exc: RayscaleError) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(exc.exit_code)
 
 
 def _version(value: bool) -> None:
@@ -45,7 +74,7 @@ def main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    """rayscale: sequential vs Ray-parallel model grids on a local Ray or a KubeRay cluster."""
+    """rayscale: sequential vs Ray-parallel model grids and a Ray Tune sweep, on a local Ray or KubeRay."""
 
 
 @app.command()
@@ -54,41 +83,58 @@ def run(
         str, typer.Option(help="diabetes | friedman1:ROWS[:FEATURES] | csv:PATH:TARGET")
     ] = "diabetes",
     grid: Annotated[str, typer.Option(help="'seed' (the 20 built-in configs) or a grid YAML file")] = "seed",
-    seed: Annotated[int, typer.Option(help="Seed for the split, synthetic data and estimators.")] = 42,
+    seed: Annotated[int, typer.Option(help="Seed for the split, synthetic data, sampling and models.")] = 42,
     test_size: Annotated[float, typer.Option(help="Hold-out share, between 0 and 1.")] = 0.2,
-    repeats: Annotated[int, typer.Option(help="Timed rounds per phase (min/median/max reported).")] = 3,
+    repeats: Annotated[int, typer.Option(help="Timed rounds per grid phase (min/median/max reported).")] = 3,
     cpus_per_trial: Annotated[int, typer.Option(help="CPUs per Ray trial (also XGBoost's nthread).")] = 1,
     address: Annotated[
         str,
         typer.Option(envvar="RAY_ADDRESS", help="Empty: start an embedded Ray; 'auto', host:port or ray://…"),
     ] = "",
-    phases: Annotated[str, typer.Option(help="Comma list of grid-seq, grid-ray, tune.")] = "grid-seq,grid-ray,tune",
+    phases: Annotated[
+        str, typer.Option(help="Comma list of grid-seq, grid-ray, tune.")
+    ] = "grid-seq,grid-ray,tune",
     max_trials: Annotated[int | None, typer.Option(help="Refuse grids with more configs than this.")] = None,
     output: Annotated[
         Path | None, typer.Option(help="Bundle directory [default: results/<run-id>/].")
     ] = None,
+    space: Annotated[
+        str | None, typer.Option(help="Tune search space YAML [default: built-in 32 configs].")
+    ] = None,
+    samples: Annotated[
+        int | None, typer.Option(help="Tune: random-sample N configs instead of the grid.")
+    ] = None,
+    max_rounds: Annotated[int, typer.Option(help="Tune: boosting rounds of a full trial.")] = 300,
+    scheduler: Annotated[
+        Scheduler, typer.Option(help="Tune: early stopping with ASHA, or none.")
+    ] = Scheduler.asha,
+    grace_period: Annotated[int, typer.Option(help="ASHA: boosting rounds every trial gets.")] = 50,
+    reduction_factor: Annotated[int, typer.Option(help="ASHA: 1/N of trials go on at each rung.")] = 3,
+    report_every: Annotated[int, typer.Option(help="Tune: report metrics every K rounds.")] = 25,
+    storage: Annotated[
+        str | None, typer.Option(help="Tune storage path or URI [default: <bundle>/tune].")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON to stdout.")] = False,
 ) -> None:
-    """Run the grid sequentially and as parallel Ray tasks; print tables, write the bundle."""
+    """Run the grid sequentially and as parallel Ray tasks, then the Tune sweep; write the bundle."""
     from rayscale.pipeline import RunOptions, parse_phases, run_benchmark
     from rayscale.report import print_report
+    from rayscale.tune import TuneOptions, load_space
 
     try:
+        tune = TuneOptions(
+            space=load_space(space), samples=samples, max_rounds=max_rounds, scheduler=scheduler.value,
+            grace_period=grace_period, reduction_factor=reduction_factor, report_every=report_every,
+            storage=storage,
+        )  # fmt: skip
         opts = RunOptions(
-            dataset=dataset,
-            grid=grid,
-            seed=seed,
-            test_size=test_size,
-            repeats=repeats,
-            cpus_per_trial=cpus_per_trial,
-            address=address,
-            output=output,
-            phases=parse_phases(phases),
-            max_trials=max_trials,
-        )
+            dataset=dataset, grid=grid, seed=seed, test_size=test_size, repeats=repeats,
+            cpus_per_trial=cpus_per_trial, address=address, output=output, phases=parse_phases(phases),
+            max_trials=max_trials, tune=tune,
+        )  # fmt: skip
         result, bundle = run_benchmark(opts)
     except RayscaleError as exc:
-        raise _fail(exc) from None
+        raise _fail(exc, exc.exit_code) from None
     if json_out:
         typer.echo(result.to_json(), nl=False)
     else:
@@ -110,7 +156,7 @@ def report(
     try:
         result = load_result(result_path)
     except RayscaleError as exc:
-        raise _fail(exc) from None
+        raise _fail(exc, exc.exit_code) from None
     bundle = result_path if result_path.is_dir() else result_path.parent
     if plots:
         write_plots(result, bundle)

@@ -98,8 +98,9 @@ def _pick_round(rounds: list[tuple[float, list[TrialRecord]]]) -> tuple[Timing, 
     return timing, trials
 
 
-def _grid_parallel(opts: RunOptions, dataset: Dataset, specs: list[TrialSpec], cpus: int, connect_s: float,
-                   console: Console) -> ParallelPhase:
+def _grid_parallel(
+    opts: RunOptions, dataset: Dataset, specs: list[TrialSpec], cpus: int, connect_s: float, console: Console
+) -> ParallelPhase:
     runner = RayGridRunner(dataset, opts.cpus_per_trial, cpus)
     with console.status("warming up Ray workers"):
         warmup_s = runner.warm_up()
@@ -109,8 +110,12 @@ def _grid_parallel(opts: RunOptions, dataset: Dataset, specs: list[TrialSpec], c
             rounds.append(runner.run(specs, on_trial=tick))
     timing, trials = _pick_round(rounds)
     return ParallelPhase(
-        **timing.model_dump(), connect_s=connect_s, warmup_s=warmup_s, cpus_per_trial=opts.cpus_per_trial,
-        makespan_s=summary.makespan(trials), trials=trials,
+        **timing.model_dump(),
+        connect_s=connect_s,
+        warmup_s=warmup_s,
+        cpus_per_trial=opts.cpus_per_trial,
+        makespan_s=summary.makespan(trials),
+        trials=trials,
     )
 
 
@@ -159,20 +164,24 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
         saved = sequential.wall_s - parallel.wall_s
         saved_pct = 100.0 * saved / sequential.wall_s
     reference = parallel or sequential
-    grid = None if reference is None else GridResult(
-        configs=len(specs),
-        cpus=cluster.cpus if cluster else 1,
-        nodes=cluster.nodes if cluster else 1,
-        sequential=sequential,
-        parallel=parallel,
-        speedup=speed,
-        time_saved_s=saved,
-        time_saved_pct=saved_pct,
-        lower_bound_s=lower_bound,
-        efficiency=efficiency,
-        best=summary.best(reference.trials),
-        consistent=not mismatches,
-        mismatches=mismatches,
+    grid = (
+        None
+        if reference is None
+        else GridResult(
+            configs=len(specs),
+            cpus=cluster.cpus if cluster else 1,
+            nodes=cluster.nodes if cluster else 1,
+            sequential=sequential,
+            parallel=parallel,
+            speedup=speed,
+            time_saved_s=saved,
+            time_saved_pct=saved_pct,
+            lower_bound_s=lower_bound,
+            efficiency=efficiency,
+            best=summary.best(reference.trials),
+            consistent=not mismatches,
+            mismatches=mismatches,
+        )
     )
     # Through JSON once, so the stored options equal what a reader loads back (tuples → lists, paths → str).
     options = json.loads(json.dumps({k: v for k, v in asdict(opts).items() if k != "command"}, default=str))
@@ -185,6 +194,7 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
         dataset=dataset.describe(),
         cluster=cluster,
         grid=grid,
+        tune=tuned,
     )
     write_bundle(result, out_dir)
     write_plots(result, out_dir)

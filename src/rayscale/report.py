@@ -74,17 +74,28 @@ def tune_table(result: Result) -> Table:
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_column("detail")
-    table.add_row("Trials", str(len(tune.trials)), f"{tune.sampling} sampling, {tune.max_concurrent} at a time, "
-                  f"{tune.cpus_per_trial} CPU(s) each")
-    table.add_row("Stopped early", str(tune.stopped_early),
-                  f"grace {tune.grace_period}, reduction {tune.reduction_factor}" if tune.scheduler == "asha" else "")
+    table.add_row(
+        "Trials",
+        str(len(tune.trials)),
+        f"{tune.sampling} sampling, {tune.max_concurrent} at a time, {tune.cpus_per_trial} CPU(s) each",
+    )
+    table.add_row(
+        "Stopped early",
+        str(tune.stopped_early),
+        f"grace {tune.grace_period}, reduction {tune.reduction_factor}" if tune.scheduler == "asha" else "",
+    )
     share = tune.rounds_run / tune.rounds_budget if tune.rounds_budget else 0.0
-    table.add_row("Boosting rounds run", f"{tune.rounds_run}", f"{share:.0%} of {tune.rounds_budget} "
-                  f"({len(tune.trials)} × {tune.max_rounds})")
+    table.add_row(
+        "Boosting rounds run",
+        f"{tune.rounds_run}",
+        f"{share:.0%} of {tune.rounds_budget} ({len(tune.trials)} × {tune.max_rounds})",
+    )
     table.add_row("Tune wall", _s(tune.wall_s), f"of which start-up {_s(tune.startup_s)}")
     table.add_row("Σ compute", _s(tune.compute_s), "time inside boosting, all trials")
     table.add_row("Compute bound", _s(tune.compute_bound_s), f"Σ compute / {tune.cpus} CPUs")
-    table.add_row("Overhead", _s(tune.overhead_s), f"wall − compute bound; reports every {tune.report_every} rounds")
+    table.add_row(
+        "Overhead", _s(tune.overhead_s), f"wall − compute bound; reports every {tune.report_every} rounds"
+    )
     return table
 
 
@@ -160,8 +171,9 @@ def _metric_plot(trials: list[TrialRecord], metric: str, label: str, path: Path,
     plt.close(fig)
 
 
-def _timeline_plot(phase: str, trials: list[TrialRecord] | list[TuneTrial], path: Path,
-                   lower_bound_s: float | None) -> None:
+def _timeline_plot(
+    phase: str, trials: list[TrialRecord] | list[TuneTrial], path: Path, lower_bound_s: float | None
+) -> None:
     import matplotlib.pyplot as plt
 
     t0 = min(t.start_ts for t in trials)

@@ -9,7 +9,10 @@ and the data reaches the trials once through the object store (``tune.with_param
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,9 +39,25 @@ DEFAULT_SPACE: dict[str, Any] = {
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 # Parameters xgboost.train understands that a space may sweep (a typo fails up front).
 XGB_PARAMS = {
-    "learning_rate", "eta", "max_depth", "subsample", "colsample_bytree", "colsample_bylevel",
-    "colsample_bynode", "min_child_weight", "gamma", "min_split_loss", "reg_alpha", "alpha", "reg_lambda",
-    "lambda", "max_leaves", "max_bin", "grow_policy", "tree_method", "max_delta_step",
+    "learning_rate",
+    "eta",
+    "max_depth",
+    "subsample",
+    "colsample_bytree",
+    "colsample_bylevel",
+    "colsample_bynode",
+    "min_child_weight",
+    "gamma",
+    "min_split_loss",
+    "reg_alpha",
+    "alpha",
+    "reg_lambda",
+    "lambda",
+    "max_leaves",
+    "max_bin",
+    "grow_policy",
+    "tree_method",
+    "max_delta_step",
 }
 
 
@@ -94,12 +113,18 @@ def validate_space(space: dict[str, Any], samples: int | None) -> None:
                 raise RayscaleError(f"search space: {name!r} has no values")
         elif isinstance(value, dict):
             if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
-                raise RayscaleError(f"search space: {name!r} must be a list or one of {', '.join(DISTRIBUTIONS)}")
+                raise RayscaleError(
+                    f"search space: {name!r} must be a list or one of {', '.join(DISTRIBUTIONS)}"
+                )
             kind, bounds = next(iter(value.items()))
-            if kind != "choice" and (not isinstance(bounds, list) or len(bounds) != 2 or bounds[0] >= bounds[1]):
+            if kind != "choice" and (
+                not isinstance(bounds, list) or len(bounds) != 2 or bounds[0] >= bounds[1]
+            ):
                 raise RayscaleError(f"search space: {name!r} {kind} needs [low, high] with low < high")
             if samples is None:
-                raise RayscaleError(f"search space: {name!r} is a distribution; random sampling needs --samples N")
+                raise RayscaleError(
+                    f"search space: {name!r} is a distribution; random sampling needs --samples N"
+                )
         elif not isinstance(value, int | float | str):
             raise RayscaleError(f"search space: {name!r} must be a value, a list or a distribution")
 
@@ -131,15 +156,22 @@ def _metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
 
 
 def booster_params(config: dict[str, Any], nthread: int, seed: int) -> dict[str, Any]:
-    return {"objective": "reg:squarederror", "tree_method": "hist", "nthread": nthread, "seed": seed, **config}
+    return {
+        "objective": "reg:squarederror",
+        "tree_method": "hist",
+        "nthread": nthread,
+        "seed": seed,
+        **config,
+    }
 
 
-def _reporting_callback(every: int, total: int, dtest: Any, y_test: np.ndarray,
-                        emit: Callable[[dict[str, Any], Any], None]) -> Any:
+def _reporting_callback(
+    every: int, total: int, dtest: Any, y_test: np.ndarray, emit: Callable[[dict[str, Any], Any], None]
+) -> Any:
     """An xgboost callback that times boosting alone and emits metrics every ``every`` rounds."""
     import xgboost as xgb
 
-    class Reporter(xgb.callback.TrainingCallback):  # type: ignore[misc]
+    class Reporter(xgb.callback.TrainingCallback):
         def __init__(self) -> None:
             self.compute_s = 0.0
             self.mark = 0.0
@@ -160,8 +192,15 @@ def _reporting_callback(every: int, total: int, dtest: Any, y_test: np.ndarray,
     return Reporter()
 
 
-def xgb_trainable(config: dict[str, Any], data: Arrays, max_rounds: int, report_every: int, nthread: int,
-                  seed: int, checkpoint: bool) -> None:
+def xgb_trainable(
+    config: dict[str, Any],
+    data: Arrays,
+    max_rounds: int,
+    report_every: int,
+    nthread: int,
+    seed: int,
+    checkpoint: bool,
+) -> None:
     """One Tune trial: boost up to ``max_rounds``, reporting to Tune every ``report_every`` rounds."""
     import xgboost as xgb
     from ray import tune
@@ -187,29 +226,58 @@ def xgb_trainable(config: dict[str, Any], data: Arrays, max_rounds: int, report_
 
 
 def baseline(dataset: Dataset, nthread: int, seed: int) -> TuneModel:
-    """XGBoost with its library defaults (XGBRegressor()) on the same split."""
+    """XGBoost with its library defaults (``XGBRegressor()``) on the same split.
+
+    The parameters recorded are the effective ones, read back from the trained booster.
+    """
+    import json
+
     import xgboost as xgb
 
     model = xgb.XGBRegressor(n_jobs=nthread, random_state=seed).fit(dataset.X_train, dataset.y_train)
-    keep = ("n_estimators", "learning_rate", "max_depth", "subsample")
-    params = {k: v for k, v in model.get_xgb_params().items() if k in keep}
-    params.setdefault("n_estimators", model.n_estimators or 100)
+    booster = model.get_booster()
+    tree = json.loads(booster.save_config())["learner"]["gradient_booster"]["tree_train_param"]
+    params: dict[str, Any] = {
+        "learning_rate": round(float(tree["eta"]), 6),
+        "n_estimators": booster.num_boosted_rounds(),
+    }
+    params.update({k: float(tree[k]) for k in ("subsample", "colsample_bytree", "min_child_weight")})
+    params["max_depth"] = int(tree["max_depth"])
     return TuneModel(params=params, **_metrics(dataset.y_test, model.predict(dataset.X_test)))
 
 
-def _progress_callback(on_trial: Callable[[], None] | None) -> list[Any]:
-    if on_trial is None:
-        return []
+def _collector(on_trial: Callable[[], None] | None) -> Any:
+    """A Tune callback keeping each trial's last result in the driver, and ticking progress.
+
+    Reading results back from Tune's files would need its loggers, which the fast path turns
+    off. Tune pickles its run config to support resuming; the pickle carries an empty
+    collector, so the live one (with its progress hook) never has to be serialised.
+    """
     from ray import tune
 
-    class Progress(tune.Callback):  # type: ignore[misc]
+    class TrialCollector(tune.Callback):
+        def __init__(self, hook: Callable[[], None] | None = None) -> None:
+            self.hook = hook
+            self.last: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+            self.errors: dict[str, str] = {}
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (TrialCollector, ())
+
+        def on_trial_result(
+            self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+        ) -> None:
+            self.last[trial.trial_id] = (dict(trial.config), result)
+
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            on_trial()
+            if self.hook:
+                self.hook()
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            on_trial()
+            self.errors[trial.trial_id] = str(getattr(trial, "error_file", "") or "see Tune's logs")
+            self.on_trial_complete(iteration, trials, trial)
 
-    return [Progress()]
+    return TrialCollector(on_trial)
 
 
 def count_trials(space: dict[str, Any], samples: int | None) -> int:
@@ -219,8 +287,13 @@ def count_trials(space: dict[str, Any], samples: int | None) -> int:
     return int(np.prod([len(v) for v in space.values() if isinstance(v, list)]))
 
 
-def run_sweep(dataset: Dataset, opts: TuneOptions, cluster_cpus: int, bundle: Path,
-              on_trial: Callable[[], None] | None = None) -> TuneResult:
+def run_sweep(
+    dataset: Dataset,
+    opts: TuneOptions,
+    cluster_cpus: int,
+    bundle: Path,
+    on_trial: Callable[[], None] | None = None,
+) -> TuneResult:
     """Run the sweep on the connected Ray cluster and summarise it (Ray must be initialised)."""
     space = opts.space
     check_options(opts)
@@ -229,57 +302,105 @@ def run_sweep(dataset: Dataset, opts: TuneOptions, cluster_cpus: int, bundle: Pa
             f"--cpus-per-trial {opts.cpus_per_trial} is more than the cluster's {cluster_cpus} CPUs: "
             "no trial could ever be scheduled"
         )
-    if not opts.loggers:
-        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "0" if opts.loggers else "1"
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new console output ignores verbose=0
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     max_concurrent = opts.max_concurrent or max(1, cluster_cpus // opts.cpus_per_trial)
     scheduler = (
-        ASHAScheduler(time_attr="rounds", max_t=opts.max_rounds, grace_period=opts.grace_period,
-                      reduction_factor=opts.reduction_factor)
-        if opts.scheduler == "asha" else FIFOScheduler()
+        ASHAScheduler(
+            time_attr="rounds",
+            max_t=opts.max_rounds,
+            grace_period=opts.grace_period,
+            reduction_factor=opts.reduction_factor,
+        )
+        if opts.scheduler == "asha"
+        else FIFOScheduler()
     )
     trainable = tune.with_resources(
-        tune.with_parameters(xgb_trainable, data=arrays(dataset), max_rounds=opts.max_rounds,
-                             report_every=opts.report_every, nthread=opts.cpus_per_trial, seed=opts.seed,
-                             checkpoint=opts.checkpoint),
+        tune.with_parameters(
+            xgb_trainable,
+            data=arrays(dataset),
+            max_rounds=opts.max_rounds,
+            report_every=opts.report_every,
+            nthread=opts.cpus_per_trial,
+            seed=opts.seed,
+            checkpoint=opts.checkpoint,
+        ),
         {"cpu": opts.cpus_per_trial},
     )
     storage = opts.storage or str((bundle / "tune").resolve())
+    collector = _collector(on_trial)
     tuner = tune.Tuner(
         trainable,
         param_space=to_param_space(space, opts.samples),
         tune_config=tune.TuneConfig(
-            metric="rmse", mode="min", scheduler=scheduler, num_samples=opts.samples or 1,
-            max_concurrent_trials=max_concurrent, reuse_actors=opts.reuse_actors,
+            metric="rmse",
+            mode="min",
+            scheduler=scheduler,
+            num_samples=opts.samples or 1,
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=opts.reuse_actors,
             search_alg=BasicVariantGenerator(random_state=opts.seed),
         ),
         run_config=tune.RunConfig(
-            name="sweep", storage_path=storage, verbose=0, callbacks=_progress_callback(on_trial),
+            name="sweep",
+            storage_path=storage,
+            verbose=0,
+            callbacks=[collector],
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1 if opts.checkpoint else None),
         ),
     )
     started_ts = time.time()
     started = time.perf_counter()
-    grid = tuner.fit()
+    # Tune prints to stdout (reserved for --json) and warns that it cannot read back the result
+    # files the fast path does not write; the collector already holds every result.
+    quiet = logging.getLogger("ray.tune")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            tuner.fit()
+    finally:
+        quiet.setLevel(level)
     wall = time.perf_counter() - started
-    trials = []
-    for index, res in enumerate(grid):
-        if res.error is not None or not res.metrics or "rmse" not in res.metrics:
-            raise RayscaleError(f"tune trial {index} failed: {str(res.error).splitlines()[0]}", 3)
-        m = res.metrics
-        params = {k: v for k, v in res.config.items() if k in space}
-        trials.append(TuneTrial(
-            index=index, trial_id=str(res.metrics.get("trial_id", index)), params=params,
-            rmse=m["rmse"], r2=m["r2"], mae=m["mae"], compute_s=m["compute_s"], rounds=m["rounds"],
-            stopped_early=m["rounds"] < opts.max_rounds, node=m["node"], node_id=m["node_id"], pid=m["pid"],
-            start_ts=m["start_ts"], end_ts=m["end_ts"],
-        ))
-    return summarise(trials, opts, wall, started_ts, cluster_cpus, max_concurrent, storage,
-                     baseline(dataset, opts.cpus_per_trial, opts.seed))
+    if collector.errors:
+        trial_id, where_ = next(iter(collector.errors.items()))
+        raise RayscaleError(f"{len(collector.errors)} Tune trial(s) failed, e.g. {trial_id} ({where_})", 3)
+    trials = [
+        TuneTrial(
+            index=index,
+            trial_id=trial_id,
+            params={k: v for k, v in config.items() if k in space},
+            rmse=m["rmse"],
+            r2=m["r2"],
+            mae=m["mae"],
+            compute_s=m["compute_s"],
+            rounds=m["rounds"],
+            stopped_early=m["rounds"] < opts.max_rounds,
+            node=m["node"],
+            node_id=m["node_id"],
+            pid=m["pid"],
+            start_ts=m["start_ts"],
+            end_ts=m["end_ts"],
+        )
+        for index, (trial_id, (config, m)) in enumerate(sorted(collector.last.items()))
+    ]
+    if not trials:
+        raise RayscaleError("the Tune sweep reported no results", 3)
+    return summarise(
+        trials,
+        opts,
+        wall,
+        started_ts,
+        cluster_cpus,
+        max_concurrent,
+        storage,
+        baseline(dataset, opts.cpus_per_trial, opts.seed),
+    )
 
 
 def check_options(opts: TuneOptions) -> None:
@@ -296,24 +417,44 @@ def check_options(opts: TuneOptions) -> None:
         raise RayscaleError(f"--grace-period {opts.grace_period} exceeds --max-rounds {opts.max_rounds}")
 
 
-def summarise(trials: list[TuneTrial], opts: TuneOptions, wall: float, started_ts: float, cpus: int,
-              max_concurrent: int, storage: str, base: TuneModel) -> TuneResult:
+def summarise(
+    trials: list[TuneTrial],
+    opts: TuneOptions,
+    wall: float,
+    started_ts: float,
+    cpus: int,
+    max_concurrent: int,
+    storage: str,
+    base: TuneModel,
+) -> TuneResult:
     compute = sum(t.compute_s for t in trials)
     best = min(trials, key=lambda t: (t.rmse, t.index))
     used = min(cpus, max_concurrent * opts.cpus_per_trial)
     bound = compute / used
     return TuneResult(
-        scheduler=opts.scheduler, wall_s=wall, compute_s=compute, cpus=cpus, cpus_per_trial=opts.cpus_per_trial,
-        max_concurrent=max_concurrent, max_rounds=opts.max_rounds, report_every=opts.report_every,
+        scheduler=opts.scheduler,
+        wall_s=wall,
+        compute_s=compute,
+        cpus=cpus,
+        cpus_per_trial=opts.cpus_per_trial,
+        max_concurrent=max_concurrent,
+        max_rounds=opts.max_rounds,
+        report_every=opts.report_every,
         grace_period=opts.grace_period if opts.scheduler == "asha" else None,
         reduction_factor=opts.reduction_factor if opts.scheduler == "asha" else None,
-        reuse_actors=opts.reuse_actors, checkpoint=opts.checkpoint, loggers=opts.loggers,
+        reuse_actors=opts.reuse_actors,
+        checkpoint=opts.checkpoint,
+        loggers=opts.loggers,
         sampling="grid" if opts.samples is None else "random",
-        rounds_run=sum(t.rounds for t in trials), rounds_budget=len(trials) * opts.max_rounds,
+        rounds_run=sum(t.rounds for t in trials),
+        rounds_budget=len(trials) * opts.max_rounds,
         stopped_early=sum(t.stopped_early for t in trials),
-        compute_bound_s=bound, overhead_s=wall - bound,
+        compute_bound_s=bound,
+        overhead_s=wall - bound,
         startup_s=max(0.0, min(t.start_ts for t in trials) - started_ts),
-        storage=storage, trials=trials, baseline=base,
+        storage=storage,
+        trials=trials,
+        baseline=base,
         best=TuneModel(params=best.params, rmse=best.rmse, r2=best.r2, mae=best.mae),
         improvement_pct=100.0 * (base.rmse - best.rmse) / base.rmse,
     )
