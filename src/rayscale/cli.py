@@ -114,6 +114,16 @@ def run(
     storage: Annotated[
         str | None, typer.Option(help="Tune storage path or URI [default: <bundle>/tune].")
     ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics on this port during the run.")
+    ] = None,
+    push_gateway: Annotated[
+        str | None, typer.Option(help="Pushgateway URL; metrics are pushed after each phase.")
+    ] = None,
+    strict_metrics: Annotated[bool, typer.Option(help="Fail the run (exit 5) when a push fails.")] = False,
+    ray_metrics_port: Annotated[
+        int | None, typer.Option(help="Port an embedded Ray exports its metrics on.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON to stdout.")] = False,
 ) -> None:
     """Run the grid sequentially and as parallel Ray tasks, then the Tune sweep; write the bundle."""
@@ -123,15 +133,32 @@ def run(
 
     try:
         tune = TuneOptions(
-            space=load_space(space), samples=samples, max_rounds=max_rounds, scheduler=scheduler.value,
-            grace_period=grace_period, reduction_factor=reduction_factor, report_every=report_every,
+            space=load_space(space),
+            samples=samples,
+            max_rounds=max_rounds,
+            scheduler=scheduler.value,
+            grace_period=grace_period,
+            reduction_factor=reduction_factor,
+            report_every=report_every,
             storage=storage,
-        )  # fmt: skip
+        )
         opts = RunOptions(
-            dataset=dataset, grid=grid, seed=seed, test_size=test_size, repeats=repeats,
-            cpus_per_trial=cpus_per_trial, address=address, output=output, phases=parse_phases(phases),
-            max_trials=max_trials, tune=tune,
-        )  # fmt: skip
+            dataset=dataset,
+            grid=grid,
+            seed=seed,
+            test_size=test_size,
+            repeats=repeats,
+            cpus_per_trial=cpus_per_trial,
+            address=address,
+            output=output,
+            phases=parse_phases(phases),
+            max_trials=max_trials,
+            tune=tune,
+            metrics_port=metrics_port,
+            push_gateway=push_gateway,
+            strict_metrics=strict_metrics,
+            ray_metrics_port=ray_metrics_port,
+        )
         result, bundle = run_benchmark(opts)
     except RayscaleError as exc:
         raise _fail(exc, exc.exit_code) from None
@@ -164,3 +191,21 @@ def report(
         typer.echo(result.to_json(), nl=False)
     else:
         print_report(result, Console(), bundle)
+
+
+@app.command()
+def dashboard(
+    bundles: Annotated[
+        list[Path], typer.Argument(metavar="BUNDLE...", help="Result bundles or result.json files.")
+    ],
+    output: Annotated[Path, typer.Option(help="PNG to write.")] = Path("dashboard.png"),
+) -> None:
+    """Draw the Grafana dashboard's panels from result bundles (when Grafana is not at hand)."""
+    from rayscale.report import dashboard_png
+    from rayscale.results import load_result
+
+    try:
+        results = [load_result(path) for path in bundles]
+    except RayscaleError as exc:
+        raise _fail(exc, exc.exit_code) from None
+    typer.echo(f"written {dashboard_png(results, output)}")

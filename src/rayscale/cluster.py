@@ -51,9 +51,13 @@ def describe(address: str, mode: str, connect_s: float) -> ClusterInfo:
 
 
 @contextmanager
-def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[ClusterInfo]:
+def ray_session(
+    address: str | None, num_cpus: int | None = None, metrics_port: int | None = None
+) -> Iterator[ClusterInfo]:
     """Start an embedded Ray (empty address) or connect to ``address``; always shut down after.
 
+    ``metrics_port`` fixes the port an embedded Ray exports its own Prometheus metrics on
+    (``ray_node_cpu_utilization``, ``ray_resources``, …); by default Ray picks one.
     ``RAY_AUTH_MODE`` is honoured as Ray documents it: with ``token`` an embedded Ray generates
     a token, and connecting to a cluster needs the same token (``RAY_AUTH_TOKEN`` or
     ``RAY_AUTH_TOKEN_PATH``).
@@ -70,6 +74,7 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[Cl
             ray.init(
                 num_cpus=num_cpus,
                 include_dashboard=False,
+                _metrics_export_port=metrics_port,
                 logging_level=logging.WARNING,
                 log_to_driver=False,
             )

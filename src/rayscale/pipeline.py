@@ -17,8 +17,10 @@ from rayscale.cluster import ray_session, validate_address
 from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
 from rayscale.grids import TrialSpec, load_grid
+from rayscale.metrics import RunMetrics, redact_url, validate_gateway, validate_port, workload_label
 from rayscale.report import write_plots
 from rayscale.results import (
+    ClusterInfo,
     GridResult,
     ParallelPhase,
     Result,
@@ -53,6 +55,10 @@ class RunOptions:
     phases: tuple[str, ...] = PHASES
     max_trials: int | None = None
     num_cpus: int | None = None  # CPUs of an embedded Ray (default: all of this machine's)
+    ray_metrics_port: int | None = None  # where an embedded Ray exports its own metrics
+    metrics_port: int | None = None
+    push_gateway: str | None = None
+    strict_metrics: bool = False
     tune: TuneOptions = field(default_factory=TuneOptions)
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
@@ -77,6 +83,8 @@ def _validate(opts: RunOptions) -> None:
         raise RayscaleError(f"--max-trials must be at least 1, got {opts.max_trials}")
     parse_phases(",".join(opts.phases))
     validate_address(opts.address)
+    validate_port(opts.metrics_port)
+    validate_gateway(opts.push_gateway)
     if "tune" in opts.phases:
         check_options(opts.tune)
     if opts.output is not None:
@@ -98,10 +106,21 @@ def _pick_round(rounds: list[tuple[float, list[TrialRecord]]]) -> tuple[Timing, 
     return timing, trials
 
 
+def _grid_sequential(
+    opts: RunOptions, dataset: Dataset, specs: list[TrialSpec], console: Console
+) -> SequentialPhase:
+    rounds = []
+    for r in range(opts.repeats):
+        with _progress(console, f"sequential grid, round {r + 1}/{opts.repeats}", len(specs)) as tick:
+            rounds.append(run_sequential(specs, dataset, on_trial=tick))
+    timing, trials = _pick_round(rounds)
+    return SequentialPhase(**timing.model_dump(), trials=trials)
+
+
 def _grid_parallel(
-    opts: RunOptions, dataset: Dataset, specs: list[TrialSpec], cpus: int, connect_s: float, console: Console
+    opts: RunOptions, dataset: Dataset, specs: list[TrialSpec], cluster: ClusterInfo, console: Console
 ) -> ParallelPhase:
-    runner = RayGridRunner(dataset, opts.cpus_per_trial, cpus)
+    runner = RayGridRunner(dataset, opts.cpus_per_trial, cluster.cpus)
     with console.status("warming up Ray workers"):
         warmup_s = runner.warm_up()
     rounds = []
@@ -111,12 +130,41 @@ def _grid_parallel(
     timing, trials = _pick_round(rounds)
     return ParallelPhase(
         **timing.model_dump(),
-        connect_s=connect_s,
+        connect_s=cluster.connect_s,
         warmup_s=warmup_s,
         cpus_per_trial=opts.cpus_per_trial,
         makespan_s=summary.makespan(trials),
         trials=trials,
     )
+
+
+def _grid_result(
+    specs: list[TrialSpec],
+    cluster: ClusterInfo | None,
+    seq: SequentialPhase | None,
+    par: ParallelPhase | None,
+) -> GridResult | None:
+    reference = par or seq
+    if reference is None:
+        return None
+    grid = GridResult(
+        configs=len(specs),
+        cpus=cluster.cpus if cluster else 1,
+        nodes=cluster.nodes if cluster else 1,
+        sequential=seq,
+        parallel=par,
+        best=summary.best(reference.trials),
+    )
+    if par is not None:
+        grid.lower_bound_s = summary.lower_bound([t.fit_s for t in par.trials], grid.cpus)
+        grid.efficiency = summary.efficiency(grid.lower_bound_s, par.wall_s)
+    if seq is not None and par is not None:
+        grid.speedup = summary.speedup(seq.wall_s, par.wall_s)
+        grid.time_saved_s = seq.wall_s - par.wall_s
+        grid.time_saved_pct = 100.0 * grid.time_saved_s / seq.wall_s
+        grid.mismatches = summary.mismatches(seq.trials, par.trials)
+        grid.consistent = not grid.mismatches
+    return grid
 
 
 def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Result, Path]:
@@ -129,79 +177,125 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
     out_dir = opts.output or Path("results") / run_id
     check_output_dir(out_dir)
     created = utc_now()
-    env = environment.capture()
-
-    sequential: SequentialPhase | None = None
-    if "grid-seq" in opts.phases:
-        rounds = []
-        for r in range(opts.repeats):
-            with _progress(console, f"sequential grid, round {r + 1}/{opts.repeats}", len(specs)) as tick:
-                rounds.append(run_sequential(specs, dataset, on_trial=tick))
-        timing, trials = _pick_round(rounds)
-        sequential = SequentialPhase(**timing.model_dump(), trials=trials)
-
-    cluster = None
-    parallel: ParallelPhase | None = None
-    tuned: TuneResult | None = None
-    lower_bound = efficiency = None
-    if any(p in opts.phases for p in RAY_PHASES):
-        with ray_session(opts.address, num_cpus=opts.num_cpus) as cluster:
-            if "grid-ray" in opts.phases:
-                parallel = _grid_parallel(opts, dataset, specs, cluster.cpus, cluster.connect_s, console)
-                lower_bound = summary.lower_bound([t.fit_s for t in parallel.trials], cluster.cpus)
-                efficiency = summary.efficiency(lower_bound, parallel.wall_s)
-            if "tune" in opts.phases:
-                tune_opts = replace(opts.tune, cpus_per_trial=opts.cpus_per_trial, seed=opts.seed)
-                out_dir.mkdir(parents=True, exist_ok=True)  # Tune's storage lives in the bundle
-                total = count_trials(tune_opts.space, tune_opts.samples)
-                with _progress(console, "Tune sweep (XGBoost)", total) as tick:
-                    tuned = run_sweep(dataset, tune_opts, cluster.cpus, out_dir, on_trial=tick)
-
-    mismatches = summary.mismatches(sequential.trials, parallel.trials) if sequential and parallel else []
-    speed = saved = saved_pct = None
-    if sequential and parallel:
-        speed = summary.speedup(sequential.wall_s, parallel.wall_s)
-        saved = sequential.wall_s - parallel.wall_s
-        saved_pct = 100.0 * saved / sequential.wall_s
-    reference = parallel or sequential
-    grid = (
-        None
-        if reference is None
-        else GridResult(
-            configs=len(specs),
-            cpus=cluster.cpus if cluster else 1,
-            nodes=cluster.nodes if cluster else 1,
-            sequential=sequential,
-            parallel=parallel,
-            speedup=speed,
-            time_saved_s=saved,
-            time_saved_pct=saved_pct,
-            lower_bound_s=lower_bound,
-            efficiency=efficiency,
-            best=summary.best(reference.trials),
-            consistent=not mismatches,
-            mismatches=mismatches,
+    metrics = RunMetrics(
+        run_id,
+        workload_label(opts.dataset, opts.grid),
+        push_gateway=opts.push_gateway,
+        strict=opts.strict_metrics,
+        warn=lambda line: console.print(line, style="yellow", highlight=False, markup=False),
+    )
+    if opts.metrics_port is not None:
+        metrics.serve(opts.metrics_port)
+    phase = "grid_sequential"
+    cluster: ClusterInfo | None = None
+    try:
+        seq = par = None
+        tuned: TuneResult | None = None
+        if "grid-seq" in opts.phases:
+            seq = _grid_sequential(opts, dataset, specs, console)
+            metrics.record_phase(
+                phase,
+                trials=seq.trials,
+                wall_s=seq.wall_s,
+                lower_bound_s=sum(t.fit_s for t in seq.trials),
+                cpus=1,
+                nodes=1,
+                best_rmse=min(t.rmse for t in seq.trials),
+            )
+            metrics.push_phase(phase)
+        if any(p in opts.phases for p in RAY_PHASES):
+            with ray_session(
+                opts.address, num_cpus=opts.num_cpus, metrics_port=opts.ray_metrics_port
+            ) as cluster:
+                if "grid-ray" in opts.phases:
+                    phase = "grid_parallel"
+                    par = _grid_parallel(opts, dataset, specs, cluster, console)
+                    grid = _grid_result(specs, cluster, seq, par)
+                    assert grid is not None and grid.parallel is not None
+                    metrics.record_phase(
+                        phase,
+                        trials=par.trials,
+                        wall_s=par.wall_s,
+                        lower_bound_s=grid.lower_bound_s,
+                        cpus=cluster.cpus,
+                        nodes=cluster.nodes,
+                        best_rmse=min(t.rmse for t in par.trials),
+                        speedup=grid.speedup,
+                        efficiency=grid.efficiency,
+                    )
+                    metrics.push_phase(phase)
+                if "tune" in opts.phases:
+                    phase = "tune"
+                    tuned = _tune(opts, dataset, cluster, out_dir, console)
+                    metrics.record_phase(
+                        phase,
+                        trials=tuned.trials,
+                        wall_s=tuned.wall_s,
+                        lower_bound_s=tuned.compute_bound_s,
+                        cpus=tuned.cpus,
+                        nodes=cluster.nodes,
+                        best_rmse=tuned.best.rmse,
+                        efficiency=tuned.compute_bound_s / tuned.wall_s,
+                    )
+                    metrics.push_phase(phase)
+        grid = _grid_result(specs, cluster, seq, par)
+        result = Result(
+            run_id=run_id,
+            created_utc=created,
+            command=_redacted(opts.command),
+            environment=environment.capture(),
+            options=_options(opts),
+            dataset=dataset.describe(),
+            cluster=cluster,
+            grid=grid,
+            tune=tuned,
         )
-    )
-    # Through JSON once, so the stored options equal what a reader loads back (tuples → lists, paths → str).
-    options = json.loads(json.dumps({k: v for k, v in asdict(opts).items() if k != "command"}, default=str))
-    result = Result(
-        run_id=run_id,
-        created_utc=created,
-        command=opts.command,
-        environment=env,
-        options=options,
-        dataset=dataset.describe(),
-        cluster=cluster,
-        grid=grid,
-        tune=tuned,
-    )
-    write_bundle(result, out_dir)
-    write_plots(result, out_dir)
-    if mismatches:
+        write_bundle(result, out_dir)
+        write_plots(result, out_dir)
+    except BaseException:
+        metrics.record_failure(
+            phase, cpus=cluster.cpus if cluster else 1, nodes=cluster.nodes if cluster else 1
+        )
+        metrics.push_all()
+        metrics.close()
+        raise
+    if grid is not None and grid.mismatches:
+        metrics.close()
         raise RayscaleError(
-            f"parallel and sequential metrics differ for {len(mismatches)} config(s), e.g. {mismatches[0]} "
-            f"(bundle kept in {out_dir})",
+            f"parallel and sequential metrics differ for {len(grid.mismatches)} config(s), "
+            f"e.g. {grid.mismatches[0]} (bundle kept in {out_dir})",
             4,
         )
+    metrics.succeeded()
+    metrics.close()
     return result, out_dir
+
+
+def _tune(
+    opts: RunOptions, dataset: Dataset, cluster: ClusterInfo, out_dir: Path, console: Console
+) -> TuneResult:
+    tune_opts = replace(opts.tune, cpus_per_trial=opts.cpus_per_trial, seed=opts.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)  # Tune's storage lives in the bundle
+    with _progress(console, "Tune sweep (XGBoost)", count_trials(tune_opts.space, tune_opts.samples)) as tick:
+        return run_sweep(dataset, tune_opts, cluster.cpus, out_dir, on_trial=tick)
+
+
+def _options(opts: RunOptions) -> dict:
+    """The options as stored: through JSON once (tuples → lists, paths → str), credentials redacted."""
+    stored = asdict(opts)
+    del stored["command"]
+    if opts.push_gateway:
+        stored["push_gateway"] = redact_url(opts.push_gateway)
+    return json.loads(json.dumps(stored, default=str))
+
+
+def _redacted(command: list[str]) -> list[str]:
+    """The command line with credentials in URLs (``--push-gateway=https://user:pw@…``) hidden."""
+
+    def one(arg: str) -> str:
+        if "://" not in arg:
+            return arg
+        option, sep, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        return option + sep + redact_url(value)
+
+    return [one(arg) for arg in command]

@@ -247,3 +247,108 @@ def write_plots(result: Result, out_dir: Path) -> list[Path]:
         _tune_rounds_plot(result.tune.trials, result.tune.baseline.rmse, rounds)
         paths += [timeline, rounds]
     return paths
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def dashboard_png(results: list[Result], path: Path) -> Path:
+    """The Grafana dashboard's panels drawn from result bundles (for docs, where Grafana is absent)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = sorted(results, key=lambda r: (r.cluster.nodes if r.cluster else 1, r.run_id))
+    nodes = [r.cluster.nodes if r.cluster else 1 for r in runs]
+    fig, axes = plt.subplots(4, 2, figsize=(13, 14), dpi=100)
+    ax = axes.flat
+
+    grid_runs = [
+        (n, r.grid) for n, r in zip(nodes, runs, strict=True) if r.grid and r.grid.speedup is not None
+    ]
+    ax[0].plot([n for n, _ in grid_runs], [g.speedup for _, g in grid_runs], "o-", label="speedup")
+    ax[0].plot([n for n, _ in grid_runs], [g.cpus for _, g in grid_runs], "k--", label="ideal (cluster CPUs)")
+    ax[0].set(title="Speedup vs node count", xlabel="nodes", ylabel="sequential / parallel")
+
+    phase_eff: dict[str, list[tuple[int, float]]] = {}
+    phase_wall: dict[str, list[tuple[int, float]]] = {}
+    for n, r in zip(nodes, runs, strict=True):
+        if r.grid and r.grid.parallel and r.grid.efficiency is not None:
+            phase_eff.setdefault("grid_parallel", []).append((n, r.grid.efficiency))
+        if r.tune:
+            phase_eff.setdefault("tune", []).append((n, r.tune.compute_bound_s / r.tune.wall_s))
+        for name, wall in (("grid_sequential", r.grid.sequential.wall_s if r.grid and r.grid.sequential else None),
+                           ("grid_parallel", r.grid.parallel.wall_s if r.grid and r.grid.parallel else None),
+                           ("tune", r.tune.wall_s if r.tune else None)):  # fmt: skip
+            if wall is not None:
+                phase_wall.setdefault(name, []).append((n, wall))
+    for name, points in phase_eff.items():
+        ax[1].plot(*zip(*points, strict=True), "o-", label=name)
+    ax[1].axhline(1.0, color="k", linestyle="--", label="ideal")
+    ax[1].set(
+        title="Parallel efficiency vs node count", xlabel="nodes", ylabel="lower bound / wall", ylim=(0, 1.1)
+    )
+    for name, points in phase_wall.items():
+        ax[2].plot(*zip(*points, strict=True), "o-", label=name)
+    ax[2].set(title="Phase wall time vs node count", xlabel="nodes", ylabel="seconds")
+
+    labels, walls, bounds = [], [], []
+    for r in runs:
+        if r.grid and r.grid.parallel and r.grid.lower_bound_s is not None:
+            labels.append(f"grid {r.run_id[-6:]}")
+            walls.append(r.grid.parallel.wall_s)
+            bounds.append(r.grid.lower_bound_s)
+        if r.tune:
+            labels.append(f"tune {r.run_id[-6:]}")
+            walls.append(r.tune.wall_s)
+            bounds.append(r.tune.compute_bound_s)
+    x = range(len(labels))
+    ax[3].bar([i - 0.2 for i in x], walls, 0.4, label="wall")
+    ax[3].bar([i + 0.2 for i in x], bounds, 0.4, label="lower bound")
+    ax[3].set_xticks(list(x), labels, rotation=30, fontsize=7)
+    ax[3].set(title="Makespan vs lower bound", ylabel="seconds")
+
+    durations: dict[str, list[float]] = {}
+    queues: dict[str, list[float]] = {}
+    throughput: list[tuple[str, float]] = []
+    best: list[tuple[str, float]] = []
+    for r in runs:
+        for phase, trials in iter_trials(r):
+            durations.setdefault(phase, []).extend(t.fit_s for t in trials)
+            queues.setdefault(phase, []).extend(t.queue_s for t in trials)
+        if r.tune:
+            durations.setdefault("tune", []).extend(t.compute_s for t in r.tune.trials)
+        if r.grid and r.grid.parallel:
+            throughput.append((f"grid {r.run_id[-6:]}", len(r.grid.parallel.trials) / r.grid.parallel.wall_s))
+            best.append((f"grid {r.run_id[-6:]}", r.grid.best.rmse))
+        if r.tune:
+            throughput.append((f"tune {r.run_id[-6:]}", len(r.tune.trials) / r.tune.wall_s))
+            best.append((f"tune {r.run_id[-6:]}", r.tune.best.rmse))
+    names = list(durations)
+    for offset, q in ((-0.25, 0.5), (0.0, 0.95), (0.25, 0.99)):
+        ax[4].bar([i + offset for i in range(len(names))], [_quantile(durations[n], q) for n in names], 0.25,
+                  label=f"p{round(q * 100)}")  # fmt: skip
+    ax[4].set_xticks(range(len(names)), names)
+    ax[4].set(title="Trial duration p50 / p95 / p99 by phase", ylabel="seconds")
+    qnames = list(queues)
+    ax[5].bar(qnames, [sum(queues[n]) / len(queues[n]) for n in qnames], label="mean")
+    ax[5].bar(qnames, [_quantile(queues[n], 0.95) for n in qnames], alpha=0.4, label="p95")
+    ax[5].set(title="Queue wait (submitted → started)", ylabel="seconds")
+    ax[6].bar([t for t, _ in throughput], [v for _, v in throughput])
+    ax[6].set(title="Trials per second", ylabel="trials / s")
+    ax[6].tick_params(axis="x", rotation=30, labelsize=7)
+    ax[7].bar([t for t, _ in best], [v for _, v in best])
+    ax[7].set(title="Best RMSE per run", ylabel="RMSE")
+    ax[7].tick_params(axis="x", rotation=30, labelsize=7)
+    for a in ax:
+        a.grid(alpha=0.3)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=8)
+    fig.suptitle("rayscale — scaling dashboard (rendered from result bundles)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -10,8 +10,10 @@ and the data reaches the trials once through the object store (``tune.with_param
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
+import random
 import sys
 import tempfile
 import time
@@ -129,20 +131,39 @@ def validate_space(space: dict[str, Any], samples: int | None) -> None:
             raise RayscaleError(f"search space: {name!r} must be a value, a list or a distribution")
 
 
-def to_param_space(space: dict[str, Any], samples: int | None) -> dict[str, Any]:
-    """Lists become ``grid_search`` (grid) or ``choice`` (random); distributions map to Tune's."""
+def grid_configs(space: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """Every config of a grid space, in an order shuffled with ``seed``.
+
+    Asynchronous successive halving promotes a trial when it beats the share of results its rung
+    has seen so far, which assumes trials arrive in random order. Tune expands a grid in a fixed
+    order, and if later configs are systematically stronger early on (a higher learning rate,
+    deeper trees), nearly every arrival beats its predecessors and is promoted. Shuffling
+    restores the assumption.
+    """
+    names = list(space)
+    axes = [value if isinstance(value, list) else [value] for value in space.values()]
+    configs = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*axes)]
+    random.Random(seed).shuffle(configs)
+    return configs
+
+
+def to_param_space(space: dict[str, Any], samples: int | None, seed: int) -> dict[str, Any]:
+    """A grid becomes one ``grid_search`` over shuffled configs (under ``params``); for random
+    sampling, lists become ``choice`` and distributions map to Tune's."""
     from ray import tune
 
+    if samples is None:
+        return {"params": tune.grid_search(grid_configs(space, seed))}
     out: dict[str, Any] = {}
     for name, value in space.items():
         if isinstance(value, list):
-            out[name] = tune.grid_search(value) if samples is None else tune.choice(value)
+            out[name] = tune.choice(value)
         elif isinstance(value, dict):
             kind, bounds = next(iter(value.items()))
             out[name] = tune.choice(bounds) if kind == "choice" else getattr(tune, kind)(*bounds)
         else:
             out[name] = value
-    return out
+    return {"params": out}
 
 
 def _metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -192,9 +213,28 @@ def _reporting_callback(
     return Reporter()
 
 
+# One (train, test) DMatrix pair per worker process, keyed by what the data is: a reused actor
+# runs many trials on the same table and builds it once.
+_DMATRICES: dict[str, tuple[Any, Any]] = {}
+
+
+def _dmatrices(data_key: str, data: Arrays, nthread: int) -> tuple[Any, Any]:
+    import xgboost as xgb
+
+    if data_key not in _DMATRICES:
+        _DMATRICES.clear()
+        X_train, y_train, X_test, _ = data
+        _DMATRICES[data_key] = (
+            xgb.DMatrix(X_train, label=y_train, nthread=nthread),
+            xgb.DMatrix(X_test, nthread=nthread),
+        )
+    return _DMATRICES[data_key]
+
+
 def xgb_trainable(
     config: dict[str, Any],
     data: Arrays,
+    data_key: str,
     max_rounds: int,
     report_every: int,
     nthread: int,
@@ -205,11 +245,10 @@ def xgb_trainable(
     import xgboost as xgb
     from ray import tune
 
-    X_train, y_train, X_test, y_test = data
     start_ts = time.time()
     node, node_id = where()
-    dtrain = xgb.DMatrix(X_train, label=y_train, nthread=nthread)
-    dtest = xgb.DMatrix(X_test, nthread=nthread)
+    dtrain, dtest = _dmatrices(data_key, data, nthread)
+    y_test = data[3]
     fixed = {"node": node, "node_id": node_id, "pid": os.getpid(), "start_ts": start_ts}
 
     def emit(metrics: dict[str, Any], model: Any) -> None:
@@ -222,7 +261,8 @@ def xgb_trainable(
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
 
     callback = _reporting_callback(report_every, max_rounds, dtest, y_test, emit)
-    xgb.train(booster_params(config, nthread, seed), dtrain, num_boost_round=max_rounds, callbacks=[callback])
+    params = booster_params(config["params"], nthread, seed)
+    xgb.train(params, dtrain, num_boost_round=max_rounds, callbacks=[callback])
 
 
 def baseline(dataset: Dataset, nthread: int, seed: int) -> TuneModel:
@@ -323,6 +363,7 @@ def run_sweep(
         tune.with_parameters(
             xgb_trainable,
             data=arrays(dataset),
+            data_key=f"{dataset.spec}|{time.time_ns()}",  # unique per sweep: no stale cache
             max_rounds=opts.max_rounds,
             report_every=opts.report_every,
             nthread=opts.cpus_per_trial,
@@ -335,7 +376,7 @@ def run_sweep(
     collector = _collector(on_trial)
     tuner = tune.Tuner(
         trainable,
-        param_space=to_param_space(space, opts.samples),
+        param_space=to_param_space(space, opts.samples, opts.seed),
         tune_config=tune.TuneConfig(
             metric="rmse",
             mode="min",
@@ -374,7 +415,7 @@ def run_sweep(
         TuneTrial(
             index=index,
             trial_id=trial_id,
-            params={k: v for k, v in config.items() if k in space},
+            params=config["params"],
             rmse=m["rmse"],
             r2=m["r2"],
             mae=m["mae"],

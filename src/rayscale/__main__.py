@@ -1,0 +1,3 @@
+from rayscale.cli import app
+
+app(prog_name="rayscale")
