@@ -68,10 +68,26 @@ def _scrape(port: int) -> str:
 
 def test_served_exposition_merges_phases_under_one_header_each() -> None:
     metrics = RunMetrics("r1", "diabetes/seed")
-    metrics.record_phase("grid_sequential", trials=[_trial(0), _trial(1)], wall_s=0.5, lower_bound_s=0.4, cpus=1,
-                         nodes=1, best_rmse=50.0)  # fmt: skip
-    metrics.record_phase("grid_parallel", trials=[_trial(0, "10.0.0.2")], wall_s=0.3, lower_bound_s=0.2, cpus=2,
-                         nodes=2, best_rmse=50.0, speedup=1.7, efficiency=0.66)  # fmt: skip
+    metrics.record_phase(
+        "grid_sequential",
+        trials=[_trial(0), _trial(1)],
+        wall_s=0.5,
+        lower_bound_s=0.4,
+        cpus=1,
+        nodes=1,
+        best_rmse=50.0,
+    )
+    metrics.record_phase(
+        "grid_parallel",
+        trials=[_trial(0, "10.0.0.2")],
+        wall_s=0.3,
+        lower_bound_s=0.2,
+        cpus=2,
+        nodes=2,
+        best_rmse=50.0,
+        speedup=1.7,
+        efficiency=0.66,
+    )
     port = free_port()
     metrics.serve(port, address="127.0.0.1")
     try:
@@ -81,8 +97,9 @@ def test_served_exposition_merges_phases_under_one_header_each() -> None:
     assert text.count("# TYPE rayscale_trial_duration_seconds histogram") == 1
     families = {f.name: f for f in text_string_to_metric_families(text)}
     duration = families["rayscale_trial_duration_seconds"]
-    counts = {(s.labels["phase"], s.labels["node"]): s.value for s in duration.samples
-              if s.name.endswith("_count")}  # fmt: skip
+    counts = {
+        (s.labels["phase"], s.labels["node"]): s.value for s in duration.samples if s.name.endswith("_count")
+    }
     assert counts == {("grid_sequential", "10.0.0.1"): 2, ("grid_parallel", "10.0.0.2"): 1}
     buckets = sorted(float(s.labels["le"]) for s in duration.samples if s.name.endswith("_bucket"))
     assert buckets[0] == 0.01 and 3600 in buckets  # 10 ms to 1 h
@@ -90,8 +107,11 @@ def test_served_exposition_merges_phases_under_one_header_each() -> None:
     assert [(s.labels["phase"], s.labels["nodes"], s.labels["cpus"], s.value) for s in speedup] == [
         ("grid_parallel", "2", "2", 1.7)
     ]
-    trials = {(s.labels["phase"], s.labels["status"]): s.value for s in families["rayscale_trials"].samples
-              if s.name == "rayscale_trials_total"}  # fmt: skip
+    trials = {
+        (s.labels["phase"], s.labels["status"]): s.value
+        for s in families["rayscale_trials"].samples
+        if s.name == "rayscale_trials_total"
+    }
     assert trials == {("grid_sequential", "ok"): 2, ("grid_parallel", "ok"): 1}
     for name in (
         "rayscale_phase_wall_seconds",
@@ -199,22 +219,34 @@ class PromStack:
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RULES)],
             "scrape_configs": [
-                {"job_name": "pushgateway", "honor_labels": True,
-                 "static_configs": [{"targets": [f"127.0.0.1:{self.gateway_port}"]}]},
-                {"job_name": "rayscale-live", "static_configs": [{"targets": [f"127.0.0.1:{self.metrics_port}"]}]},
+                {
+                    "job_name": "pushgateway",
+                    "honor_labels": True,
+                    "static_configs": [{"targets": [f"127.0.0.1:{self.gateway_port}"]}],
+                },
+                {
+                    "job_name": "rayscale-live",
+                    "static_configs": [{"targets": [f"127.0.0.1:{self.metrics_port}"]}],
+                },
                 {"job_name": "ray", "static_configs": [{"targets": [f"127.0.0.1:{self.ray_metrics_port}"]}]},
             ],
-        }  # fmt: skip
+        }
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
         logs = (tmp / "servers.log").open("w")
         self.gateway = subprocess.Popen(
             [pushgateway, f"--web.listen-address=127.0.0.1:{self.gateway_port}"], stdout=logs, stderr=logs
         )
         self.prometheus = subprocess.Popen(
-            [prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.prom_port}", "--log.level=warn"],
-            stdout=logs, stderr=logs,
-        )  # fmt: skip
+            [
+                prometheus,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.prom_port}",
+                "--log.level=warn",
+            ],
+            stdout=logs,
+            stderr=logs,
+        )
         _wait_http(f"http://127.0.0.1:{self.gateway_port}/-/ready")
         _wait_http(f"http://127.0.0.1:{self.prom_port}/-/ready")
 
@@ -263,8 +295,12 @@ def test_rules_load_with_promtool() -> None:
 
 
 def _substitute(expr: str, run_id: str) -> str:
-    return (expr.replace("$run_id", run_id).replace("$workload", ".*").replace("$phase", ".*")
-            .replace("$cluster", ".*"))  # fmt: skip
+    return (
+        expr.replace("$run_id", run_id)
+        .replace("$workload", ".*")
+        .replace("$phase", ".*")
+        .replace("$cluster", ".*")
+    )
 
 
 @pytest.mark.slow
@@ -275,11 +311,31 @@ def test_every_dashboard_query_returns_data_for_a_real_run(prom_stack: PromStack
     space.write_text("space:\n  learning_rate: [0.05, 0.1]\n  max_depth: [2, 3]\n")
     out = tmp_path / "bundle"
     command = [
-        sys.executable, "-m", "rayscale", "run", "--grid", str(grid), "--space", str(space), "--repeats", "1",
-        "--max-rounds", "60", "--grace-period", "20", "--report-every", "10", "--output", str(out),
-        "--metrics-port", str(prom_stack.metrics_port), "--ray-metrics-port", str(prom_stack.ray_metrics_port),
-        "--push-gateway", prom_stack.gateway_url,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "rayscale",
+        "run",
+        "--grid",
+        str(grid),
+        "--space",
+        str(space),
+        "--repeats",
+        "1",
+        "--max-rounds",
+        "60",
+        "--grace-period",
+        "20",
+        "--report-every",
+        "10",
+        "--output",
+        str(out),
+        "--metrics-port",
+        str(prom_stack.metrics_port),
+        "--ray-metrics-port",
+        str(prom_stack.ray_metrics_port),
+        "--push-gateway",
+        prom_stack.gateway_url,
+    ]
     started = time.time()
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Scrape /metrics during the run and check the exposition.
@@ -291,7 +347,7 @@ def test_every_dashboard_query_returns_data_for_a_real_run(prom_stack: PromStack
             live = _scrape(prom_stack.metrics_port)
         except OSError:
             time.sleep(0.2)
-    stdout, stderr = run.communicate(timeout=300)
+    _, stderr = run.communicate(timeout=300)
     assert run.returncode == 0, stderr[-3000:]
     assert live, "the run ended before /metrics could be scraped"
     families = {f.name for f in text_string_to_metric_families(live)}

@@ -280,9 +280,11 @@ def dashboard_png(results: list[Result], path: Path) -> Path:
             phase_eff.setdefault("grid_parallel", []).append((n, r.grid.efficiency))
         if r.tune:
             phase_eff.setdefault("tune", []).append((n, r.tune.compute_bound_s / r.tune.wall_s))
-        for name, wall in (("grid_sequential", r.grid.sequential.wall_s if r.grid and r.grid.sequential else None),
-                           ("grid_parallel", r.grid.parallel.wall_s if r.grid and r.grid.parallel else None),
-                           ("tune", r.tune.wall_s if r.tune else None)):  # fmt: skip
+        for name, wall in (
+            ("grid_sequential", r.grid.sequential.wall_s if r.grid and r.grid.sequential else None),
+            ("grid_parallel", r.grid.parallel.wall_s if r.grid and r.grid.parallel else None),
+            ("tune", r.tune.wall_s if r.tune else None),
+        ):
             if wall is not None:
                 phase_wall.setdefault(name, []).append((n, wall))
     for name, points in phase_eff.items():
@@ -329,8 +331,12 @@ def dashboard_png(results: list[Result], path: Path) -> Path:
             best.append((f"tune {r.run_id[-6:]}", r.tune.best.rmse))
     names = list(durations)
     for offset, q in ((-0.25, 0.5), (0.0, 0.95), (0.25, 0.99)):
-        ax[4].bar([i + offset for i in range(len(names))], [_quantile(durations[n], q) for n in names], 0.25,
-                  label=f"p{round(q * 100)}")  # fmt: skip
+        ax[4].bar(
+            [i + offset for i in range(len(names))],
+            [_quantile(durations[n], q) for n in names],
+            0.25,
+            label=f"p{round(q * 100)}",
+        )
     ax[4].set_xticks(range(len(names)), names)
     ax[4].set(title="Trial duration p50 / p95 / p99 by phase", ylabel="seconds")
     qnames = list(queues)
