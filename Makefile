@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export RAY_AUTH_MODE ?= token
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install run test test-fast bench lint clean
+.PHONY: install run test test-fast bench lint e2e-kind dashboard constraints clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,21 @@ test: install  ## every test (unit, CLI, integration on a real local Ray)
 test-fast: install  ## skip the tests marked slow
 	$(BIN)/pytest -m "not slow" $(ARGS)
 
-bench: install  ## bench/grid.py; results land in bench/results/
+bench: install  ## bench/grid.py and bench/tune.py; results land in bench/results/
 	$(BIN)/python bench/grid.py $(ARGS)
+	$(BIN)/python bench/tune.py $(ARGS)
+
+e2e-kind: install  ## chart + image + RayJob on a kind cluster (needs docker, kind, kubectl)
+	$(BIN)/pytest -m kind tests/e2e $(ARGS)
+
+dashboard: install  ## regenerate the Grafana dashboard JSON from deploy/grafana/queries.yaml
+	$(BIN)/python deploy/grafana/build.py
+
+constraints:  ## re-pin the image's dependencies from a clean runtime install
+	rm -rf .venv-runtime && $(PYTHON) -m venv .venv-runtime
+	.venv-runtime/bin/pip install -q '.[k8s]'
+	.venv-runtime/bin/pip freeze --exclude rayscale > constraints.txt
+	rm -rf .venv-runtime
 
 lint: install
 	$(BIN)/ruff check .

@@ -30,7 +30,7 @@ from rayscale.results import TrialRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERIES = ROOT / "deploy" / "grafana" / "queries.yaml"
-RULES = ROOT / "deploy" / "prometheus" / "rayscale-rules.yaml"
+RULES = ROOT / "deploy" / "helm" / "rayscale" / "files" / "rayscale-rules.yaml"
 
 
 def free_port() -> int:

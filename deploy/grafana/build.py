@@ -18,7 +18,8 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 QUERIES = HERE / "queries.yaml"
-DASHBOARD = HERE / "rayscale-scaling.json"
+# The chart ships the dashboard with .Files.Get, which reads only inside the chart: it lives there.
+DASHBOARD = HERE.parent / "helm" / "rayscale" / "files" / "rayscale-scaling.json"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_W, PANEL_W, PANEL_H = 24, 12, 8
 

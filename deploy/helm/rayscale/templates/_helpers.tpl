@@ -1,0 +1,93 @@
+{{/* rayscale.name: the chart name, or nameOverride, truncated to 63 characters. */}}
+{{- define "rayscale.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* rayscale.fullname: release-qualified name (the RayCluster's name), truncated to 63 characters. */}}
+{{- define "rayscale.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* rayscale.chart: chart name and version, as the helm.sh/chart label wants them. */}}
+{{- define "rayscale.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* rayscale.labels: the common labels of every object. */}}
+{{- define "rayscale.labels" -}}
+helm.sh/chart: {{ include "rayscale.chart" . }}
+{{ include "rayscale.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: rayscale
+{{- end }}
+
+{{/* rayscale.selectorLabels: the labels selectors match on (stable across upgrades). */}}
+{{- define "rayscale.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "rayscale.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* rayscale.serviceAccountName: the ServiceAccount Ray pods run as. */}}
+{{- define "rayscale.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "rayscale.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* rayscale.image: repository:tag of the rayscale image (tag defaults to appVersion). */}}
+{{- define "rayscale.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* rayscale.authSecretName: the Secret holding the Ray auth token. */}}
+{{- define "rayscale.authSecretName" -}}
+{{- default (include "rayscale.suffixed" (dict "root" . "suffix" "ray-auth")) .Values.auth.secretName }}
+{{- end }}
+
+{{/* rayscale.pushgatewayName: name of the Pushgateway's Deployment and Service. */}}
+{{- define "rayscale.pushgatewayName" -}}
+{{- include "rayscale.suffixed" (dict "root" . "suffix" "pushgateway") }}
+{{- end }}
+
+{{/* rayscale.rayContainer: the Ray container shared by head and workers (dict: root, name, cpu, memory, ports). */}}
+{{- define "rayscale.rayContainer" -}}
+- name: {{ .name }}
+  image: {{ include "rayscale.image" .root }}
+  imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+  resources:
+    requests:
+      cpu: {{ .cpu | quote }}
+      memory: {{ .memory | quote }}
+    limits:
+      cpu: {{ .cpu | quote }}
+      memory: {{ .memory | quote }}
+  securityContext:
+    {{- toYaml .root.Values.securityContext | nindent 4 }}
+  {{- with .ports }}
+  ports:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  volumeMounts:
+    - name: ray-logs
+      mountPath: /tmp/ray
+    - name: results
+      mountPath: {{ .root.Values.results.mountPath }}
+{{- end }}
+
+{{/* rayscale.suffixed: fullname plus "-suffix", the fullname shortened so the whole stays within 63 (dict: root, suffix). */}}
+{{- define "rayscale.suffixed" -}}
+{{- $base := include "rayscale.fullname" .root | trunc (int (sub 62 (len .suffix))) | trimSuffix "-" }}
+{{- printf "%s-%s" $base .suffix }}
+{{- end }}

