@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+import tomllib
 import yaml
 
 import tooling  # tests/tooling.py (pytest puts tests/ on sys.path)
@@ -129,14 +129,18 @@ def validate(doc: dict) -> None:
 
 
 def check_rules(spec: dict) -> None:
-    promtool = shutil.which("promtool") or ("/usr/bin/promtool" if os.access("/usr/bin/promtool", os.X_OK) else None)
+    promtool = shutil.which("promtool") or (
+        "/usr/bin/promtool" if os.access("/usr/bin/promtool", os.X_OK) else None
+    )
     assert spec["groups"], "PrometheusRule without groups"
     if promtool is None:
         return  # the metrics tests fail in CI without promtool; here the structure check is enough
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"rayscale-rule-{os.getpid()}.yaml"
     path.write_text(yaml.safe_dump(spec))
     try:
-        out = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
+        )
     finally:
         path.unlink()
     assert out.returncode == 0, out.stdout + out.stderr
@@ -160,8 +164,13 @@ def test_chart_lints_renders_and_validates(helm: str, values: Path | None) -> No
 def test_at_least_four_scenarios() -> None:
     names = {p.name for p in SCENARIOS}
     assert len(names) >= 4
-    assert {"monitoring-off-values.yaml", "monitoring-on-values.yaml", "pushgateway-values.yaml",
-            "autoscaling-values.yaml", "pvc-values.yaml"} <= names  # fmt: skip
+    assert {
+        "monitoring-off-values.yaml",
+        "monitoring-on-values.yaml",
+        "pushgateway-values.yaml",
+        "autoscaling-values.yaml",
+        "pvc-values.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("job", JOBS, ids=lambda p: p.name)
@@ -221,7 +230,9 @@ def undocumented_values(text: str) -> list[str]:
         if block and block[0].startswith("# --"):
             covered_below = indent
             continue
-        is_parent = rest == "" and i + 1 < len(lines) and len(lines[i + 1]) - len(lines[i + 1].lstrip()) > indent
+        is_parent = (
+            rest == "" and i + 1 < len(lines) and len(lines[i + 1]) - len(lines[i + 1].lstrip()) > indent
+        )
         if not is_parent:
             missing.append(f"line {i + 1}: {key}")
     return missing
@@ -293,7 +304,9 @@ def test_network_policy_admits_only_the_cluster_clients_and_monitoring(default_d
     assert client["from"] == [{"podSelector": {"matchLabels": {"rayscale.io/ray-client": "true"}}}]
     assert {p["port"] for p in client["ports"]} == {8265, 10001}
     monitoring = rules[-1]
-    assert monitoring["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert monitoring["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
     assert {p["port"] for p in monitoring["ports"]} == {8080, 44217, 44227}
     assert all("ports" in rule for rule in rules[1:])  # only the cluster itself reaches every port
 
@@ -305,8 +318,10 @@ def test_monitors_select_ray_pods_and_relabel_the_cluster(default_docs: list[dic
         assert monitor["metadata"]["labels"]["release"] == "prometheus"
         assert monitor["spec"]["selector"]["matchLabels"]["ray.io/node-type"] == node_type
         for endpoint in monitor["spec"]["podMetricsEndpoints"]:
-            assert {"sourceLabels": ["__meta_kubernetes_pod_label_ray_io_cluster"],
-                    "targetLabel": "ray_io_cluster"} in endpoint["relabelings"]  # fmt: skip
+            assert {
+                "sourceLabels": ["__meta_kubernetes_pod_label_ray_io_cluster"],
+                "targetLabel": "ray_io_cluster",
+            } in endpoint["relabelings"]
     head_ports = [e["port"] for e in monitors["rayscale-head"]["spec"]["podMetricsEndpoints"]]
     assert head_ports == ["metrics", "as-metrics", "dash-metrics"]
     service_monitor = one(default_docs, "ServiceMonitor")
@@ -319,12 +334,19 @@ def test_dashboard_and_rules_come_from_the_single_source(default_docs: list[dict
     shipped = json.loads(config_map["data"]["rayscale-scaling.json"])
     assert shipped == json.loads((CHART / "files" / "rayscale-scaling.json").read_text())
     rule = one(default_docs, "PrometheusRule")
-    assert rule["spec"]["groups"] == yaml.safe_load((CHART / "files" / "rayscale-rules.yaml").read_text())["groups"]
+    assert (
+        rule["spec"]["groups"]
+        == yaml.safe_load((CHART / "files" / "rayscale-rules.yaml").read_text())["groups"]
+    )
 
 
 def test_dashboard_json_is_generated_from_the_queries() -> None:
-    out = subprocess.run(["python", str(ROOT / "deploy" / "grafana" / "build.py"), "--check"], capture_output=True,
-                         text=True, check=False)  # fmt: skip
+    out = subprocess.run(
+        ["python", str(ROOT / "deploy" / "grafana" / "build.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -352,13 +374,20 @@ def test_autoscaling_and_auth_scenarios(helm: str) -> None:
     assert cluster["spec"]["autoscalerOptions"]["idleTimeoutSeconds"] == 120
     docs = render(helm, CHART / "ci" / "auth-token-values.yaml")
     secret = one(docs, "Secret")
-    assert one(docs, "RayCluster")["spec"]["authOptions"] == {"mode": "token", "secretName": secret["metadata"]["name"]}
+    assert one(docs, "RayCluster")["spec"]["authOptions"] == {
+        "mode": "token",
+        "secretName": secret["metadata"]["name"],
+    }
     assert len(secret["data"]["auth_token"]) >= 48
 
 
 def test_fullname_is_truncated_to_63(helm: str) -> None:
-    docs = render(helm, CHART / "ci" / "pvc-values.yaml", CHART / "ci" / "auth-token-values.yaml",
-                  release="a-very-long-release-name-for-a-benchmark-that-goes-on")  # 53, helm's maximum
+    docs = render(
+        helm,
+        CHART / "ci" / "pvc-values.yaml",
+        CHART / "ci" / "auth-token-values.yaml",
+        release="a-very-long-release-name-for-a-benchmark-that-goes-on",
+    )  # 53, helm's maximum
     for doc in docs:
         assert len(doc["metadata"]["name"]) <= 63
 
@@ -385,7 +414,9 @@ def test_jobs_comment_every_field() -> None:
         spec_at = lines.index("spec:")
         for i, line in enumerate(lines[spec_at + 1 :], start=spec_at + 1):
             if re.match(r"^  [a-zA-Z]+:", line):
-                assert lines[i - 1].strip().startswith("#"), f"{job.name}:{i + 1} {line.strip()} has no comment"
+                assert lines[i - 1].strip().startswith("#"), (
+                    f"{job.name}:{i + 1} {line.strip()} has no comment"
+                )
 
 
 # -- Dockerfile -----------------------------------------------------------------------------------
@@ -397,7 +428,8 @@ def test_dockerfile_matches_the_pinned_ray_and_runs_as_non_root() -> None:
     ray_pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("ray["))
     version = ray_pin.split("==")[1]
     assert f"ARG RAY_VERSION={version}" in text
-    assert re.search(r"^FROM rayproject/ray:\$\{RAY_VERSION\}-py3\d+-cpu", text, re.M)
+    assert re.search(r"^ARG PYTHON_TAG=py3\d+$", text, re.M)  # the Python constraints.txt was frozen with
+    assert len(re.findall(r"^FROM rayproject/ray:\$\{RAY_VERSION\}-\$\{PYTHON_TAG\}-cpu", text, re.M)) == 2
     stages = re.findall(r"^FROM ", text, re.M)
     assert len(stages) == 2  # build stage for the wheel; the final image keeps no build tools
     final = text.split("\nFROM ")[-1]

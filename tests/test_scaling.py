@@ -59,8 +59,22 @@ def test_usl_fit_with_noise_stays_close() -> None:
 
 
 def _trial(index: int, cost: float, fit_s: float, node: str = "10.0.0.1") -> TrialRecord:
-    return TrialRecord(index=index, params={}, cost=cost, rmse=1.0, r2=0.5, mae=1.0, fit_s=fit_s, predict_s=0.0,
-                       queue_s=0.0, node=node, node_id=node, pid=1, start_ts=0.0, end_ts=fit_s)  # fmt: skip
+    return TrialRecord(
+        index=index,
+        params={},
+        cost=cost,
+        rmse=1.0,
+        r2=0.5,
+        mae=1.0,
+        fit_s=fit_s,
+        predict_s=0.0,
+        queue_s=0.0,
+        node=node,
+        node_id=node,
+        pid=1,
+        start_ts=0.0,
+        end_ts=fit_s,
+    )
 
 
 def test_stragglers_are_slower_than_the_cost_model_and_named_by_node() -> None:

@@ -128,8 +128,9 @@ def node_hours(wall_s: float, nodes: int) -> float:
     return wall_s * nodes / 3600.0
 
 
-def cheapest_meeting_deadline(points: Sequence[tuple[int, float]], price_per_node_hour: float,
-                              deadline_s: float) -> tuple[int, float] | None:  # fmt: skip
+def cheapest_meeting_deadline(
+    points: Sequence[tuple[int, float]], price_per_node_hour: float, deadline_s: float
+) -> tuple[int, float] | None:
     """(nodes, cost) of the cheapest measured node count whose wall meets ``deadline_s``."""
     feasible = [(n, node_hours(w, n) * price_per_node_hour) for n, w in points if w <= deadline_s]
     return min(feasible, key=lambda p: (p[1], p[0])) if feasible else None

@@ -37,7 +37,9 @@ IMAGE = "rayscale:0.1.0"
 def sh(*args: str, timeout: float = 900, check: bool = True) -> str:
     out = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
     if check and out.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+        raise AssertionError(
+            f"{' '.join(args)} failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
+        )
     return out.stdout
 
 
@@ -61,30 +63,86 @@ def kind_cluster() -> Iterator[dict[str, str]]:
     try:
         kubectl = ["kubectl", "--context", f"kind-{CLUSTER}"]
         sh(helm, "repo", "add", "kuberay", "https://ray-project.github.io/kuberay-helm/", "--force-update")
-        sh(helm, "repo", "add", "prometheus-community", "https://prometheus-community.github.io/helm-charts",
-           "--force-update")  # fmt: skip
-        sh(helm, "--kube-context", f"kind-{CLUSTER}", "install", "kuberay-operator", "kuberay/kuberay-operator",
-           "--version", KUBERAY_VERSION, "--wait", "--timeout", "10m")  # fmt: skip
-        sh(helm, "--kube-context", f"kind-{CLUSTER}", "install", "prometheus",
-           "prometheus-community/kube-prometheus-stack", "--namespace", "monitoring", "--create-namespace",
-           "--set", "grafana.enabled=false", "--set", "alertmanager.enabled=false",
-           "--set", "nodeExporter.enabled=false", "--set", "kubeStateMetrics.enabled=false",
-           "--set", "prometheus.prometheusSpec.scrapeInterval=5s",
-           "--wait", "--timeout", "10m")  # fmt: skip
+        sh(
+            helm,
+            "repo",
+            "add",
+            "prometheus-community",
+            "https://prometheus-community.github.io/helm-charts",
+            "--force-update",
+        )
+        sh(
+            helm,
+            "--kube-context",
+            f"kind-{CLUSTER}",
+            "install",
+            "kuberay-operator",
+            "kuberay/kuberay-operator",
+            "--version",
+            KUBERAY_VERSION,
+            "--wait",
+            "--timeout",
+            "10m",
+        )
+        sh(
+            helm,
+            "--kube-context",
+            f"kind-{CLUSTER}",
+            "install",
+            "prometheus",
+            "prometheus-community/kube-prometheus-stack",
+            "--namespace",
+            "monitoring",
+            "--create-namespace",
+            "--set",
+            "grafana.enabled=false",
+            "--set",
+            "alertmanager.enabled=false",
+            "--set",
+            "nodeExporter.enabled=false",
+            "--set",
+            "kubeStateMetrics.enabled=false",
+            "--set",
+            "prometheus.prometheusSpec.scrapeInterval=5s",
+            "--wait",
+            "--timeout",
+            "10m",
+        )
         sh("docker", "build", "-t", IMAGE, str(ROOT), timeout=1800)
         sh("kind", "load", "docker-image", IMAGE, "--name", CLUSTER)
         # Sized for a laptop's kind node: 1-CPU head and one 1-CPU worker.
-        sh(helm, "--kube-context", f"kind-{CLUSTER}", "install", "rayscale", str(ROOT / "deploy/helm/rayscale"),
-           "--set", "head.cpu=1", "--set", "worker.cpu=1", "--set", "worker.replicas=1",
-           "--set", "head.memory=3Gi", "--set", "worker.memory=3Gi", "--wait", "--timeout", "10m")  # fmt: skip
+        sh(
+            helm,
+            "--kube-context",
+            f"kind-{CLUSTER}",
+            "install",
+            "rayscale",
+            str(ROOT / "deploy/helm/rayscale"),
+            "--set",
+            "head.cpu=1",
+            "--set",
+            "worker.cpu=1",
+            "--set",
+            "worker.replicas=1",
+            "--set",
+            "head.memory=3Gi",
+            "--set",
+            "worker.memory=3Gi",
+            "--wait",
+            "--timeout",
+            "10m",
+        )
         yield {"helm": helm, "kubectl": " ".join(kubectl)}
     finally:
         sh("kind", "delete", "cluster", "--name", CLUSTER, check=False)
 
 
 def _prometheus_query(kubectl: list[str], query: str) -> list[dict]:
-    forward = subprocess.Popen([*kubectl, "-n", "monitoring", "port-forward", "svc/prometheus-operated", "19090:9090"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    forward = subprocess.Popen(
+        [*kubectl, "-n", "monitoring", "port-forward", "svc/prometheus-operated", "19090:9090"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
