@@ -209,3 +209,120 @@ def dashboard(
     except RayscaleError as exc:
         raise _fail(exc, exc.exit_code) from None
     typer.echo(f"written {dashboard_png(results, output)}")
+
+
+@app.command()
+def scale(
+    nodes: Annotated[str, typer.Option(help="Node counts to measure, e.g. 1,2,4.")],
+    cpus_per_node: Annotated[int, typer.Option(help="CPUs per node (--local-cluster).")] = 1,
+    local_cluster: Annotated[
+        bool, typer.Option(help="Start a real multi-node Ray cluster on this machine.")
+    ] = False,
+    kuberay: Annotated[
+        str | None, typer.Option(help="Resize this RayCluster's workers for each node count.")
+    ] = None,
+    namespace: Annotated[str, typer.Option(help="Namespace of the RayCluster (--kuberay).")] = "default",
+    wait_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for resized nodes (--kuberay).")
+    ] = 600.0,
+    address: Annotated[
+        str, typer.Option(envvar="RAY_ADDRESS", help="An existing cluster; its first N nodes are used.")
+    ] = "",
+    dataset: Annotated[
+        str, typer.Option(help="diabetes | friedman1:ROWS[:FEATURES] | csv:PATH:TARGET")
+    ] = "diabetes",
+    grid: Annotated[str, typer.Option(help="'seed' or a grid YAML file")] = "seed",
+    phases: Annotated[str, typer.Option(help="Comma list of grid-ray, tune.")] = "grid-ray",
+    repeats: Annotated[int, typer.Option(help="Timed rounds per node count (min–max whiskers).")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed for the split, data, sampling and models.")] = 42,
+    test_size: Annotated[float, typer.Option(help="Hold-out share.")] = 0.2,
+    cpus_per_trial: Annotated[int, typer.Option(help="CPUs per trial.")] = 1,
+    price_per_node_hour: Annotated[
+        float | None, typer.Option(help="Price of a node-hour, for cost figures.")
+    ] = None,
+    deadline: Annotated[
+        float | None, typer.Option(help="Seconds: report the cheapest node count meeting it.")
+    ] = None,
+    push_gateway: Annotated[
+        str | None, typer.Option(help="Pushgateway URL; each node count is pushed.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Bundle directory [default: results/scale-<run-id>/].")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the scaling JSON to stdout.")] = False,
+) -> None:
+    """Run the same work on each node count; write speedup/efficiency curves with scaling-law fits."""
+    from rayscale.pipeline import RunOptions, parse_phases
+    from rayscale.report import print_scale_report
+    from rayscale.sweep import ScaleOptions, parse_nodes, run_scale
+
+    try:
+        run_opts = RunOptions(
+            dataset=dataset,
+            grid=grid,
+            seed=seed,
+            test_size=test_size,
+            repeats=repeats,
+            cpus_per_trial=cpus_per_trial,
+            address=address,
+            output=output,
+            phases=parse_phases(phases),
+            push_gateway=push_gateway,
+        )
+        opts = ScaleOptions(
+            nodes=parse_nodes(nodes),
+            cpus_per_node=cpus_per_node,
+            local_cluster=local_cluster,
+            kuberay=kuberay,
+            namespace=namespace,
+            wait_timeout_s=wait_timeout,
+            price_per_node_hour=price_per_node_hour,
+            deadline_s=deadline,
+            run=run_opts,
+        )
+        result, bundle = run_scale(opts)
+    except RayscaleError as exc:
+        raise _fail(exc, exc.exit_code) from None
+    if json_out:
+        typer.echo(result.to_json(), nl=False)
+    else:
+        print_scale_report(result, Console(), bundle)
+
+
+@app.command()
+def compare(
+    a: Annotated[
+        Path, typer.Argument(metavar="A", help="Baseline bundle (result.json, scale.json or directory).")
+    ],
+    b: Annotated[Path, typer.Argument(metavar="B", help="Candidate bundle.")],
+    fail: Annotated[
+        list[str] | None, typer.Option(help="FIGURE:PERCENT; exit 1 if B is worse by more.")
+    ] = None,
+) -> None:
+    """Compare two result or scaling bundles; exit 1 when a chosen figure regresses past its threshold."""
+    from rich.table import Table
+
+    from rayscale.compare import compare as compare_bundles
+    from rayscale.compare import parse_thresholds
+    from rayscale.results import load_any
+
+    try:
+        rows, failures = compare_bundles(load_any(a), load_any(b), parse_thresholds(fail or []))
+    except RayscaleError as exc:
+        raise _fail(exc, exc.exit_code) from None
+    table = Table(title=f"{a} → {b}", header_style="bold")
+    for column in ("figure", "A", "B", "change"):
+        table.add_column(column, justify="right" if column != "figure" else "left")
+    for row in rows:
+        change = row.change_pct
+        table.add_row(
+            row.figure,
+            "—" if row.a is None else f"{row.a:.4g}",
+            "—" if row.b is None else f"{row.b:.4g}",
+            "—" if change is None else f"{change:+.1f}%",
+        )
+    Console().print(table)
+    for line in failures:
+        _err.print(f"[bold red]regression:[/] {line}", highlight=False, soft_wrap=True)
+    if failures:
+        raise typer.Exit(1)

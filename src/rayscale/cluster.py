@@ -87,3 +87,39 @@ def ray_session(
         yield describe(address, "existing" if address else "embedded", time.perf_counter() - started)
     finally:
         ray.shutdown()
+
+
+def cpu_nodes() -> list[dict]:
+    """Alive nodes that offer CPUs, the head first, then by node id (a stable 'first N')."""
+    nodes = [n for n in alive_nodes() if n.get("Resources", {}).get("CPU", 0) > 0]
+    return sorted(
+        nodes, key=lambda n: (not n.get("Resources", {}).get("node:__internal_head__"), n["NodeID"])
+    )
+
+
+@contextmanager
+def local_raylets(nodes: int, cpus_per_node: int) -> Iterator[str]:
+    """A real multi-node Ray cluster on this machine: a head and ``nodes - 1`` worker raylets,
+    each a separate set of processes with ``cpus_per_node`` CPUs. Yields its address; torn down
+    whatever happens."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": cpus_per_node, "include_dashboard": False}
+    )
+    try:
+        for _ in range(nodes - 1):
+            cluster.add_node(num_cpus=cpus_per_node)
+        cluster.wait_for_nodes()
+        yield cluster.address
+    finally:
+        cluster.shutdown()
+
+
+@contextmanager
+def local_cluster(nodes: int, cpus_per_node: int) -> Iterator[ClusterInfo]:
+    """:func:`local_raylets` with this process connected; ``connect_s`` covers starting them all."""
+    started = time.perf_counter()
+    with local_raylets(nodes, cpus_per_node) as address, ray_session(address) as info:
+        yield info.model_copy(update={"connect_s": time.perf_counter() - started, "mode": "embedded"})

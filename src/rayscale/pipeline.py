@@ -92,14 +92,14 @@ def _validate(opts: RunOptions) -> None:
 
 
 @contextmanager
-def _progress(console: Console, label: str, total: int) -> Iterator[Callable[..., None]]:
+def progress_bar(console: Console, label: str, total: int) -> Iterator[Callable[..., None]]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(label, total=total)
         yield lambda *_: progress.advance(task)
 
 
-def _pick_round(rounds: list[tuple[float, list[TrialRecord]]]) -> tuple[Timing, list[TrialRecord]]:
+def pick_round(rounds: list[tuple[float, list[TrialRecord]]]) -> tuple[Timing, list[TrialRecord]]:
     """The timing over all rounds, and the trials of the median round (the one reported)."""
     timing = Timing.of([wall for wall, _ in rounds])
     trials = next(trials for wall, trials in rounds if wall == timing.wall_s)
@@ -111,9 +111,9 @@ def _grid_sequential(
 ) -> SequentialPhase:
     rounds = []
     for r in range(opts.repeats):
-        with _progress(console, f"sequential grid, round {r + 1}/{opts.repeats}", len(specs)) as tick:
+        with progress_bar(console, f"sequential grid, round {r + 1}/{opts.repeats}", len(specs)) as tick:
             rounds.append(run_sequential(specs, dataset, on_trial=tick))
-    timing, trials = _pick_round(rounds)
+    timing, trials = pick_round(rounds)
     return SequentialPhase(**timing.model_dump(), trials=trials)
 
 
@@ -125,9 +125,9 @@ def _grid_parallel(
         warmup_s = runner.warm_up()
     rounds = []
     for r in range(opts.repeats):
-        with _progress(console, f"Ray grid, round {r + 1}/{opts.repeats}", len(specs)) as tick:
+        with progress_bar(console, f"Ray grid, round {r + 1}/{opts.repeats}", len(specs)) as tick:
             rounds.append(runner.run(specs, on_trial=tick))
-    timing, trials = _pick_round(rounds)
+    timing, trials = pick_round(rounds)
     return ParallelPhase(
         **timing.model_dump(),
         connect_s=cluster.connect_s,
@@ -276,7 +276,9 @@ def _tune(
 ) -> TuneResult:
     tune_opts = replace(opts.tune, cpus_per_trial=opts.cpus_per_trial, seed=opts.seed)
     out_dir.mkdir(parents=True, exist_ok=True)  # Tune's storage lives in the bundle
-    with _progress(console, "Tune sweep (XGBoost)", count_trials(tune_opts.space, tune_opts.samples)) as tick:
+    with progress_bar(
+        console, "Tune sweep (XGBoost)", count_trials(tune_opts.space, tune_opts.samples)
+    ) as tick:
         return run_sweep(dataset, tune_opts, cluster.cpus, out_dir, on_trial=tick)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from rayscale.results import Result, TrialRecord, TuneTrial, iter_trials
+from rayscale.results import Result, ScaleResult, TrialRecord, TuneTrial, iter_trials
 
 PLOTS = ("rmse_vs_trees.png", "r2_vs_trees.png", "timeline.png")
 TUNE_PLOTS = ("tune_timeline.png", "tune_rmse_vs_rounds.png")
@@ -355,6 +355,140 @@ def dashboard_png(results: list[Result], path: Path) -> Path:
             a.legend(fontsize=8)
     fig.suptitle("rayscale — scaling dashboard (rendered from result bundles)")
     fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def scale_tables(result: ScaleResult) -> list[Table]:
+    """One table per phase: node count against wall, speedup, efficiency and the fits."""
+    tables = []
+    for phase in dict.fromkeys(p.phase for p in result.points):
+        fit = next((f for f in result.fits if f.phase == phase), None)
+        caption = None
+        if fit is not None:
+            peak = f"{fit.usl_peak_nodes:.1f}" if fit.usl_peak_nodes is not None else "none (κ = 0)"
+            caption = (
+                f"Amdahl serial fraction {fit.amdahl_serial_fraction:.3f}; USL σ {fit.usl_sigma:.4f}, "
+                f"κ {fit.usl_kappa:.5f}, predicted peak at {peak} nodes"
+            )
+        table = Table(
+            title=f"Scaling: {phase} ({result.mode}, {result.cpus_per_node} CPU(s) per node)",
+            caption=caption,
+            header_style="bold",
+        )
+        for column in (
+            "nodes",
+            "CPUs",
+            "wall (min–max)",
+            "speedup",
+            "efficiency",
+            "vs lower bound",
+            "Karp–Flatt",
+            "node-hours",
+            "stragglers",
+        ):
+            table.add_column(column, justify="right")
+        for p in (p for p in result.points if p.phase == phase):
+            table.add_row(
+                str(p.nodes),
+                str(p.cpus),
+                f"{p.wall_s:.2f}s ({p.wall_min_s:.2f}–{p.wall_max_s:.2f})",
+                f"{p.speedup:.2f}x",
+                f"{p.efficiency:.2f}",
+                f"{p.efficiency_vs_bound:.2f}",
+                "—" if p.karp_flatt is None else f"{p.karp_flatt:.3f}",
+                f"{p.node_hours:.4f}",
+                str(len(p.stragglers)),
+            )
+        tables.append(table)
+    return tables
+
+
+def print_scale_report(result: ScaleResult, console: Console, bundle: Path | None = None) -> None:
+    console.print(
+        f"[bold]rayscale[/] scale {result.run_id} · dataset {result.dataset['spec']} · "
+        f"nodes {', '.join(map(str, result.node_counts))}"
+    )
+    for table in scale_tables(result):
+        console.print(table)
+    for c in result.cheapest:
+        console.print(
+            f"cheapest {c.phase} meeting the {result.deadline_s:g}s deadline: {c.nodes} node(s), "
+            f"{c.cost:.4f} at {result.price_per_node_hour:g}/node-hour ({c.wall_s:.2f}s)"
+        )
+    if bundle is not None:
+        console.print(f"bundle: {bundle}")
+
+
+def write_scale_plot(result: ScaleResult, out_dir: Path) -> Path:
+    """speedup vs nodes (ideal, Amdahl and USL fits), efficiency vs nodes, wall vs nodes; min–max whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from rayscale.scaling import AmdahlFit, USLFit
+
+    fig, (ax_s, ax_e, ax_w) = plt.subplots(1, 3, figsize=(16, 4.8), dpi=100)
+    top = max(result.node_counts)
+    grid = np.linspace(1, max(top, 2), 200)
+    ax_s.plot(grid, grid, "k--", linewidth=1, label="ideal")
+    for phase in dict.fromkeys(p.phase for p in result.points):
+        pts = sorted((p for p in result.points if p.phase == phase), key=lambda p: p.nodes)
+        n = [p.nodes for p in pts]
+        base = pts[0].wall_s * pts[0].nodes
+        low = [p.speedup - base / p.wall_max_s for p in pts]
+        high = [base / p.wall_min_s - p.speedup for p in pts]
+        ax_s.errorbar(
+            n, [p.speedup for p in pts], yerr=[low, high], fmt="o-", capsize=4, label=f"{phase} measured"
+        )
+        fit = next((f for f in result.fits if f.phase == phase), None)
+        if fit is not None:
+            amdahl = AmdahlFit(fit.amdahl_serial_fraction, fit.amdahl_rmse)
+            usl = USLFit(fit.usl_sigma, fit.usl_kappa, fit.usl_rmse)
+            ax_s.plot(
+                grid,
+                [amdahl.predict(x) for x in grid],
+                ":",
+                label=f"{phase} Amdahl f={amdahl.serial_fraction:.3f}",
+            )
+            ax_s.plot(
+                grid,
+                [usl.predict(x) for x in grid],
+                "-.",
+                label=f"{phase} USL σ={usl.sigma:.3f} κ={usl.kappa:.4f}",
+            )
+        eff_low = [p.efficiency - base / p.wall_max_s / p.nodes for p in pts]
+        eff_high = [base / p.wall_min_s / p.nodes - p.efficiency for p in pts]
+        ax_e.errorbar(
+            n, [p.efficiency for p in pts], yerr=[eff_low, eff_high], fmt="o-", capsize=4, label=phase
+        )
+        ax_e.plot(n, [p.efficiency_vs_bound for p in pts], "x--", label=f"{phase} vs lower bound")
+        ax_w.errorbar(
+            n,
+            [p.wall_s for p in pts],
+            yerr=[[p.wall_s - p.wall_min_s for p in pts], [p.wall_max_s - p.wall_s for p in pts]],
+            fmt="o-",
+            capsize=4,
+            label=f"{phase} wall",
+        )
+        ax_w.plot(n, [p.lower_bound_s for p in pts], "x--", label=f"{phase} lower bound")
+    ax_e.axhline(1.0, color="k", linestyle="--", linewidth=1)
+    ax_s.set(title="Speedup vs nodes", xlabel="nodes", ylabel="T(1) / T(N)")
+    ax_e.set(title="Parallel efficiency vs nodes", xlabel="nodes", ylabel="speedup / N", ylim=(0, 1.1))
+    ax_w.set(title="Wall time vs nodes", xlabel="nodes", ylabel="seconds")
+    for ax in (ax_s, ax_e, ax_w):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.set_xticks(result.node_counts)
+    fig.suptitle(
+        f"rayscale scale · {result.dataset['spec']} · {result.cpus_per_node} CPU(s) per node · "
+        f"{result.mode}; whiskers: min–max over repeats"
+    )
+    fig.tight_layout()
+    path = out_dir / "scaling.png"
     fig.savefig(path)
     plt.close(fig)
     return path

@@ -23,6 +23,7 @@ from rayscale.errors import RayscaleError
 
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
+SCALE_FILE = "scale.json"
 TRIALS_FILE = "trials.csv"
 
 
@@ -172,6 +173,7 @@ class ClusterInfo(_Model):
 
 class Result(_Model):
     schema_version: int = SCHEMA_VERSION
+    kind: Literal["run"] = "run"
     run_id: str
     status: Literal["complete", "partial"] = "complete"
     created_utc: str
@@ -182,6 +184,79 @@ class Result(_Model):
     cluster: ClusterInfo | None = None
     grid: GridResult | None = None
     tune: TuneResult | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+
+class StragglerRecord(_Model):
+    index: int
+    node: str
+    node_id: str
+    fit_s: float
+    expected_s: float
+
+
+class ScalePoint(_Model):
+    """One phase at one node count: timings over the repeats, and what the analysis derives."""
+
+    phase: Literal["grid_parallel", "tune"]
+    nodes: int
+    cpus: int
+    walls_s: list[float]
+    wall_s: float
+    wall_min_s: float
+    wall_max_s: float
+    lower_bound_s: float
+    efficiency_vs_bound: float
+    speedup: float
+    efficiency: float
+    karp_flatt: float | None
+    node_hours: float
+    cost_per_trial: float | None
+    connect_s: float
+    warmup_s: float
+    trials_per_node: dict[str, int]
+    stragglers: list[StragglerRecord]
+    trials: list[TrialRecord] | list[TuneTrial]
+
+
+class ScaleFit(_Model):
+    phase: str
+    amdahl_serial_fraction: float
+    amdahl_rmse: float
+    usl_sigma: float
+    usl_kappa: float
+    usl_rmse: float
+    usl_peak_nodes: float | None
+
+
+class Cheapest(_Model):
+    phase: str
+    nodes: int
+    cost: float
+    wall_s: float
+
+
+class ScaleResult(_Model):
+    """A node-count sweep: the same work on 1..N nodes, with scaling-law fits and cost."""
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["scale"] = "scale"
+    run_id: str
+    created_utc: str
+    command: list[str]
+    environment: dict[str, Any]
+    options: dict[str, Any]
+    dataset: dict[str, Any]
+    mode: Literal["local", "kuberay", "address"]
+    cpus_per_node: int
+    node_counts: list[int]
+    points: list[ScalePoint]
+    fits: list[ScaleFit]
+    price_per_node_hour: float | None = None
+    deadline_s: float | None = None
+    cheapest: list[Cheapest] = []
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2) + "\n"
@@ -198,7 +273,7 @@ def utc_now() -> str:
 
 def check_output_dir(out_dir: Path) -> None:
     """Fail before any work if ``out_dir`` already holds a result or cannot be created/written."""
-    if (out_dir / RESULT_FILE).exists():
+    if (out_dir / RESULT_FILE).exists() or (out_dir / SCALE_FILE).exists():
         raise RayscaleError(f"--output {out_dir} already holds a result; choose another directory", 3)
     if out_dir.exists() and not out_dir.is_dir():
         raise RayscaleError(f"--output {out_dir} exists and is not a directory", 3)
@@ -303,10 +378,27 @@ def write_bundle(result: Result, out_dir: Path) -> Path:
     return path
 
 
+def write_scale_bundle(result: ScaleResult, out_dir: Path) -> Path:
+    """Write a scaling bundle's ``scale.json`` atomically (never over an existing result)."""
+    check_output_dir(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / SCALE_FILE
+    atomic_write(path, result.to_json())
+    return path
+
+
 def load_result(path: Path) -> Result:
-    """Read a bundle's ``result.json`` (or the bundle directory) and validate it."""
+    """Read a run bundle's ``result.json`` (or the bundle directory) and validate it."""
+    loaded = load_any(path)
+    if not isinstance(loaded, Result):
+        raise RayscaleError(f"{path} is a scaling bundle; use `rayscale report` on a run bundle")
+    return loaded
+
+
+def load_any(path: Path) -> Result | ScaleResult:
+    """Read a run or scaling bundle (``result.json``, ``scale.json`` or their directory)."""
     if path.is_dir():
-        path = path / RESULT_FILE
+        path = path / (SCALE_FILE if (path / SCALE_FILE).is_file() else RESULT_FILE)
     if not path.is_file():
         raise RayscaleError(f"no result bundle at {path}")
     try:
@@ -319,8 +411,9 @@ def load_result(path: Path) -> Result:
         raise RayscaleError(
             f"{path} has schema_version {document['schema_version']}; this rayscale reads {SCHEMA_VERSION}"
         )
+    model: type[Result] | type[ScaleResult] = ScaleResult if document.get("kind") == "scale" else Result
     try:
-        return Result.model_validate(document)
+        return model.model_validate(document)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

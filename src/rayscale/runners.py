@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -107,58 +108,109 @@ class RayGridRunner:
 
     ``warm_up`` starts one worker per trial slot (each imports scikit-learn and reads the data)
     so that timed rounds measure the steady state; its cost is reported as ``warmup_s``.
+
+    With ``nodes`` (``[(node_id, cpus), ...]``) trials are pinned to those nodes only: each node's
+    slots are kept full with hard node-affinity tasks, refilled as trials finish. That is the same
+    longest-first list schedule, restricted to a subset of a larger cluster.
     """
 
-    def __init__(self, dataset: Dataset, cpus_per_trial: float, cluster_cpus: int) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        cpus_per_trial: float,
+        cluster_cpus: int,
+        nodes: Sequence[tuple[str, int]] | None = None,
+    ) -> None:
         import ray
 
         if cpus_per_trial <= 0:
             raise RayscaleError(f"--cpus-per-trial must be positive, got {cpus_per_trial}")
-        if cpus_per_trial > cluster_cpus:
+        largest = max((cpus for _, cpus in nodes), default=0) if nodes else cluster_cpus
+        if cpus_per_trial > largest:
+            where = "any selected node's" if nodes else "the cluster's"
             raise RayscaleError(
-                f"--cpus-per-trial {cpus_per_trial:g} is more than the cluster's {cluster_cpus} CPUs: "
+                f"--cpus-per-trial {cpus_per_trial:g} is more than {where} {largest} CPUs: "
                 "no trial could ever be scheduled"
             )
         self.dataset = dataset
         self.cpus_per_trial = cpus_per_trial
-        self.slots = max(1, int(cluster_cpus // cpus_per_trial))
+        self.nodes = list(nodes) if nodes else None
+        if self.nodes:
+            self.slots = sum(int(cpus // cpus_per_trial) for _, cpus in self.nodes)
+        else:
+            self.slots = max(1, int(cluster_cpus // cpus_per_trial))
         self.data_ref = ray.put(arrays(dataset))
-        self._fit = _remote_fit().options(num_cpus=cpus_per_trial)
+        self._fit = _remote_fit()
+
+    def _pinned(self, remote: Any, node_id: str | None) -> Any:
+        """``remote`` with this runner's CPUs per trial, hard-pinned to ``node_id`` when given."""
+        if node_id is None:
+            return remote.options(num_cpus=self.cpus_per_trial)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
+        return remote.options(num_cpus=self.cpus_per_trial, scheduling_strategy=strategy)
+
+    def _slots(self) -> dict[str | None, int]:
+        if self.nodes is None:
+            return {None: self.slots}
+        return {node_id: int(cpus // self.cpus_per_trial) for node_id, cpus in self.nodes}
 
     def warm_up(self, hold_s: float = 0.3) -> float:
         import ray
 
         started = time.perf_counter()
-        task = ray.remote(_warm_task).options(num_cpus=self.cpus_per_trial)
-        ray.get([task.remote(self.data_ref, hold_s) for _ in range(self.slots)])
+        task = ray.remote(_warm_task)
+        refs = [
+            self._pinned(task, node_id).remote(self.data_ref, hold_s)
+            for node_id, count in self._slots().items()
+            for _ in range(count)
+        ]
+        ray.get(refs)
         return time.perf_counter() - started
 
     def run(
         self, specs: Sequence[TrialSpec], on_trial: OnTrial | None = None
     ) -> tuple[float, list[TrialRecord]]:
-        """One timed round: submit longest-expected-first, collect as tasks finish."""
+        """One timed round: submit longest-expected-first, collect as tasks finish.
+
+        Unpinned, every task is submitted at once and Ray's scheduler hands them out in order;
+        pinned, each node gets tasks as its slots free up.
+        """
         import ray
 
         n, f = self.dataset.n_train, self.dataset.n_features
-        ordered = sorted(specs, key=lambda s: s.cost(n, f), reverse=True)
+        queue = deque(sorted(specs, key=lambda s: s.cost(n, f), reverse=True))
+        free: dict[str | None, int] = self._slots() if self.nodes else {None: len(queue)}
+        pending: dict[ray.ObjectRef, tuple[TrialSpec, float, str | None]] = {}
+        remotes = {node_id: self._pinned(self._fit, node_id) for node_id in free}
+
+        def fill() -> None:
+            for node_id in free:
+                while free[node_id] > 0 and queue:
+                    spec = queue.popleft()
+                    submit_ts = time.time()
+                    ref = remotes[node_id].remote(spec.params, self.data_ref)
+                    pending[ref] = (spec, submit_ts, node_id)
+                    free[node_id] -= 1
+
         started = time.perf_counter()
-        submitted: dict[ray.ObjectRef, tuple[TrialSpec, float]] = {}
-        for spec in ordered:
-            submit_ts = time.time()
-            submitted[self._fit.remote(spec.params, self.data_ref)] = (spec, submit_ts)
-        pending = list(submitted)
+        fill()
         records = []
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            if pending:  # take every other finished task too, without waiting
-                more, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+            waiting = list(pending)
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            if waiting:  # take every other finished task too, without waiting
+                more, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
                 ready += more
             for ref, outcome in zip(ready, _get_all(ready), strict=True):
-                spec, submit_ts = submitted[ref]
+                spec, submit_ts, node_id = pending.pop(ref)
+                free[node_id] += 1
                 record = _record(spec, spec.cost(n, f), outcome, submit_ts)
                 records.append(record)
                 if on_trial:
                     on_trial(record)
+            fill()
         wall = time.perf_counter() - started
         records.sort(key=lambda r: r.index)
         return wall, records
