@@ -381,6 +381,25 @@ def test_autoscaling_and_auth_scenarios(helm: str) -> None:
     assert len(secret["data"]["auth_token"]) >= 48
 
 
+def test_scale_role_can_only_resize_this_raycluster(default_docs: list[dict]) -> None:
+    role = one(default_docs, "Role")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["ray.io"],
+            "resources": ["rayclusters"],
+            "resourceNames": ["rayscale"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    binding = one(default_docs, "RoleBinding")
+    account = one(default_docs, "ServiceAccount")["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "bench"}]
+    head = one(default_docs, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]
+    assert head["automountServiceAccountToken"] is True
+    workers = one(default_docs, "RayCluster")["spec"]["workerGroupSpecs"][0]["template"]["spec"]
+    assert "automountServiceAccountToken" not in workers  # the ServiceAccount's false applies
+
+
 def test_fullname_is_truncated_to_63(helm: str) -> None:
     docs = render(
         helm,
@@ -404,6 +423,8 @@ def test_jobs_target_the_default_release(default_docs: list[dict]) -> None:
         assert spec["clusterSelector"] == {"ray.io/cluster": cluster}, job.name
         assert f"--push-gateway {gateway}" in spec["entrypoint"], job.name
         assert "--address auto" in spec["entrypoint"] and "--output /results/" in spec["entrypoint"]
+        if "--kuberay" in spec["entrypoint"]:
+            assert f"--kuberay {cluster} " in spec["entrypoint"]
         labels = spec["submitterPodTemplate"]["metadata"]["labels"]
         assert labels["rayscale.io/ray-client"] == "true", job.name
 

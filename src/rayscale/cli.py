@@ -221,7 +221,9 @@ def scale(
     kuberay: Annotated[
         str | None, typer.Option(help="Resize this RayCluster's workers for each node count.")
     ] = None,
-    namespace: Annotated[str, typer.Option(help="Namespace of the RayCluster (--kuberay).")] = "default",
+    namespace: Annotated[
+        str, typer.Option(help="Namespace of the RayCluster [default: this pod's, else default].")
+    ] = "",
     wait_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for resized nodes (--kuberay).")
     ] = 600.0,

@@ -34,6 +34,18 @@ def default_api() -> Any:
     return client.CustomObjectsApi()
 
 
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def current_namespace(default: str = "default") -> str:
+    """The namespace this pod runs in (from its ServiceAccount), else ``default``."""
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as handle:
+            return handle.read().strip() or default
+    except OSError:
+        return default
+
+
 @dataclass
 class KubeRayScaler:
     """Patch a RayCluster's worker group replicas, wait for Ray to see the nodes, restore after."""

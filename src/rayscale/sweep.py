@@ -55,7 +55,7 @@ class ScaleOptions:
     cpus_per_node: int = 1
     local_cluster: bool = False
     kuberay: str | None = None
-    namespace: str = "default"
+    namespace: str = ""  # empty: the pod's own namespace, else "default"
     wait_timeout_s: float = 600.0
     price_per_node_hour: float | None = None
     deadline_s: float | None = None
@@ -162,10 +162,11 @@ def _sessions(opts: ScaleOptions) -> Iterator[Any]:
 
             yield subset
             return
-        from rayscale.kuberay import KubeRayScaler, default_api
+        from rayscale.kuberay import KubeRayScaler, current_namespace, default_api
 
         assert opts.kuberay is not None
-        scaler = KubeRayScaler(opts.kuberay, opts.namespace, default_api(), timeout_s=opts.wait_timeout_s)
+        namespace = opts.namespace or current_namespace()
+        scaler = KubeRayScaler(opts.kuberay, namespace, default_api(), timeout_s=opts.wait_timeout_s)
         head_counts = any(n.get("Resources", {}).get("node:__internal_head__") for n in cpu_nodes())
         with scaler.restored():
 
