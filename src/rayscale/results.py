@@ -48,6 +48,7 @@ class TrialRecord(_Model):
     pid: int
     start_ts: float
     end_ts: float
+    retries: int = 0  # times the trial ran again after its worker or node was lost
 
 
 class Timing(_Model):
@@ -322,6 +323,7 @@ TRIAL_COLUMNS = [
     "rounds",
     "stopped_early",
     "trial_id",
+    "retries",
     "node",
     "node_id",
     "pid",

@@ -23,6 +23,22 @@ Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 OnTrial = Callable[[TrialRecord], None]
 
 
+def _system_failures() -> tuple[type[BaseException], ...]:
+    """Failures of the machinery rather than of the model: the trial can simply run again."""
+    from ray import exceptions as rex
+
+    names = (
+        "WorkerCrashedError",
+        "NodeDiedError",
+        "ObjectLostError",
+        "OwnerDiedError",
+        "TaskUnschedulableError",
+        "RaySystemError",
+        "LocalRayletDiedError",
+    )
+    return tuple(getattr(rex, name) for name in names if hasattr(rex, name))
+
+
 def arrays(dataset: Dataset) -> Arrays:
     return dataset.X_train, dataset.y_train, dataset.X_test, dataset.y_test
 
@@ -62,10 +78,14 @@ def fit_and_score(params: dict[str, Any], data: Arrays) -> dict[str, Any]:
     }
 
 
-def _record(spec: TrialSpec, cost: float, outcome: dict[str, Any], submit_ts: float) -> TrialRecord:
+def _record(
+    spec: TrialSpec, cost: float, outcome: dict[str, Any], submit_ts: float, retries: int = 0
+) -> TrialRecord:
     # Clocks of different hosts can disagree by milliseconds; a queue time is never negative.
     queue_s = max(0.0, outcome["start_ts"] - submit_ts)
-    return TrialRecord(index=spec.index, params=spec.params, cost=cost, queue_s=queue_s, **outcome)
+    return TrialRecord(
+        index=spec.index, params=spec.params, cost=cost, queue_s=queue_s, retries=retries, **outcome
+    )
 
 
 def run_sequential(
@@ -89,7 +109,8 @@ def run_sequential(
 def _remote_fit() -> Any:
     import ray
 
-    return ray.remote(max_retries=3)(fit_and_score)
+    # Ray's own retries are off: the runner retries system failures itself, so it can count them.
+    return ray.remote(max_retries=0)(fit_and_score)
 
 
 def _warm_task(data: Arrays, hold_s: float) -> int:
@@ -120,6 +141,7 @@ class RayGridRunner:
         cpus_per_trial: float,
         cluster_cpus: int,
         nodes: Sequence[tuple[str, int]] | None = None,
+        max_retries: int = 3,
     ) -> None:
         import ray
 
@@ -134,6 +156,7 @@ class RayGridRunner:
             )
         self.dataset = dataset
         self.cpus_per_trial = cpus_per_trial
+        self.max_retries = max_retries
         self.nodes = list(nodes) if nodes else None
         if self.nodes:
             self.slots = sum(int(cpus // cpus_per_trial) for _, cpus in self.nodes)
@@ -180,18 +203,20 @@ class RayGridRunner:
         import ray
 
         n, f = self.dataset.n_train, self.dataset.n_features
-        queue = deque(sorted(specs, key=lambda s: s.cost(n, f), reverse=True))
+        queue: deque[tuple[TrialSpec, int]] = deque(
+            (spec, 0) for spec in sorted(specs, key=lambda s: s.cost(n, f), reverse=True)
+        )
         free: dict[str | None, int] = self._slots() if self.nodes else {None: len(queue)}
-        pending: dict[ray.ObjectRef, tuple[TrialSpec, float, str | None]] = {}
+        pending: dict[ray.ObjectRef, tuple[TrialSpec, float, str | None, int]] = {}
         remotes = {node_id: self._pinned(self._fit, node_id) for node_id in free}
 
         def fill() -> None:
             for node_id in free:
                 while free[node_id] > 0 and queue:
-                    spec = queue.popleft()
+                    spec, retries = queue.popleft()
                     submit_ts = time.time()
                     ref = remotes[node_id].remote(spec.params, self.data_ref)
-                    pending[ref] = (spec, submit_ts, node_id)
+                    pending[ref] = (spec, submit_ts, node_id, retries)
                     free[node_id] -= 1
 
         started = time.perf_counter()
@@ -203,10 +228,36 @@ class RayGridRunner:
             if waiting:  # take every other finished task too, without waiting
                 more, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
                 ready += more
-            for ref, outcome in zip(ready, _get_all(ready), strict=True):
-                spec, submit_ts, node_id = pending.pop(ref)
+            for ref in ready:
+                spec, submit_ts, node_id, retries = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except _system_failures() as exc:
+                    # The worker or its node went away: run the trial again elsewhere, first in line
+                    # (it was among the longest), on a node that is still alive.
+                    if retries >= self.max_retries:
+                        raise RayscaleError(
+                            f"config {spec.index} was lost {retries + 1} times "
+                            f"({type(exc).__name__}); giving up",
+                            3,
+                        ) from None
+                    queue.appendleft((spec, retries + 1))
+                    if node_id is not None and not _alive(node_id):
+                        del free[node_id]
+                        if not free:
+                            raise RayscaleError(
+                                "every selected node died; no node is left to run trials", 3
+                            ) from None
+                    else:
+                        free[node_id] += 1
+                    continue
+                except ray.exceptions.RayTaskError as exc:
+                    cause = exc.cause if exc.cause is not None else exc
+                    raise RayscaleError(
+                        f"config {spec.index} failed: {type(cause).__name__}: {cause}".splitlines()[0], 3
+                    ) from None
                 free[node_id] += 1
-                record = _record(spec, spec.cost(n, f), outcome, submit_ts)
+                record = _record(spec, spec.cost(n, f), outcome, submit_ts, retries)
                 records.append(record)
                 if on_trial:
                     on_trial(record)
@@ -216,13 +267,7 @@ class RayGridRunner:
         return wall, records
 
 
-def _get_all(refs: list) -> list[dict[str, Any]]:
+def _alive(node_id: str) -> bool:
     import ray
 
-    try:
-        return ray.get(refs)
-    except ray.exceptions.RayTaskError as exc:
-        cause = exc.cause if exc.cause is not None else exc
-        raise RayscaleError(
-            f"a trial failed on the cluster: {type(cause).__name__}: {cause}".splitlines()[0], 3
-        ) from None
+    return any(node["NodeID"] == node_id and node.get("Alive") for node in ray.nodes())
