@@ -14,6 +14,14 @@ from rayscale.runners import RayGridRunner, run_sequential
 pytestmark = pytest.mark.slow
 
 
+def test_an_embedded_ray_never_joins_a_cluster_already_running_here() -> None:
+    from rayscale.cluster import local_raylets
+
+    with local_raylets(2, 1), ray_session("", num_cpus=1) as embedded:
+        # A 2-node cluster is running on this machine; the embedded Ray is its own 1-CPU node.
+        assert (embedded.mode, embedded.nodes, embedded.cpus) == ("embedded", 1, 1)
+
+
 def test_parallel_equals_sequential_and_runs_longest_first(small_grid) -> None:
     dataset = load_dataset("diabetes")
     specs = load_grid(str(small_grid))

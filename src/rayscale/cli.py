@@ -177,14 +177,23 @@ def report(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON to stdout.")] = False,
 ) -> None:
     """Re-render the tables (and plots) of an existing result bundle."""
-    from rayscale.report import print_report, write_plots
-    from rayscale.results import load_result
+    from rayscale.journal import read_partial
+    from rayscale.report import print_partial, print_report, write_plots
+    from rayscale.results import RESULT_FILE, load_result
 
+    bundle = result_path if result_path.is_dir() else result_path.parent
+    if not (bundle / RESULT_FILE).exists() and (result_path.is_dir() or result_path.name == RESULT_FILE):
+        try:  # a run that crashed or is still running: show what it finished, marked partial
+            partial = read_partial(bundle)
+        except RayscaleError:
+            partial = None
+        if partial is not None:
+            print_partial(partial, Console(), as_json=json_out)
+            return
     try:
         result = load_result(result_path)
     except RayscaleError as exc:
         raise _fail(exc, exc.exit_code) from None
-    bundle = result_path if result_path.is_dir() else result_path.parent
     if plots:
         write_plots(result, bundle)
     if json_out:

@@ -71,7 +71,10 @@ def ray_session(
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
+            # "local" always starts a new instance; without it ray.init() would join any cluster
+            # already running on this machine (found through /tmp/ray/ray_current_cluster).
             ray.init(
+                address="local",
                 num_cpus=num_cpus,
                 include_dashboard=False,
                 _metrics_export_port=metrics_port,

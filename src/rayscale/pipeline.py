@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -17,6 +18,7 @@ from rayscale.cluster import ray_session, validate_address
 from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
 from rayscale.grids import TrialSpec, load_grid
+from rayscale.journal import Journal
 from rayscale.metrics import RunMetrics, redact_url, validate_gateway, validate_port, workload_label
 from rayscale.report import write_plots
 from rayscale.results import (
@@ -28,6 +30,7 @@ from rayscale.results import (
     Timing,
     TrialRecord,
     TuneResult,
+    TuneTrial,
     check_output_dir,
     new_run_id,
     utc_now,
@@ -106,19 +109,36 @@ def pick_round(rounds: list[tuple[float, list[TrialRecord]]]) -> tuple[Timing, l
     return timing, trials
 
 
+def _logged(tick: Callable[..., None], journal: Journal, phase: str, round_: int) -> Callable[[Any], None]:
+    """A per-trial callback that appends the trial to the journal and advances the progress bar."""
+
+    def on_trial(record: TrialRecord | TuneTrial) -> None:
+        journal.trial(phase, record, round_)
+        tick()
+
+    return on_trial
+
+
 def _grid_sequential(
-    opts: RunOptions, dataset: Dataset, specs: list[TrialSpec], console: Console
+    opts: RunOptions, dataset: Dataset, specs: list[TrialSpec], console: Console, journal: Journal
 ) -> SequentialPhase:
     rounds = []
     for r in range(opts.repeats):
         with progress_bar(console, f"sequential grid, round {r + 1}/{opts.repeats}", len(specs)) as tick:
-            rounds.append(run_sequential(specs, dataset, on_trial=tick))
+            rounds.append(
+                run_sequential(specs, dataset, on_trial=_logged(tick, journal, "grid_sequential", r + 1))
+            )
     timing, trials = pick_round(rounds)
     return SequentialPhase(**timing.model_dump(), trials=trials)
 
 
 def _grid_parallel(
-    opts: RunOptions, dataset: Dataset, specs: list[TrialSpec], cluster: ClusterInfo, console: Console
+    opts: RunOptions,
+    dataset: Dataset,
+    specs: list[TrialSpec],
+    cluster: ClusterInfo,
+    console: Console,
+    journal: Journal,
 ) -> ParallelPhase:
     runner = RayGridRunner(dataset, opts.cpus_per_trial, cluster.cpus)
     with console.status("warming up Ray workers"):
@@ -126,7 +146,7 @@ def _grid_parallel(
     rounds = []
     for r in range(opts.repeats):
         with progress_bar(console, f"Ray grid, round {r + 1}/{opts.repeats}", len(specs)) as tick:
-            rounds.append(runner.run(specs, on_trial=tick))
+            rounds.append(runner.run(specs, on_trial=_logged(tick, journal, "grid_parallel", r + 1)))
     timing, trials = pick_round(rounds)
     return ParallelPhase(
         **timing.model_dump(),
@@ -177,6 +197,10 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
     out_dir = opts.output or Path("results") / run_id
     check_output_dir(out_dir)
     created = utc_now()
+    journal = Journal(
+        out_dir,
+        {"kind": "run", "run_id": run_id, "command": _redacted(opts.command), "options": _options(opts)},
+    )
     metrics = RunMetrics(
         run_id,
         workload_label(opts.dataset, opts.grid),
@@ -191,53 +215,66 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
     try:
         seq = par = None
         tuned: TuneResult | None = None
-        if "grid-seq" in opts.phases:
-            seq = _grid_sequential(opts, dataset, specs, console)
-            metrics.record_phase(
-                phase,
-                trials=seq.trials,
-                wall_s=seq.wall_s,
-                lower_bound_s=sum(t.fit_s for t in seq.trials),
-                cpus=1,
-                nodes=1,
-                best_rmse=min(t.rmse for t in seq.trials),
-            )
-            metrics.push_phase(phase)
-        if any(p in opts.phases for p in RAY_PHASES):
-            with ray_session(
-                opts.address, num_cpus=opts.num_cpus, metrics_port=opts.ray_metrics_port
-            ) as cluster:
-                if "grid-ray" in opts.phases:
-                    phase = "grid_parallel"
-                    par = _grid_parallel(opts, dataset, specs, cluster, console)
-                    grid = _grid_result(specs, cluster, seq, par)
-                    assert grid is not None and grid.parallel is not None
-                    metrics.record_phase(
-                        phase,
-                        trials=par.trials,
-                        wall_s=par.wall_s,
-                        lower_bound_s=grid.lower_bound_s,
-                        cpus=cluster.cpus,
-                        nodes=cluster.nodes,
-                        best_rmse=min(t.rmse for t in par.trials),
-                        speedup=grid.speedup,
-                        efficiency=grid.efficiency,
-                    )
-                    metrics.push_phase(phase)
-                if "tune" in opts.phases:
-                    phase = "tune"
-                    tuned = _tune(opts, dataset, cluster, out_dir, console)
-                    metrics.record_phase(
-                        phase,
-                        trials=tuned.trials,
-                        wall_s=tuned.wall_s,
-                        lower_bound_s=tuned.compute_bound_s,
-                        cpus=tuned.cpus,
-                        nodes=cluster.nodes,
-                        best_rmse=tuned.best.rmse,
-                        efficiency=tuned.compute_bound_s / tuned.wall_s,
-                    )
-                    metrics.push_phase(phase)
+        # Connect first when a Ray phase will run: a cluster that cannot fit one trial fails the run
+        # before any work, and every phase sees the same machine state.
+        needs_ray = any(p in opts.phases for p in RAY_PHASES)
+        session = (
+            ray_session(opts.address, num_cpus=opts.num_cpus, metrics_port=opts.ray_metrics_port)
+            if needs_ray
+            else nullcontext(None)
+        )
+        with session as cluster:
+            if cluster is not None and opts.cpus_per_trial > cluster.cpus:
+                raise RayscaleError(
+                    f"--cpus-per-trial {opts.cpus_per_trial} is more than the cluster's {cluster.cpus} CPUs: "
+                    "no trial could ever be scheduled"
+                )
+            if "grid-seq" in opts.phases:
+                seq = _grid_sequential(opts, dataset, specs, console, journal)
+                journal.phase_done(phase)
+                metrics.record_phase(
+                    phase,
+                    trials=seq.trials,
+                    wall_s=seq.wall_s,
+                    lower_bound_s=sum(t.fit_s for t in seq.trials),
+                    cpus=1,
+                    nodes=1,
+                    best_rmse=min(t.rmse for t in seq.trials),
+                )
+                metrics.push_phase(phase)
+            if cluster is not None and "grid-ray" in opts.phases:
+                phase = "grid_parallel"
+                par = _grid_parallel(opts, dataset, specs, cluster, console, journal)
+                journal.phase_done(phase)
+                grid = _grid_result(specs, cluster, seq, par)
+                assert grid is not None
+                metrics.record_phase(
+                    phase,
+                    trials=par.trials,
+                    wall_s=par.wall_s,
+                    lower_bound_s=grid.lower_bound_s,
+                    cpus=cluster.cpus,
+                    nodes=cluster.nodes,
+                    best_rmse=min(t.rmse for t in par.trials),
+                    speedup=grid.speedup,
+                    efficiency=grid.efficiency,
+                )
+                metrics.push_phase(phase)
+            if cluster is not None and "tune" in opts.phases:
+                phase = "tune"
+                tuned = _tune(opts, dataset, cluster, out_dir, console, journal)
+                journal.phase_done(phase)
+                metrics.record_phase(
+                    phase,
+                    trials=tuned.trials,
+                    wall_s=tuned.wall_s,
+                    lower_bound_s=tuned.compute_bound_s,
+                    cpus=tuned.cpus,
+                    nodes=cluster.nodes,
+                    best_rmse=tuned.best.rmse,
+                    efficiency=tuned.compute_bound_s / tuned.wall_s,
+                )
+                metrics.push_phase(phase)
         grid = _grid_result(specs, cluster, seq, par)
         result = Result(
             run_id=run_id,
@@ -252,7 +289,9 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
         )
         write_bundle(result, out_dir)
         write_plots(result, out_dir)
-    except BaseException:
+        journal.finish("complete" if grid is None or not grid.mismatches else "inconsistent")
+    except BaseException as exc:
+        journal.finish("failed", error=(str(exc).strip().splitlines() or [type(exc).__name__])[0])
         metrics.record_failure(
             phase, cpus=cluster.cpus if cluster else 1, nodes=cluster.nodes if cluster else 1
         )
@@ -272,14 +311,21 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
 
 
 def _tune(
-    opts: RunOptions, dataset: Dataset, cluster: ClusterInfo, out_dir: Path, console: Console
+    opts: RunOptions,
+    dataset: Dataset,
+    cluster: ClusterInfo,
+    out_dir: Path,
+    console: Console,
+    journal: Journal,
 ) -> TuneResult:
     tune_opts = replace(opts.tune, cpus_per_trial=opts.cpus_per_trial, seed=opts.seed)
     out_dir.mkdir(parents=True, exist_ok=True)  # Tune's storage lives in the bundle
     with progress_bar(
         console, "Tune sweep (XGBoost)", count_trials(tune_opts.space, tune_opts.samples)
     ) as tick:
-        return run_sweep(dataset, tune_opts, cluster.cpus, out_dir, on_trial=tick)
+        return run_sweep(
+            dataset, tune_opts, cluster.cpus, out_dir, on_trial=_logged(tick, journal, "tune", 1)
+        )
 
 
 def _options(opts: RunOptions) -> dict:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from rayscale.results import Result, ScaleResult, TrialRecord, TuneTrial, iter_trials
+
+if TYPE_CHECKING:
+    from rayscale.journal import Partial
 
 PLOTS = ("rmse_vs_trees.png", "r2_vs_trees.png", "timeline.png")
 TUNE_PLOTS = ("tune_timeline.png", "tune_rmse_vs_rounds.png")
@@ -112,6 +117,27 @@ def baseline_table(result: Result) -> Table:
     best = ", ".join(f"{k}={v}" for k, v in sorted(tune.best.params.items()))
     table.add_row("best config", "", best)
     return table
+
+
+def print_partial(partial: Partial, console: Console, as_json: bool = False) -> None:
+    """What a bundle without result.json holds, clearly marked PARTIAL."""
+    m = partial.manifest
+    if as_json:
+        document = {"status": "partial", "run": m, "trials": partial.trials, "torn_lines": partial.torn_lines}
+        console.print_json(json.dumps(document, default=str))
+        return
+    console.print(
+        f"[bold yellow]PARTIAL[/] bundle {partial.path}: run {m.get('run_id')} is "
+        f"{m.get('status', 'unknown')} (started {m.get('started_utc')}); no result.json",
+        highlight=False,
+    )
+    done = ", ".join(m.get("phases_done", [])) or "none"
+    recorded = ", ".join(f"{phase} {count}" for phase, count in partial.trials.items()) or "none"
+    console.print(f"phases finished: {done}; trials recorded: {recorded}", highlight=False)
+    if m.get("error"):
+        console.print(f"error: {m['error']}", highlight=False, markup=False)
+    if partial.torn_lines:
+        console.print(f"{partial.torn_lines} line(s) cut short by the crash were skipped", highlight=False)
 
 
 def print_report(result: Result, console: Console, bundle: Path | None = None) -> None:

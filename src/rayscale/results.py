@@ -24,6 +24,8 @@ from rayscale.errors import RayscaleError
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 SCALE_FILE = "scale.json"
+MANIFEST_FILE = "run.json"  # written when a run starts (rayscale.journal)
+JOURNAL_FILE = "trials.jsonl"  # finished trials, appended as they finish
 TRIALS_FILE = "trials.csv"
 
 
@@ -274,7 +276,7 @@ def utc_now() -> str:
 
 def check_output_dir(out_dir: Path) -> None:
     """Fail before any work if ``out_dir`` already holds a result or cannot be created/written."""
-    if (out_dir / RESULT_FILE).exists() or (out_dir / SCALE_FILE).exists():
+    if any((out_dir / name).exists() for name in (RESULT_FILE, SCALE_FILE, MANIFEST_FILE)):
         raise RayscaleError(f"--output {out_dir} already holds a result; choose another directory", 3)
     if out_dir.exists() and not out_dir.is_dir():
         raise RayscaleError(f"--output {out_dir} exists and is not a directory", 3)
@@ -371,8 +373,12 @@ def all_trials(result: Result) -> list[tuple[str, list[TrialRecord] | list[TuneT
 
 
 def write_bundle(result: Result, out_dir: Path) -> Path:
-    """Write ``trials.csv`` then ``result.json`` (last, so its presence means complete)."""
-    check_output_dir(out_dir)
+    """Write ``trials.csv`` then ``result.json`` (last, so its presence means complete).
+
+    The run's own ``run.json`` and ``trials.jsonl`` are already there; an existing result is not.
+    """
+    if (out_dir / RESULT_FILE).exists():
+        raise RayscaleError(f"--output {out_dir} already holds a result; choose another directory", 3)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / TRIALS_FILE, trials_csv(result))
     path = out_dir / RESULT_FILE

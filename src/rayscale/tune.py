@@ -286,8 +286,29 @@ def baseline(dataset: Dataset, nthread: int, seed: int) -> TuneModel:
     return TuneModel(params=params, **_metrics(dataset.y_test, model.predict(dataset.X_test)))
 
 
-def _collector(on_trial: Callable[[], None] | None) -> Any:
-    """A Tune callback keeping each trial's last result in the driver, and ticking progress.
+def _tune_trial(trial_id: str, config: dict[str, Any], m: dict[str, Any], max_rounds: int) -> TuneTrial:
+    """A trial's record from its config and last reported result; ``index`` is Tune's trial number."""
+    return TuneTrial(
+        index=int(trial_id.rsplit("_", 1)[-1]),
+        trial_id=trial_id,
+        params=config["params"],
+        rmse=m["rmse"],
+        r2=m["r2"],
+        mae=m["mae"],
+        compute_s=m["compute_s"],
+        rounds=m["rounds"],
+        stopped_early=m["rounds"] < max_rounds,
+        node=m["node"],
+        node_id=m["node_id"],
+        pid=m["pid"],
+        start_ts=m["start_ts"],
+        end_ts=m["end_ts"],
+    )
+
+
+def _collector(on_trial: Callable[[TuneTrial], None] | None, max_rounds: int) -> Any:
+    """A Tune callback keeping each trial's last result in the driver; ``on_trial`` gets each
+    finished trial's record (progress bar, journal).
 
     Reading results back from Tune's files would need its loggers, which the fast path turns
     off. Tune pickles its run config to support resuming; the pickle carries an empty
@@ -296,7 +317,7 @@ def _collector(on_trial: Callable[[], None] | None) -> Any:
     from ray import tune
 
     class TrialCollector(tune.Callback):
-        def __init__(self, hook: Callable[[], None] | None = None) -> None:
+        def __init__(self, hook: Callable[[TuneTrial], None] | None = None) -> None:
             self.hook = hook
             self.last: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
             self.errors: dict[str, str] = {}
@@ -310,12 +331,12 @@ def _collector(on_trial: Callable[[], None] | None) -> Any:
             self.last[trial.trial_id] = (dict(trial.config), result)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            if self.hook:
-                self.hook()
+            if self.hook and trial.trial_id in self.last:
+                config, result = self.last[trial.trial_id]
+                self.hook(_tune_trial(trial.trial_id, config, result, max_rounds))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self.errors[trial.trial_id] = str(getattr(trial, "error_file", "") or "see Tune's logs")
-            self.on_trial_complete(iteration, trials, trial)
 
     return TrialCollector(on_trial)
 
@@ -332,7 +353,7 @@ def run_sweep(
     opts: TuneOptions,
     cluster_cpus: int,
     bundle: Path,
-    on_trial: Callable[[], None] | None = None,
+    on_trial: Callable[[TuneTrial], None] | None = None,
 ) -> TuneResult:
     """Run the sweep on the connected Ray cluster and summarise it (Ray must be initialised)."""
     space = opts.space
@@ -373,7 +394,7 @@ def run_sweep(
         {"cpu": opts.cpus_per_trial},
     )
     storage = opts.storage or str((bundle / "tune").resolve())
-    collector = _collector(on_trial)
+    collector = _collector(on_trial, opts.max_rounds)
     tuner = tune.Tuner(
         trainable,
         param_space=to_param_space(space, opts.samples, opts.seed),
@@ -411,25 +432,13 @@ def run_sweep(
     if collector.errors:
         trial_id, where_ = next(iter(collector.errors.items()))
         raise RayscaleError(f"{len(collector.errors)} Tune trial(s) failed, e.g. {trial_id} ({where_})", 3)
-    trials = [
-        TuneTrial(
-            index=index,
-            trial_id=trial_id,
-            params=config["params"],
-            rmse=m["rmse"],
-            r2=m["r2"],
-            mae=m["mae"],
-            compute_s=m["compute_s"],
-            rounds=m["rounds"],
-            stopped_early=m["rounds"] < opts.max_rounds,
-            node=m["node"],
-            node_id=m["node_id"],
-            pid=m["pid"],
-            start_ts=m["start_ts"],
-            end_ts=m["end_ts"],
-        )
-        for index, (trial_id, (config, m)) in enumerate(sorted(collector.last.items()))
-    ]
+    trials = sorted(
+        (
+            _tune_trial(trial_id, config, m, opts.max_rounds)
+            for trial_id, (config, m) in collector.last.items()
+        ),
+        key=lambda t: t.index,
+    )
     if not trials:
         raise RayscaleError("the Tune sweep reported no results", 3)
     return summarise(

@@ -1,0 +1,96 @@
+"""The durable side of a run: what is on disk before the run has finished.
+
+When work starts, the bundle gets ``run.json`` (a manifest: run id, options, status "running")
+and ``trials.jsonl``, to which every finished trial is appended, one JSON object per line and
+flushed at once. ``result.json`` is written last and atomically, so its presence means the run
+completed. A run that crashes or is killed leaves its finished trials readable, and
+``rayscale report`` marks such a bundle partial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from rayscale.errors import RayscaleError
+from rayscale.results import (
+    JOURNAL_FILE,
+    MANIFEST_FILE,
+    RESULT_FILE,
+    SCHEMA_VERSION,
+    TrialRecord,
+    TuneTrial,
+    atomic_write,
+    utc_now,
+)
+
+
+class Journal:
+    """Appends finished trials to ``trials.jsonl`` and keeps ``run.json`` up to date."""
+
+    def __init__(self, out_dir: Path, manifest: dict[str, Any]) -> None:
+        if (out_dir / MANIFEST_FILE).exists():  # never append to (or restart) another run's journal
+            raise RayscaleError(f"--output {out_dir} already holds a run; choose another directory", 3)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = out_dir
+        self.manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "status": "running",
+            **manifest,
+            "started_utc": utc_now(),
+        }
+        atomic_write(out_dir / MANIFEST_FILE, json.dumps(self.manifest, indent=2) + "\n")
+        self._file: TextIO = (out_dir / JOURNAL_FILE).open("a", encoding="utf-8")
+
+    def trial(self, phase: str, record: TrialRecord | TuneTrial, round_: int = 1) -> None:
+        self._file.write(json.dumps({"phase": phase, "round": round_, **record.model_dump()}) + "\n")
+        self._file.flush()
+
+    def phase_done(self, phase: str) -> None:
+        os.fsync(self._file.fileno())
+        self._set(phases_done=[*self.manifest.get("phases_done", []), phase])
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._set(status=status, finished_utc=utc_now(), **({"error": error} if error else {}))
+
+    def _set(self, **changes: Any) -> None:
+        self.manifest.update(changes)
+        atomic_write(self.out_dir / MANIFEST_FILE, json.dumps(self.manifest, indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class Partial:
+    """What a bundle without result.json holds."""
+
+    path: Path
+    manifest: dict[str, Any]
+    trials: dict[str, int]  # phase → trials recorded
+    torn_lines: int  # a line cut short by a crash mid-write is skipped, not fatal
+
+
+def read_partial(out_dir: Path) -> Partial:
+    """Read a bundle whose run never wrote result.json (crashed, killed or still running)."""
+    manifest_path = out_dir / MANIFEST_FILE
+    if (out_dir / RESULT_FILE).exists() or not manifest_path.is_file():
+        raise RayscaleError(f"{out_dir} is not a partial rayscale bundle")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RayscaleError(f"{manifest_path} is not valid JSON") from None
+    counts: Counter[str] = Counter()
+    torn = 0
+    journal = out_dir / JOURNAL_FILE
+    if journal.is_file():
+        for line in journal.read_text(encoding="utf-8").splitlines():
+            try:
+                counts[json.loads(line)["phase"]] += 1
+            except (json.JSONDecodeError, KeyError, TypeError):
+                torn += 1
+    return Partial(out_dir, manifest, dict(counts), torn)
