@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rayscale import environment, summary
-from rayscale.cluster import ray_session, validate_address
+from rayscale.cluster import check_reachable, ray_session, validate_address
 from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
 from rayscale.grids import TrialSpec, load_grid
@@ -92,6 +92,8 @@ def _validate(opts: RunOptions) -> None:
         check_options(opts.tune)
     if opts.output is not None:
         check_output_dir(opts.output)
+    if any(p in opts.phases for p in RAY_PHASES):
+        check_reachable(opts.address)
 
 
 @contextmanager

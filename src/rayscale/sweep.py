@@ -23,7 +23,7 @@ from typing import Any, Literal
 from rich.console import Console
 
 from rayscale import environment, scaling, summary
-from rayscale.cluster import cpu_nodes, local_cluster, ray_session, validate_address
+from rayscale.cluster import check_reachable, cpu_nodes, local_cluster, ray_session, validate_address
 from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
 from rayscale.grids import TrialSpec, load_grid
@@ -119,6 +119,8 @@ def _validate(opts: ScaleOptions) -> None:
     validate_gateway(run.push_gateway)
     if run.output is not None:
         check_output_dir(run.output)
+    if opts.mode != "local":
+        check_reachable(run.address)
 
 
 @dataclass
