@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export RAY_AUTH_MODE ?= token
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale lint e2e-kind dashboard constraints clean
+.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load lint e2e-kind dashboard constraints clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ test: install  ## every test (unit, CLI, integration on a real local Ray)
 test-fast: install  ## skip the tests marked slow
 	$(BIN)/pytest -m "not slow" $(ARGS)
 
-bench: bench-grid bench-tune bench-scale  ## every benchmark; results land in bench/results/
+bench: bench-grid bench-tune bench-scale bench-load  ## every benchmark; results land in bench/results/
 
 bench-grid: install
 	$(BIN)/python bench/grid.py $(ARGS)
@@ -37,6 +37,9 @@ bench-tune: install
 
 bench-scale: install
 	$(BIN)/python bench/scale.py $(ARGS)
+
+bench-load: install
+	$(BIN)/python bench/load.py $(ARGS)
 
 e2e-kind: install  ## chart + image + RayJob on a kind cluster (needs docker, kind, kubectl)
 	$(BIN)/pytest -m kind tests/e2e $(ARGS)

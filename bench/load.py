@@ -1,0 +1,127 @@
+"""Load benchmark: a 2,000-config grid on the local Ray cluster against a 200-config one.
+
+Each config is a tiny GradientBoostingRegressor fit (1–5 trees of depth 1–2) on friedman1:20000, whose
+1.6 MB of training data a per-trial copy would multiply into gigabytes. The fixed cost per trial (task
+submission, scheduling, argument passing, collection) is what gets measured:
+
+    overhead per trial = (wall − Σ fit / slots) × slots / trials
+
+Target (issue 7): overhead per trial stays flat from 200 to 2,000 configs, and the driver's memory
+stays bounded (the data lives in the object store once; trials get references, not copies).
+
+    python bench/load.py [--sizes 200,2000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from rayscale import environment
+from rayscale.cluster import ray_session
+from rayscale.datasets import load_dataset
+from rayscale.grids import TrialSpec
+from rayscale.runners import RayGridRunner
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FLAT_WITHIN = 1.25  # the 2,000-config overhead per trial within 25 % of the 200-config one
+
+
+def rss_bytes() -> int:
+    """The driver's resident memory now (Linux /proc), else its peak so far."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def tiny_grid(size: int) -> list[TrialSpec]:
+    return [
+        TrialSpec(
+            i, {"n_estimators": 1 + i % 5, "max_depth": 1 + i % 2, "learning_rate": 0.1, "random_state": i}
+        )
+        for i in range(size)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="200,2000")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    dataset = load_dataset("friedman1:20000")
+    data_mb = (dataset.X_train.nbytes + dataset.y_train.nbytes + dataset.X_test.nbytes) / 2**20
+    rows = []
+    with ray_session("") as cluster:
+        runner = RayGridRunner(dataset, cpus_per_trial=1, cluster_cpus=cluster.cpus)
+        runner.warm_up()
+        runner.run(tiny_grid(50))  # warm the submission path too
+        for size in sizes:
+            specs = tiny_grid(size)
+            overheads, walls, rss = [], [], []
+            for _ in range(args.repeats):
+                wall, trials = runner.run(specs)
+                assert sorted(t.index for t in trials) == list(range(size))
+                fit = sum(t.fit_s for t in trials)
+                overheads.append((wall - fit / runner.slots) * runner.slots / size)
+                walls.append(wall)
+                rss.append(rss_bytes())
+            rows.append(
+                {
+                    "configs": size,
+                    "slots": runner.slots,
+                    "wall_s": statistics.median(walls),
+                    "overhead_per_trial_ms": 1000 * statistics.median(overheads),
+                    "trials_per_s": size / statistics.median(walls),
+                    "driver_rss_mb": max(rss) / 2**20,
+                }
+            )
+    small, large = rows[0], rows[-1]
+    report = {
+        "benchmark": "load",
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment.capture(),
+        "rows": rows,
+        "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "dataset": dataset.describe() | {"megabytes": data_mb},
+        "targets": {
+            "overhead_flat_within_25pct": large["overhead_per_trial_ms"]
+            <= FLAT_WITHIN * small["overhead_per_trial_ms"],
+            "driver_memory_growth_mb": large["driver_rss_mb"] - small["driver_rss_mb"],
+            # Copies of the data per extra trial would add (large − small) × data_mb.
+            "growth_below_one_data_copy_per_10_trials": large["driver_rss_mb"] - small["driver_rss_mb"]
+            < (large["configs"] - small["configs"]) * data_mb / 10,
+        },
+    }
+    table = Table(title="bench/load.py")
+    for column in ("configs", "wall s", "overhead / trial ms", "trials / s", "driver RSS MB"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r["configs"]),
+            f"{r['wall_s']:.2f}",
+            f"{r['overhead_per_trial_ms']:.2f}",
+            f"{r['trials_per_s']:.0f}",
+            f"{r['driver_rss_mb']:.0f}",
+        )
+    console = Console(width=120)
+    console.print(table)
+    console.print(f"targets: {report['targets']}")
+    out = RESULTS / f"load-{datetime.now(timezone.utc):%Y%m%d}-{report['environment']['hostname']}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
