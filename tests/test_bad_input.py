@@ -119,6 +119,13 @@ CASES = [
     ("max-trials-exceeded", ["run", "--max-trials", "5"], 2, "20 configs, more than --max-trials 5"),
     ("repeats-zero", ["run", "--repeats", "0"], 2, "--repeats must be at least 1"),
     ("report-not-a-bundle", ["report", "{root}/not-a-bundle.json"], 2, "not a rayscale result"),
+    (
+        "resume-not-a-bundle",
+        ["run", "--resume", "{root}/ok-grid.yaml"],
+        2,
+        "is not a partial rayscale bundle",
+    ),
+    ("resume-a-finished-run", ["run", "--resume", "{root}/earlier"], 2, "the run already finished"),
 ]
 
 

@@ -98,3 +98,95 @@ def test_a_failed_run_records_why(tmp_path: Path) -> None:
     manifest = json.loads((out / MANIFEST_FILE).read_text())
     assert manifest["status"] == "failed" and "no trial could ever be scheduled" in manifest["error"]
     assert "phases_done" not in manifest  # it failed fast, before the sequential phase
+
+
+@pytest.mark.slow
+def test_resume_finishes_a_killed_tune_sweep_without_rerunning_finished_trials(tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "space:\n  learning_rate: [0.03, 0.1]\n  max_depth: [2, 3, 4]\n  subsample: [0.8, 1.0]\n"
+    )
+    out = tmp_path / "bundle"
+    command = [
+        sys.executable,
+        "-m",
+        "rayscale",
+        "run",
+        "--phases",
+        "grid-seq,tune",
+        "--grid",
+        str(space.parent / "g.yaml"),
+        "--space",
+        str(space),
+        "--dataset",
+        "friedman1:50000",
+        "--max-rounds",
+        "400",
+        "--scheduler",
+        "none",
+        "--report-every",
+        "50",
+        "--repeats",
+        "1",
+        "--output",
+        str(out),
+    ]
+    (tmp_path / "g.yaml").write_text("configs:\n  - {n_estimators: 10}\n")
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = out / JOURNAL_FILE
+    deadline = time.monotonic() + 180
+
+    def tune_lines() -> list[dict]:
+        rows = (
+            [json.loads(x) for x in journal.read_text().splitlines() if x.endswith("}")]
+            if journal.exists()
+            else []
+        )
+        return [r for r in rows if r["phase"] == "tune"]
+
+    while len(tune_lines()) < 2:
+        assert run.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be killed"
+        time.sleep(0.2)
+    time.sleep(1.5)  # Tune saves its experiment state every second (rayscale sets it)
+    killed_at = time.time()
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    before = {r["trial_id"]: r for r in tune_lines()}
+    assert 2 <= len(before) < 12 and not (out / RESULT_FILE).exists()
+
+    resumed = CliRunner().invoke(app, ["run", "--resume", str(out), "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    document = json.loads(resumed.stdout)
+    trials = document["tune"]["trials"]
+    # Every config exactly once, every trial to the end (no scheduler), and the trials finished
+    # before the kill were kept as they were, not run again.
+    assert len(trials) == 12 and len({t["trial_id"] for t in trials}) == 12
+    assert len({json.dumps(t["params"], sort_keys=True) for t in trials}) == 12
+    assert all(t["rounds"] == 400 for t in trials)
+    by_id = {t["trial_id"]: t for t in trials}
+    for trial_id, row in before.items():
+        assert by_id[trial_id]["start_ts"] == row["start_ts"] and by_id[trial_id]["end_ts"] == row["end_ts"]
+    # Trials Tune had saved as finished never run again; only one that finished in the last
+    # save period before the kill may (its first, journaled record is the one kept).
+    reran = set(document["tune"]["reran_after_resume"])
+    assert document["tune"]["resumed_with"] == len(before)
+    assert all(trial_id not in reran for trial_id, row in before.items() if row["end_ts"] < killed_at - 2.0)
+    assert reran <= {trial_id for trial_id, row in before.items() if row["end_ts"] >= killed_at - 2.0}
+    assert document["grid"]["sequential"]["trials"]  # the finished grid phase was kept
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert manifest["status"] == "complete" and len(manifest["resumed_utc"]) == 1
+    assert (out / RESULT_FILE).is_file()
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [("none", "not a partial rayscale bundle"), ("complete", "already finished")],
+)
+def test_resume_of_a_non_resumable_folder(tmp_path: Path, small_grid: Path, setup: str, message: str) -> None:
+    target = tmp_path / "b"
+    if setup == "complete":
+        run_benchmark(RunOptions(grid=str(small_grid), repeats=1, phases=("grid-seq",), output=target))
+    else:
+        target.mkdir()
+    result = CliRunner().invoke(app, ["run", "--resume", str(target)])
+    assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1

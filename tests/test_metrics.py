@@ -337,7 +337,9 @@ def test_every_dashboard_query_returns_data_for_a_real_run(prom_stack: PromStack
         prom_stack.gateway_url,
     ]
     started = time.time()
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ray reports its own metrics (ray_resources, …) every 10 s by default; this run lasts about that.
+    env = {**os.environ, "RAY_metrics_report_interval_ms": "1000"}
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     # Scrape /metrics during the run and check the exposition.
     live = ""
     deadline = time.monotonic() + 120

@@ -124,14 +124,20 @@ def run(
     ray_metrics_port: Annotated[
         int | None, typer.Option(help="Port an embedded Ray exports its metrics on.")
     ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Finish an interrupted run's bundle, with that run's own options.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON to stdout.")] = False,
 ) -> None:
     """Run the grid sequentially and as parallel Ray tasks, then the Tune sweep; write the bundle."""
-    from rayscale.pipeline import RunOptions, parse_phases, run_benchmark
-    from rayscale.report import print_report
+    from rayscale.pipeline import RunOptions, parse_phases, resume_benchmark, run_benchmark
     from rayscale.tune import TuneOptions, load_space
 
     try:
+        if resume is not None:
+            result, bundle = resume_benchmark(resume)
+            _show(result, bundle, json_out)
+            return
         tune = TuneOptions(
             space=load_space(space),
             samples=samples,
@@ -162,6 +168,12 @@ def run(
         result, bundle = run_benchmark(opts)
     except RayscaleError as exc:
         raise _fail(exc, exc.exit_code) from None
+    _show(result, bundle, json_out)
+
+
+def _show(result: Any, bundle: Path, json_out: bool) -> None:
+    from rayscale.report import print_report
+
     if json_out:
         typer.echo(result.to_json(), nl=False)
     else:

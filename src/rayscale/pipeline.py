@@ -18,10 +18,11 @@ from rayscale.cluster import check_reachable, ray_session, validate_address
 from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
 from rayscale.grids import TrialSpec, load_grid
-from rayscale.journal import Journal
+from rayscale.journal import Journal, read_partial
 from rayscale.metrics import RunMetrics, redact_url, validate_gateway, validate_port, workload_label
 from rayscale.report import write_plots
 from rayscale.results import (
+    RESULT_FILE,
     ClusterInfo,
     GridResult,
     ParallelPhase,
@@ -191,7 +192,6 @@ def _grid_result(
 
 def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Result, Path]:
     """Run the selected phases and write the bundle; return the result and its directory."""
-    console = console or Console(stderr=True)
     _validate(opts)
     dataset = load_dataset(opts.dataset, seed=opts.seed, test_size=opts.test_size)
     specs = load_grid(opts.grid, seed=opts.seed, max_trials=opts.max_trials)
@@ -201,8 +201,60 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
     created = utc_now()
     journal = Journal(
         out_dir,
-        {"kind": "run", "run_id": run_id, "command": _redacted(opts.command), "options": _options(opts)},
+        {
+            "kind": "run",
+            "run_id": run_id,
+            "created_utc": created,
+            "command": _redacted(opts.command),
+            "options": _options(opts),
+        },
     )
+    return _execute(opts, dataset, specs, run_id, created, out_dir, journal, console or Console(stderr=True))
+
+
+def resume_benchmark(run_dir: Path, console: Console | None = None) -> tuple[Result, Path]:
+    """Finish an interrupted run: phases it completed are kept, an interrupted grid phase runs again,
+    and an interrupted Tune sweep continues (``Tuner.restore``) without re-running finished trials."""
+    if (run_dir / RESULT_FILE).exists():
+        raise RayscaleError(f"--resume {run_dir}: the run already finished (it has {RESULT_FILE})")
+    partial = read_partial(run_dir)  # raises for anything that is not a rayscale run bundle
+    manifest = partial.manifest
+    if manifest.get("kind") != "run" or "options" not in manifest:
+        raise RayscaleError(f"--resume {run_dir}: run.json does not describe a rayscale run")
+    opts = _options_from(manifest["options"], run_dir)
+    _validate(replace(opts, output=None))
+    dataset = load_dataset(opts.dataset, seed=opts.seed, test_size=opts.test_size)
+    specs = load_grid(opts.grid, seed=opts.seed, max_trials=opts.max_trials)
+    journal = Journal.reopen(run_dir)
+    saved = journal.saved_phases()
+    finished_tune = [TuneTrial.model_validate(row) for row in journal.rows("tune")]
+    return _execute(
+        opts,
+        dataset,
+        specs,
+        manifest["run_id"],
+        manifest.get("created_utc", utc_now()),
+        run_dir,
+        journal,
+        console or Console(stderr=True),
+        saved=saved,
+        tune_finished=finished_tune,
+    )
+
+
+def _execute(
+    opts: RunOptions,
+    dataset: Dataset,
+    specs: list[TrialSpec],
+    run_id: str,
+    created: str,
+    out_dir: Path,
+    journal: Journal,
+    console: Console,
+    saved: dict[str, dict] | None = None,
+    tune_finished: list[TuneTrial] | None = None,
+) -> tuple[Result, Path]:
+    saved = saved or {}
     metrics = RunMetrics(
         run_id,
         workload_label(opts.dataset, opts.grid),
@@ -215,7 +267,8 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
     phase = "grid_sequential"
     cluster: ClusterInfo | None = None
     try:
-        seq = par = None
+        seq: SequentialPhase | None = None
+        par: ParallelPhase | None = None
         tuned: TuneResult | None = None
         # Connect first when a Ray phase will run: a cluster that cannot fit one trial fails the run
         # before any work, and every phase sees the same machine state.
@@ -232,8 +285,11 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
                     "no trial could ever be scheduled"
                 )
             if "grid-seq" in opts.phases:
-                seq = _grid_sequential(opts, dataset, specs, console, journal)
-                journal.phase_done(phase)
+                if phase in saved:
+                    seq = SequentialPhase.model_validate(saved[phase])
+                else:
+                    seq = _grid_sequential(opts, dataset, specs, console, journal)
+                    journal.phase_done(phase, seq)
                 metrics.record_phase(
                     phase,
                     trials=seq.trials,
@@ -246,8 +302,11 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
                 metrics.push_phase(phase)
             if cluster is not None and "grid-ray" in opts.phases:
                 phase = "grid_parallel"
-                par = _grid_parallel(opts, dataset, specs, cluster, console, journal)
-                journal.phase_done(phase)
+                if phase in saved:
+                    par = ParallelPhase.model_validate(saved[phase])
+                else:
+                    par = _grid_parallel(opts, dataset, specs, cluster, console, journal)
+                    journal.phase_done(phase, par)
                 grid = _grid_result(specs, cluster, seq, par)
                 assert grid is not None
                 metrics.record_phase(
@@ -264,8 +323,20 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
                 metrics.push_phase(phase)
             if cluster is not None and "tune" in opts.phases:
                 phase = "tune"
-                tuned = _tune(opts, dataset, cluster, out_dir, console, journal)
-                journal.phase_done(phase)
+                if phase in saved:
+                    tuned = TuneResult.model_validate(saved[phase])
+                else:
+                    resume = tune_finished is not None and _tune_started(opts, out_dir)
+                    tuned = _tune(
+                        opts,
+                        dataset,
+                        cluster,
+                        out_dir,
+                        console,
+                        journal,
+                        finished=tune_finished if resume else None,
+                    )
+                    journal.phase_done(phase, tuned)
                 metrics.record_phase(
                     phase,
                     trials=tuned.trials,
@@ -312,6 +383,11 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
     return result, out_dir
 
 
+def _tune_started(opts: RunOptions, out_dir: Path) -> bool:
+    """Whether the interrupted run got as far as creating its Tune experiment (local storage)."""
+    return opts.tune.storage is not None or (out_dir / "tune" / "sweep").is_dir()
+
+
 def _tune(
     opts: RunOptions,
     dataset: Dataset,
@@ -319,15 +395,31 @@ def _tune(
     out_dir: Path,
     console: Console,
     journal: Journal,
+    finished: list[TuneTrial] | None = None,
 ) -> TuneResult:
     tune_opts = replace(opts.tune, cpus_per_trial=opts.cpus_per_trial, seed=opts.seed)
     out_dir.mkdir(parents=True, exist_ok=True)  # Tune's storage lives in the bundle
-    with progress_bar(
-        console, "Tune sweep (XGBoost)", count_trials(tune_opts.space, tune_opts.samples)
-    ) as tick:
+    total = count_trials(tune_opts.space, tune_opts.samples) - len(finished or [])
+    with progress_bar(console, "Tune sweep (XGBoost)", total) as tick:
         return run_sweep(
-            dataset, tune_opts, cluster.cpus, out_dir, on_trial=_logged(tick, journal, "tune", 1)
+            dataset,
+            tune_opts,
+            cluster.cpus,
+            out_dir,
+            on_trial=_logged(tick, journal, "tune", 1),
+            finished=finished,
         )
+
+
+def _options_from(stored: dict[str, Any], run_dir: Path) -> RunOptions:
+    """RunOptions back from run.json (the inverse of :func:`_options`)."""
+    fields = dict(stored)
+    tune = TuneOptions(**fields.pop("tune"))
+    fields["phases"] = tuple(fields["phases"])
+    fields["output"] = run_dir
+    if fields.get("push_gateway") and "***@" in fields["push_gateway"]:
+        fields["push_gateway"] = None  # its credentials were never stored; pushes stay off on resume
+    return RunOptions(**fields, tune=tune)
 
 
 def _options(opts: RunOptions) -> dict:

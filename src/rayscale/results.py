@@ -163,6 +163,8 @@ class TuneResult(_Model):
     baseline: TuneModel
     best: TuneModel
     improvement_pct: float
+    resumed_with: int = 0  # trials an interrupted run had finished when this sweep resumed
+    reran_after_resume: list[str] = []  # of those, trials Tune had not yet saved as finished (ran again)
 
 
 class ClusterInfo(_Model):

@@ -306,13 +306,24 @@ def _tune_trial(trial_id: str, config: dict[str, Any], m: dict[str, Any], max_ro
     )
 
 
-def _collector(on_trial: Callable[[TuneTrial], None] | None, max_rounds: int) -> Any:
+# Collectors revived from a pickled Tuner (Tuner.restore), by token (the sweep's storage path).
+_REVIVED: dict[str, Any] = {}
+
+
+def _revive_collector(token: str, max_rounds: int) -> Any:
+    """Unpickling hook: a fresh collector, registered so the resuming code can attach to it."""
+    collector = _collector(None, max_rounds, token)
+    _REVIVED[token] = collector
+    return collector
+
+
+def _collector(on_trial: Callable[[TuneTrial], None] | None, max_rounds: int, token: str) -> Any:
     """A Tune callback keeping each trial's last result in the driver; ``on_trial`` gets each
     finished trial's record (progress bar, journal).
 
     Reading results back from Tune's files would need its loggers, which the fast path turns
-    off. Tune pickles its run config to support resuming; the pickle carries an empty
-    collector, so the live one (with its progress hook) never has to be serialised.
+    off. Tune pickles its run config to support resuming; the pickle carries an empty collector
+    (never the live hook), which on ``Tuner.restore`` registers itself under ``token``.
     """
     from ray import tune
 
@@ -323,7 +334,7 @@ def _collector(on_trial: Callable[[TuneTrial], None] | None, max_rounds: int) ->
             self.errors: dict[str, str] = {}
 
         def __reduce__(self) -> tuple[Any, ...]:
-            return (TrialCollector, ())
+            return (_revive_collector, (token, max_rounds))
 
         def on_trial_result(
             self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -354,8 +365,14 @@ def run_sweep(
     cluster_cpus: int,
     bundle: Path,
     on_trial: Callable[[TuneTrial], None] | None = None,
+    finished: list[TuneTrial] | None = None,
 ) -> TuneResult:
-    """Run the sweep on the connected Ray cluster and summarise it (Ray must be initialised)."""
+    """Run the sweep on the connected Ray cluster and summarise it (Ray must be initialised).
+
+    With ``finished`` (the trials an interrupted run had completed, from its journal) the sweep
+    in the bundle's storage continues with ``Tuner.restore``: finished trials are not run again,
+    unfinished ones run from their start.
+    """
     space = opts.space
     check_options(opts)
     if opts.cpus_per_trial > cluster_cpus:
@@ -365,6 +382,9 @@ def run_sweep(
         )
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "0" if opts.loggers else "1"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new console output ignores verbose=0
+    # Tune saves its experiment state at most every 10 s by default; a trial that finished inside
+    # that window would run again after a resume. Once a second is a few kB, and keeps it tight.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -394,10 +414,29 @@ def run_sweep(
         {"cpu": opts.cpus_per_trial},
     )
     storage = opts.storage or str((bundle / "tune").resolve())
-    collector = _collector(on_trial, opts.max_rounds)
+    param_space = to_param_space(space, opts.samples, opts.seed)
+    experiment = f"{storage.rstrip('/')}/sweep"
+    if finished is not None:
+        if not tune.Tuner.can_restore(experiment):
+            raise RayscaleError(f"no Tune sweep to resume at {experiment}", 2)
+        _REVIVED.pop(storage, None)
+        with contextlib.redirect_stdout(sys.stderr):
+            tuner = tune.Tuner.restore(
+                experiment,
+                trainable=trainable,
+                param_space=param_space,
+                resume_unfinished=True,
+                restart_errored=True,
+            )
+        collector = _REVIVED.pop(storage)
+        collector.hook = on_trial
+        return _fit_and_summarise(
+            tuner, collector, dataset, opts, cluster_cpus, max_concurrent, storage, finished
+        )
+    collector = _collector(on_trial, opts.max_rounds, storage)
     tuner = tune.Tuner(
         trainable,
-        param_space=to_param_space(space, opts.samples, opts.seed),
+        param_space=param_space,
         tune_config=tune.TuneConfig(
             metric="rmse",
             mode="min",
@@ -416,6 +455,19 @@ def run_sweep(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1 if opts.checkpoint else None),
         ),
     )
+    return _fit_and_summarise(tuner, collector, dataset, opts, cluster_cpus, max_concurrent, storage, [])
+
+
+def _fit_and_summarise(
+    tuner: Any,
+    collector: Any,
+    dataset: Dataset,
+    opts: TuneOptions,
+    cluster_cpus: int,
+    max_concurrent: int,
+    storage: str,
+    finished: list[TuneTrial],
+) -> TuneResult:
     started_ts = time.time()
     started = time.perf_counter()
     # Tune prints to stdout (reserved for --json) and warns that it cannot read back the result
@@ -432,16 +484,20 @@ def run_sweep(
     if collector.errors:
         trial_id, where_ = next(iter(collector.errors.items()))
         raise RayscaleError(f"{len(collector.errors)} Tune trial(s) failed, e.g. {trial_id} ({where_})", 3)
-    trials = sorted(
-        (
-            _tune_trial(trial_id, config, m, opts.max_rounds)
-            for trial_id, (config, m) in collector.last.items()
-        ),
-        key=lambda t: t.index,
-    )
+    fresh = [
+        _tune_trial(trial_id, config, m, opts.max_rounds) for trial_id, (config, m) in collector.last.items()
+    ]
+    # A trial the journal saw finish but Tune had not yet saved as finished (within the last second
+    # before the crash) runs again; its first, journaled record is the one kept, and it is counted.
+    done = {t.trial_id for t in finished}
+    reran = sorted(t.trial_id for t in fresh if t.trial_id in done)
+    trials = sorted([*finished, *(t for t in fresh if t.trial_id not in done)], key=lambda t: t.index)
     if not trials:
         raise RayscaleError("the Tune sweep reported no results", 3)
-    return summarise(
+    if finished:  # the wall of a resumed sweep: its first session's span plus this one's
+        started_ts = min(t.start_ts for t in finished)
+        wall += max(t.end_ts for t in finished) - started_ts
+    result = summarise(
         trials,
         opts,
         wall,
@@ -451,6 +507,10 @@ def run_sweep(
         storage,
         baseline(dataset, opts.cpus_per_trial, opts.seed),
     )
+    if finished:
+        result.resumed_with = len(finished)
+        result.reran_after_resume = reran
+    return result
 
 
 def check_options(opts: TuneOptions) -> None:
