@@ -57,6 +57,19 @@ app = typer.Typer(
 )
 
 
+# Options `run` and `scale` share, declared once.
+DatasetOpt = Annotated[str, typer.Option(help="diabetes | friedman1:ROWS[:FEATURES] | csv:PATH:TARGET")]
+GridOpt = Annotated[str, typer.Option(help="'seed' (the 20 built-in configs) or a grid YAML file")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for the split, synthetic data, sampling and models.")]
+TestSizeOpt = Annotated[float, typer.Option(help="Hold-out share, between 0 and 1.")]
+CpusPerTrialOpt = Annotated[int, typer.Option(help="CPUs per Ray trial (also XGBoost's nthread).")]
+OutputOpt = Annotated[Path | None, typer.Option(help="Bundle directory [default: results/<run-id>/].")]
+PushGatewayOpt = Annotated[
+    str | None, typer.Option(help="Pushgateway URL; metrics are pushed as each part ends.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result JSON to stdout.")]
+
+
 class Scheduler(str, Enum):
     asha = "asha"
     none = "none"
@@ -79,14 +92,12 @@ def main(
 
 @app.command()
 def run(
-    dataset: Annotated[
-        str, typer.Option(help="diabetes | friedman1:ROWS[:FEATURES] | csv:PATH:TARGET")
-    ] = "diabetes",
-    grid: Annotated[str, typer.Option(help="'seed' (the 20 built-in configs) or a grid YAML file")] = "seed",
-    seed: Annotated[int, typer.Option(help="Seed for the split, synthetic data, sampling and models.")] = 42,
-    test_size: Annotated[float, typer.Option(help="Hold-out share, between 0 and 1.")] = 0.2,
+    dataset: DatasetOpt = "diabetes",
+    grid: GridOpt = "seed",
+    seed: SeedOpt = 42,
+    test_size: TestSizeOpt = 0.2,
     repeats: Annotated[int, typer.Option(help="Timed rounds per grid phase (min/median/max reported).")] = 3,
-    cpus_per_trial: Annotated[int, typer.Option(help="CPUs per Ray trial (also XGBoost's nthread).")] = 1,
+    cpus_per_trial: CpusPerTrialOpt = 1,
     address: Annotated[
         str,
         typer.Option(envvar="RAY_ADDRESS", help="Empty: start an embedded Ray; 'auto', host:port or ray://…"),
@@ -95,9 +106,7 @@ def run(
         str, typer.Option(help="Comma list of grid-seq, grid-ray, tune.")
     ] = "grid-seq,grid-ray,tune",
     max_trials: Annotated[int | None, typer.Option(help="Refuse grids with more configs than this.")] = None,
-    output: Annotated[
-        Path | None, typer.Option(help="Bundle directory [default: results/<run-id>/].")
-    ] = None,
+    output: OutputOpt = None,
     space: Annotated[
         str | None, typer.Option(help="Tune search space YAML [default: built-in 32 configs].")
     ] = None,
@@ -117,9 +126,7 @@ def run(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus /metrics on this port during the run.")
     ] = None,
-    push_gateway: Annotated[
-        str | None, typer.Option(help="Pushgateway URL; metrics are pushed after each phase.")
-    ] = None,
+    push_gateway: PushGatewayOpt = None,
     strict_metrics: Annotated[bool, typer.Option(help="Fail the run (exit 5) when a push fails.")] = False,
     ray_metrics_port: Annotated[
         int | None, typer.Option(help="Port an embedded Ray exports its metrics on.")
@@ -127,7 +134,7 @@ def run(
     resume: Annotated[
         Path | None, typer.Option(help="Finish an interrupted run's bundle, with that run's own options.")
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON to stdout.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Run the grid sequentially and as parallel Ray tasks, then the Tune sweep; write the bundle."""
     from rayscale.pipeline import RunOptions, parse_phases, resume_benchmark, run_benchmark
@@ -186,7 +193,7 @@ def report(
         Path, typer.Argument(metavar="RESULT", help="A result.json or its bundle directory.")
     ],
     plots: Annotated[bool, typer.Option(help="Re-render the PNG plots next to the result.")] = True,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result JSON to stdout.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Re-render the tables (and plots) of an existing result bundle."""
     from rayscale.journal import read_partial
@@ -251,28 +258,22 @@ def scale(
     address: Annotated[
         str, typer.Option(envvar="RAY_ADDRESS", help="An existing cluster; its first N nodes are used.")
     ] = "",
-    dataset: Annotated[
-        str, typer.Option(help="diabetes | friedman1:ROWS[:FEATURES] | csv:PATH:TARGET")
-    ] = "diabetes",
-    grid: Annotated[str, typer.Option(help="'seed' or a grid YAML file")] = "seed",
+    dataset: DatasetOpt = "diabetes",
+    grid: GridOpt = "seed",
     phases: Annotated[str, typer.Option(help="Comma list of grid-ray, tune.")] = "grid-ray",
     repeats: Annotated[int, typer.Option(help="Timed rounds per node count (min–max whiskers).")] = 3,
-    seed: Annotated[int, typer.Option(help="Seed for the split, data, sampling and models.")] = 42,
-    test_size: Annotated[float, typer.Option(help="Hold-out share.")] = 0.2,
-    cpus_per_trial: Annotated[int, typer.Option(help="CPUs per trial.")] = 1,
+    seed: SeedOpt = 42,
+    test_size: TestSizeOpt = 0.2,
+    cpus_per_trial: CpusPerTrialOpt = 1,
     price_per_node_hour: Annotated[
         float | None, typer.Option(help="Price of a node-hour, for cost figures.")
     ] = None,
     deadline: Annotated[
         float | None, typer.Option(help="Seconds: report the cheapest node count meeting it.")
     ] = None,
-    push_gateway: Annotated[
-        str | None, typer.Option(help="Pushgateway URL; each node count is pushed.")
-    ] = None,
-    output: Annotated[
-        Path | None, typer.Option(help="Bundle directory [default: results/scale-<run-id>/].")
-    ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the scaling JSON to stdout.")] = False,
+    push_gateway: PushGatewayOpt = None,
+    output: OutputOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Run the same work on each node count; write speedup/efficiency curves with scaling-law fits."""
     from rayscale.pipeline import RunOptions, parse_phases

@@ -7,7 +7,8 @@ missing it skips with the reason (this development machine has no Docker engine)
 Steps: create a kind cluster; install the KubeRay operator and kube-prometheus-stack (Prometheus
 operator + Prometheus only); build the rayscale image and `kind load` it; `helm install` the
 chart sized for kind; `kubectl apply -f jobs/grid.yaml`; wait for the RayJob to reach
-SUCCEEDED; assert Prometheus holds rayscale_* series for the run; delete the cluster.
+SUCCEEDED; assert Prometheus holds rayscale_* series for the run; then jobs/scale.yaml, which
+resizes the cluster for 1, 2 and 3 nodes and must restore its worker replicas; delete the cluster.
 """
 
 from __future__ import annotations
@@ -178,3 +179,24 @@ def test_grid_job_succeeds_and_reaches_prometheus(kind_cluster: dict[str, str]) 
     run_id = run_ids.pop()
     assert _prometheus_query(kubectl, f'rayscale_trial_duration_seconds_count{{run_id="{run_id}"}}')
     assert _prometheus_query(kubectl, 'ray_node_cpu_utilization{ray_io_cluster="rayscale"}')
+
+
+def test_scale_job_resizes_the_cluster_and_restores_it(kind_cluster: dict[str, str]) -> None:
+    """jobs/scale.yaml: the driver resizes the RayCluster (1, 2, 3 nodes) and restores its replicas."""
+    kubectl = kind_cluster["kubectl"].split()
+    replicas = "jsonpath={.spec.workerGroupSpecs[0].replicas}"
+    before = sh(*kubectl, "get", "raycluster", "rayscale", "-o", replicas).strip()
+    sh(*kubectl, "apply", "-f", str(ROOT / "jobs" / "scale.yaml"))
+    deadline = time.monotonic() + 3600
+    status = ""
+    while status not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        assert time.monotonic() < deadline, f"scale RayJob still {status or 'pending'} after an hour"
+        time.sleep(15)
+        status = sh(*kubectl, "get", "rayjob", "rayscale-scale", "-o", "jsonpath={.status.jobStatus}").strip()
+    assert status == "SUCCEEDED", sh(*kubectl, "describe", "rayjob", "rayscale-scale", check=False)
+    assert sh(*kubectl, "get", "raycluster", "rayscale", "-o", replicas).strip() == before
+    nodes = {
+        s["metric"]["nodes"]
+        for s in _prometheus_query(kubectl, 'rayscale_phase_wall_seconds{phase="grid_parallel"}')
+    }
+    assert {"1", "2", "3"} <= nodes  # every node count pushed, labelled with its nodes
