@@ -28,7 +28,6 @@ from prometheus_client.registry import Collector
 from rayscale.errors import RayscaleError
 from rayscale.results import TrialRecord, TuneTrial
 
-PHASES = ("grid_sequential", "grid_parallel", "tune")
 # 10 ms to 1 h, roughly ×2.5 apart.
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 3600)
 TRIAL_LABELS = ("run_id", "phase", "workload", "nodes", "cpus", "node")
