@@ -59,3 +59,61 @@ def test_worker_node_killed_mid_grid_loses_no_trial(tmp_path: Path) -> None:
     retried = [t for t in trials if t.retries > 0]
     assert retried and all(t.node_id != worker_id for t in retried)
     assert all(t.start_ts >= started for t in trials)
+
+
+def test_losing_the_head_mid_run_is_reported_and_the_bundle_kept(tmp_path: Path) -> None:
+    """Kill the head's GCS and raylet under a running `rayscale run --address`: within seconds the run
+    says what happened in one line, marks its bundle failed, keeps the finished trials, exits 3."""
+    import json
+    import subprocess
+    import sys
+
+    from ray.cluster_utils import Cluster
+
+    from rayscale.results import JOURNAL_FILE, MANIFEST_FILE
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    out = tmp_path / "bundle"
+    command = [
+        sys.executable,
+        "-m",
+        "rayscale",
+        "run",
+        "--phases",
+        "grid-ray",
+        "--address",
+        cluster.address,
+        "--dataset",
+        "friedman1:3000",
+        "--repeats",
+        "20",
+        "--output",
+        str(out),
+    ]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        journal = out / JOURNAL_FILE
+        deadline = time.monotonic() + 120
+        while not (journal.exists() and len(journal.read_text().splitlines()) >= 5):
+            assert run.poll() is None and time.monotonic() < deadline, (
+                "the run ended before the head was killed"
+            )
+            time.sleep(0.2)
+        killed = time.monotonic()
+        cluster.head_node.kill_gcs_server()
+        cluster.head_node.kill_raylet()
+        _, stderr = run.communicate(timeout=90)
+        reported_after = time.monotonic() - killed
+    finally:
+        if run.poll() is None:
+            run.kill()
+        cluster.shutdown()
+    assert run.returncode == 3, stderr[-2000:]
+    assert reported_after < 45  # Ray's own abort comes after 60 s, and says far less
+    last = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(last) == 1 and "lost the Ray head at" in last[0] and f"rayscale run --resume {out}" in last[0]
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert manifest["status"] == "failed" and "lost the Ray head" in manifest["error"]
+    assert len((out / JOURNAL_FILE).read_text().splitlines()) >= 5

@@ -6,8 +6,9 @@ import logging
 import os
 import re
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rayscale.errors import RayscaleError
@@ -148,3 +149,57 @@ def local_cluster(nodes: int, cpus_per_node: int) -> Iterator[ClusterInfo]:
     started = time.perf_counter()
     with local_raylets(nodes, cpus_per_node) as address, ray_session(address) as info:
         yield info.model_copy(update={"connect_s": time.perf_counter() - started, "mode": "embedded"})
+
+
+class HeadWatch:
+    """Notices a Ray head that stopped answering in the middle of a run.
+
+    When the head's GCS dies, Ray's driver blocks and, 60 s later, aborts the process without
+    running any Python handler. This thread probes the GCS port every ``interval_s`` and, after
+    ``grace_s`` of failures, calls ``on_lost`` (which reports the loss clearly, records it, and
+    ends the process) well before that.
+    """
+
+    def __init__(
+        self, gcs_address: str, on_lost: Callable[[str], None], interval_s: float = 2.0, grace_s: float = 10.0
+    ) -> None:
+        self.gcs_address = gcs_address
+        self.on_lost = on_lost
+        self.interval_s = interval_s
+        self.grace_s = grace_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rayscale-head-watch", daemon=True)
+
+    def __enter__(self) -> HeadWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval_s + 1)
+
+    def _answers(self) -> bool:
+        host, _, port = self.gcs_address.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=self.interval_s):
+                return True
+        except (OSError, ValueError):
+            return False
+
+    def _run(self) -> None:
+        silent_since: float | None = None
+        while not self._stop.wait(self.interval_s):
+            if self._answers():
+                silent_since = None
+                continue
+            silent_since = silent_since or time.monotonic()
+            if time.monotonic() - silent_since >= self.grace_s and not self._stop.is_set():
+                self.on_lost(self.gcs_address)
+                return
+
+
+def gcs_address() -> str:
+    """The address of the connected cluster's GCS (the head)."""
+    import ray
+
+    return str(ray.get_runtime_context().gcs_address)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rayscale import environment, summary
-from rayscale.cluster import check_reachable, ray_session, validate_address
+from rayscale.cluster import HeadWatch, check_reachable, gcs_address, ray_session, validate_address
 from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
 from rayscale.grids import TrialSpec, load_grid
@@ -22,6 +23,7 @@ from rayscale.journal import Journal, read_partial
 from rayscale.metrics import RunMetrics, redact_url, validate_gateway, validate_port, workload_label
 from rayscale.report import write_plots
 from rayscale.results import (
+    JOURNAL_FILE,
     RESULT_FILE,
     ClusterInfo,
     GridResult,
@@ -278,7 +280,24 @@ def _execute(
             if needs_ray
             else nullcontext(None)
         )
-        with session as cluster:
+
+        def head_lost(address: str) -> None:
+            # Runs on the watch thread while the main thread is blocked inside Ray: report, record,
+            # push what there is, and end the process (Ray would abort it a minute later anyway).
+            message = (
+                f"lost the Ray head at {address} during {phase}; finished trials are kept in "
+                f"{out_dir / JOURNAL_FILE}; continue with: rayscale run --resume {out_dir}"
+            )
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            journal.finish("failed", error=message)
+            metrics.record_failure(
+                phase, cpus=cluster.cpus if cluster else 1, nodes=cluster.nodes if cluster else 1
+            )
+            metrics.push_all()
+            metrics.close()
+            os._exit(3)
+
+        with session as cluster, HeadWatch(gcs_address(), head_lost) if cluster else nullcontext():
             if cluster is not None and opts.cpus_per_trial > cluster.cpus:
                 raise RayscaleError(
                     f"--cpus-per-trial {opts.cpus_per_trial} is more than the cluster's {cluster.cpus} CPUs: "
