@@ -20,9 +20,9 @@ from pathlib import Path
 from rich.console import Console
 
 from rayscale import environment
-from rayscale.pipeline import RunOptions
+from rayscale.options import RunOptions
 from rayscale.report import print_scale_report
-from rayscale.sweep import ScaleOptions, parse_nodes, run_scale
+from rayscale.scale import ScaleOptions, parse_nodes, run_scale
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_EFFICIENCY_AT_2 = 0.90

@@ -30,7 +30,7 @@ from rich.table import Table
 from rayscale import environment
 from rayscale.cluster import ray_session
 from rayscale.datasets import Dataset, load_dataset
-from rayscale.results import TuneResult
+from rayscale.schema import TuneResult
 from rayscale.tune import TuneOptions, booster_params, run_sweep
 
 RESULTS = Path(__file__).resolve().parent / "results"

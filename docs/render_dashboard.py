@@ -14,9 +14,10 @@ import shutil
 from pathlib import Path
 
 from rayscale.cluster import local_raylets
-from rayscale.pipeline import RunOptions, run_benchmark
+from rayscale.options import RunOptions
+from rayscale.pipeline import run_benchmark
 from rayscale.report import dashboard_png
-from rayscale.sweep import parse_nodes
+from rayscale.scale import parse_nodes
 
 HERE = Path(__file__).resolve().parent
 

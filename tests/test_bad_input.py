@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from rayscale.cli import app
 from rayscale.metrics import RunMetrics
-from rayscale.pipeline import RunOptions, run_benchmark
+from rayscale.options import RunOptions
+from rayscale.pipeline import run_benchmark
 
 
 def _free_port() -> int:

@@ -8,24 +8,25 @@ import pytest
 
 from rayscale.compare import compare, figures, parse_thresholds
 from rayscale.errors import RayscaleError
-from rayscale.results import SCALE_FILE, ScalePoint, ScaleResult, write_scale_bundle
+from rayscale.bundle import SCALE_FILE, write_scale_bundle
+from rayscale.schema import Round, ScalePoint, ScaleResult
 
 
-def _scale(walls: dict[int, float]) -> ScaleResult:
+def _scale(walls: dict[int, float], noise: float = 0.01) -> ScaleResult:
+    """A scaling bundle whose every point has three rounds: the wall ×(1 − noise, 1, 1 + noise)."""
     base = walls[1]
     points = [
         ScalePoint(
             phase="grid_parallel",
             nodes=n,
             cpus=n,
-            walls_s=[w],
-            wall_s=w,
-            wall_min_s=w,
-            wall_max_s=w,
+            rounds=[
+                Round(wall_s=w * f, busy_s=w * n * 0.9, longest_s=w * 0.1, span_s=w * 0.95)
+                for f in (1 - noise, 1.0, 1 + noise)
+            ],
             lower_bound_s=w * 0.9,
-            efficiency_vs_bound=0.9,
             speedup=base / w,
-            efficiency=base / w / n,
+            parallel_efficiency=base / w / n,
             karp_flatt=None,
             node_hours=w * n / 3600,
             cost_per_trial=None,
@@ -62,7 +63,7 @@ def write_scale_pair(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_scale_figures_name_phase_and_nodes() -> None:
     f = figures(_scale({1: 10.0, 2: 5.0}))
-    assert f["grid_parallel.speedup@2"] == 2.0 and f["speedup"] == 2.0 and f["efficiency"] == 1.0
+    assert f["grid_parallel.speedup@2"] == 2.0 and f["speedup"] == 2.0 and f["parallel_efficiency"] == 1.0
     assert f["wall_s"] == 5.0 and f["grid_parallel.wall_s@1"] == 10.0
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rayscale import summary
+from rayscale.runners import mismatches
 from rayscale.cluster import ray_session
 from rayscale.datasets import load_dataset
 from rayscale.grids import load_grid
@@ -54,7 +54,7 @@ def test_worker_node_killed_mid_grid_loses_no_trial(tmp_path: Path) -> None:
     assert killed.is_set()
     # Every config exactly once, with the metrics the sequential run gives.
     assert sorted(t.index for t in trials) == list(range(len(specs)))
-    assert summary.mismatches(sequential, trials) == []
+    assert mismatches(sequential, trials) == []
     # The trial that was running on the killed node ran again, and says so.
     retried = [t for t in trials if t.retries > 0]
     assert retried and all(t.node_id != worker_id for t in retried)
@@ -70,7 +70,7 @@ def test_losing_the_head_mid_run_is_reported_and_the_bundle_kept(tmp_path: Path)
 
     from ray.cluster_utils import Cluster
 
-    from rayscale.results import JOURNAL_FILE, MANIFEST_FILE
+    from rayscale.bundle import JOURNAL_FILE, MANIFEST_FILE
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)

@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 from rayscale.cli import app
 from rayscale.errors import RayscaleError
 from rayscale.journal import Journal, read_partial
-from rayscale.pipeline import RunOptions, run_benchmark
-from rayscale.results import JOURNAL_FILE, MANIFEST_FILE, RESULT_FILE
+from rayscale.options import RunOptions
+from rayscale.pipeline import run_benchmark
+from rayscale.bundle import JOURNAL_FILE, MANIFEST_FILE, RESULT_FILE
 
 
 def test_a_finished_run_journals_every_trial_and_says_complete(tmp_path: Path, small_grid: Path) -> None:
@@ -89,15 +90,34 @@ def test_a_killed_run_leaves_its_finished_trials_and_report_marks_it_partial(tmp
     assert journal.read_bytes() == before
 
 
-def test_a_failed_run_records_why(tmp_path: Path) -> None:
+def test_a_refused_run_leaves_nothing(tmp_path: Path) -> None:
+    """Refused after connecting (no trial fits the cluster), before any work: no bundle at all."""
     out = tmp_path / "b"
     result = CliRunner().invoke(
         app, ["run", "--phases", "grid-seq,grid-ray", "--cpus-per-trial", "64", "--output", str(out)]
     )
     assert result.exit_code == 2 and "no trial could ever be scheduled" in result.stderr
+    assert not out.exists()
+
+
+def test_a_run_that_fails_after_work_keeps_its_journal_and_records_why(tmp_path: Path) -> None:
+    """The second config passes validation but fails inside fit (its early-stopping split leaves no rows):
+    the first trial stays journaled, the run is marked failed with the reason, exit 3."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("configs:\n  - {n_estimators: 10}\n  - {n_estimators: 10, n_iter_no_change: 2, validation_fraction: 0.999}\n")
+    out = tmp_path / "b"
+    result = CliRunner().invoke(
+        app, ["run", "--phases", "grid-seq", "--grid", str(grid), "--repeats", "1", "--output", str(out)]
+    )
+    assert result.exit_code == 3 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: config 1 failed: ValueError"), lines
     manifest = json.loads((out / MANIFEST_FILE).read_text())
-    assert manifest["status"] == "failed" and "no trial could ever be scheduled" in manifest["error"]
-    assert "phases_done" not in manifest  # it failed fast, before the sequential phase
+    assert manifest["status"] == "failed" and "config 1 failed" in manifest["error"]
+    assert "phases_done" not in manifest
+    rows = [json.loads(line) for line in (out / JOURNAL_FILE).read_text().splitlines()]
+    assert [row["index"] for row in rows] == [0]
+    assert not (out / RESULT_FILE).exists()
 
 
 @pytest.mark.slow

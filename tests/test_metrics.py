@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rayscale.errors import RayscaleError
 from rayscale.metrics import RunMetrics, redact_url, validate_gateway, validate_port
-from rayscale.results import TrialRecord
+from rayscale.schema import TrialRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERIES = ROOT / "deploy" / "grafana" / "queries.yaml"
@@ -86,7 +86,7 @@ def test_served_exposition_merges_phases_under_one_header_each() -> None:
         nodes=2,
         best_rmse=50.0,
         speedup=1.7,
-        efficiency=0.66,
+        parallel_efficiency=0.66,
     )
     port = free_port()
     metrics.serve(port, address="127.0.0.1")

@@ -4,7 +4,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rayscale.pipeline import RunOptions, run_benchmark
+from rayscale.options import RunOptions
+from rayscale.pipeline import run_benchmark
 from rayscale.report import PLOTS, print_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rayscale import summary
+from rayscale.runners import mismatches
 from rayscale.cluster import ray_session
 from rayscale.datasets import load_dataset
 from rayscale.errors import RayscaleError
@@ -35,7 +35,7 @@ def test_parallel_equals_sequential_and_runs_longest_first(small_grid) -> None:
         with pytest.raises(RayscaleError, match="more than the cluster's 2 CPUs"):
             RayGridRunner(dataset, cpus_per_trial=3, cluster_cpus=cluster.cpus)
     assert seq_wall > 0 and par_wall > 0
-    assert summary.mismatches(seq, par) == []
+    assert mismatches(seq, par) == []
     assert [t.index for t in par] == [0, 1, 2, 3]
     # Each trial ran in a Ray worker, not the driver, and says where.
     assert all(t.node_id and t.pid != seq[0].pid for t in par)

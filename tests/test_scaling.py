@@ -7,7 +7,7 @@ import math
 import pytest
 
 from rayscale import scaling
-from rayscale.results import TrialRecord
+from rayscale.schema import TrialRecord
 
 NODES = [1, 2, 4, 8, 16, 32]
 

@@ -10,7 +10,7 @@ import pytest
 from rayscale.cluster import ray_session
 from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
-from rayscale.results import ClusterInfo
+from rayscale.schema import ClusterInfo
 from rayscale.tune import DEFAULT_SPACE, TuneOptions, check_options, count_trials, load_space, run_sweep
 
 SMALL_SPACE = {"learning_rate": [0.05, 0.1], "max_depth": [2, 3], "subsample": [0.8, 1.0]}

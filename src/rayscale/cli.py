@@ -28,7 +28,8 @@ def _fail(exc: RayscaleError | click_exceptions.UsageError, exit_code: int) -> t
 
 
 class _OneLineErrors(TyperGroup):
-    """Usage errors (unknown option, a value of the wrong type) as one line, like every other error."""
+    """Usage errors (unknown option, a value of the wrong type) and every :class:`RayscaleError`
+    as one line on stderr, with the error's exit code."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         try:
@@ -39,12 +40,15 @@ class _OneLineErrors(TyperGroup):
             raise _fail(exc, 2) from None
 
     def invoke(self, ctx: Any) -> Any:
+        """The one place errors become one line and an exit code."""
         try:
             return super().invoke(ctx)
         except click_exceptions.NoArgsIsHelpError:
             raise
         except click_exceptions.UsageError as exc:
             raise _fail(exc, 2) from None
+        except RayscaleError as exc:
+            raise _fail(exc, exc.exit_code) from None
 
 
 app = typer.Typer(
@@ -62,8 +66,15 @@ DatasetOpt = Annotated[str, typer.Option(help="diabetes | friedman1:ROWS[:FEATUR
 GridOpt = Annotated[str, typer.Option(help="'seed' (the 20 built-in configs) or a grid YAML file")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for the split, synthetic data, sampling and models.")]
 TestSizeOpt = Annotated[float, typer.Option(help="Hold-out share, between 0 and 1.")]
+ValidationSizeOpt = Annotated[
+    float,
+    typer.Option(help="Share of the training rows to select on (best, ASHA); 0: select on the hold-out."),
+]
 CpusPerTrialOpt = Annotated[int, typer.Option(help="CPUs per Ray trial (also XGBoost's nthread).")]
-OutputOpt = Annotated[Path | None, typer.Option(help="Bundle directory [default: results/<run-id>/].")]
+RepeatsOpt = Annotated[int, typer.Option(help="Timed rounds per phase, interleaved; all are kept.")]
+OutputOpt = Annotated[
+    Path | None, typer.Option(help="Bundle directory (default: results/<run-id>/)", show_default=False)
+]
 PushGatewayOpt = Annotated[
     str | None, typer.Option(help="Pushgateway URL; metrics are pushed as each part ends.")
 ]
@@ -90,13 +101,22 @@ def main(
     """rayscale: sequential vs Ray-parallel model grids and a Ray Tune sweep, on a local Ray or KubeRay."""
 
 
+def _run_options(phases: str, tune: Any = None, **fields: Any) -> Any:
+    """The one builder of RunOptions from command-line values, for `run` and `scale`."""
+    from rayscale.options import RunOptions, parse_phases
+    from rayscale.tune import TuneOptions
+
+    return RunOptions(phases=parse_phases(phases), tune=tune or TuneOptions(), **fields)
+
+
 @app.command()
 def run(
     dataset: DatasetOpt = "diabetes",
     grid: GridOpt = "seed",
     seed: SeedOpt = 42,
     test_size: TestSizeOpt = 0.2,
-    repeats: Annotated[int, typer.Option(help="Timed rounds per grid phase (min/median/max reported).")] = 3,
+    validation_size: ValidationSizeOpt = 0.0,
+    repeats: RepeatsOpt = 5,
     cpus_per_trial: CpusPerTrialOpt = 1,
     address: Annotated[
         str,
@@ -108,7 +128,7 @@ def run(
     max_trials: Annotated[int | None, typer.Option(help="Refuse grids with more configs than this.")] = None,
     output: OutputOpt = None,
     space: Annotated[
-        str | None, typer.Option(help="Tune search space YAML [default: built-in 32 configs].")
+        str | None, typer.Option(help="Tune search space YAML (default: built-in 32 configs)")
     ] = None,
     samples: Annotated[
         int | None, typer.Option(help="Tune: random-sample N configs instead of the grid.")
@@ -121,7 +141,7 @@ def run(
     reduction_factor: Annotated[int, typer.Option(help="ASHA: 1/N of trials go on at each rung.")] = 3,
     report_every: Annotated[int, typer.Option(help="Tune: report metrics every K rounds.")] = 25,
     storage: Annotated[
-        str | None, typer.Option(help="Tune storage path or URI [default: <bundle>/tune].")
+        str | None, typer.Option(help="Tune storage path or URI (default: <bundle>/tune)")
     ] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus /metrics on this port during the run.")
@@ -137,45 +157,41 @@ def run(
     json_out: JsonOpt = False,
 ) -> None:
     """Run the grid sequentially and as parallel Ray tasks, then the Tune sweep; write the bundle."""
-    from rayscale.pipeline import RunOptions, parse_phases, resume_benchmark, run_benchmark
+    from rayscale.pipeline import resume_benchmark, run_benchmark
     from rayscale.tune import TuneOptions, load_space
 
-    try:
-        if resume is not None:
-            result, bundle = resume_benchmark(resume)
-            _show(result, bundle, json_out)
-            return
-        tune = TuneOptions(
-            space=load_space(space),
-            samples=samples,
-            max_rounds=max_rounds,
-            scheduler=scheduler.value,
-            grace_period=grace_period,
-            reduction_factor=reduction_factor,
-            report_every=report_every,
-            storage=storage,
-        )
-        opts = RunOptions(
-            dataset=dataset,
-            grid=grid,
-            seed=seed,
-            test_size=test_size,
-            repeats=repeats,
-            cpus_per_trial=cpus_per_trial,
-            address=address,
-            output=output,
-            phases=parse_phases(phases),
-            max_trials=max_trials,
-            tune=tune,
-            metrics_port=metrics_port,
-            push_gateway=push_gateway,
-            strict_metrics=strict_metrics,
-            ray_metrics_port=ray_metrics_port,
-        )
-        result, bundle = run_benchmark(opts)
-    except RayscaleError as exc:
-        raise _fail(exc, exc.exit_code) from None
-    _show(result, bundle, json_out)
+    if resume is not None:
+        _show(*resume_benchmark(resume), json_out)
+        return
+    tune = TuneOptions(
+        space=load_space(space),
+        samples=samples,
+        max_rounds=max_rounds,
+        scheduler=scheduler.value,
+        grace_period=grace_period,
+        reduction_factor=reduction_factor,
+        report_every=report_every,
+        storage=storage,
+    )
+    opts = _run_options(
+        phases,
+        tune,
+        dataset=dataset,
+        grid=grid,
+        seed=seed,
+        test_size=test_size,
+        validation_size=validation_size,
+        repeats=repeats,
+        cpus_per_trial=cpus_per_trial,
+        address=address,
+        output=output,
+        max_trials=max_trials,
+        metrics_port=metrics_port,
+        push_gateway=push_gateway,
+        strict_metrics=strict_metrics,
+        ray_metrics_port=ray_metrics_port,
+    )
+    _show(*run_benchmark(opts), json_out)
 
 
 def _show(result: Any, bundle: Path, json_out: bool) -> None:
@@ -196,9 +212,9 @@ def report(
     json_out: JsonOpt = False,
 ) -> None:
     """Re-render the tables (and plots) of an existing result bundle."""
+    from rayscale.bundle import RESULT_FILE, load_result
     from rayscale.journal import read_partial
     from rayscale.report import print_partial, print_report, write_plots
-    from rayscale.results import RESULT_FILE, load_result
 
     bundle = result_path if result_path.is_dir() else result_path.parent
     if not (bundle / RESULT_FILE).exists() and (result_path.is_dir() or result_path.name == RESULT_FILE):
@@ -209,10 +225,7 @@ def report(
         if partial is not None:
             print_partial(partial, Console(), as_json=json_out)
             return
-    try:
-        result = load_result(result_path)
-    except RayscaleError as exc:
-        raise _fail(exc, exc.exit_code) from None
+    result = load_result(result_path)
     if plots:
         write_plots(result, bundle)
     if json_out:
@@ -229,13 +242,10 @@ def dashboard(
     output: Annotated[Path, typer.Option(help="PNG to write.")] = Path("dashboard.png"),
 ) -> None:
     """Draw the Grafana dashboard's panels from result bundles (when Grafana is not at hand)."""
+    from rayscale.bundle import load_result
     from rayscale.report import dashboard_png
-    from rayscale.results import load_result
 
-    try:
-        results = [load_result(path) for path in bundles]
-    except RayscaleError as exc:
-        raise _fail(exc, exc.exit_code) from None
+    results = [load_result(path) for path in bundles]
     typer.echo(f"written {dashboard_png(results, output)}")
 
 
@@ -250,7 +260,7 @@ def scale(
         str | None, typer.Option(help="Resize this RayCluster's workers for each node count.")
     ] = None,
     namespace: Annotated[
-        str, typer.Option(help="Namespace of the RayCluster [default: this pod's, else default].")
+        str, typer.Option(help="Namespace of the RayCluster (default: this pod's, else default)")
     ] = "",
     wait_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for resized nodes (--kuberay).")
@@ -261,7 +271,7 @@ def scale(
     dataset: DatasetOpt = "diabetes",
     grid: GridOpt = "seed",
     phases: Annotated[str, typer.Option(help="Comma list of grid-ray, tune.")] = "grid-ray",
-    repeats: Annotated[int, typer.Option(help="Timed rounds per node count (min–max whiskers).")] = 3,
+    repeats: RepeatsOpt = 3,
     seed: SeedOpt = 42,
     test_size: TestSizeOpt = 0.2,
     cpus_per_trial: CpusPerTrialOpt = 1,
@@ -276,37 +286,33 @@ def scale(
     json_out: JsonOpt = False,
 ) -> None:
     """Run the same work on each node count; write speedup/efficiency curves with scaling-law fits."""
-    from rayscale.pipeline import RunOptions, parse_phases
     from rayscale.report import print_scale_report
-    from rayscale.sweep import ScaleOptions, parse_nodes, run_scale
+    from rayscale.scale import ScaleOptions, parse_nodes, run_scale
 
-    try:
-        run_opts = RunOptions(
-            dataset=dataset,
-            grid=grid,
-            seed=seed,
-            test_size=test_size,
-            repeats=repeats,
-            cpus_per_trial=cpus_per_trial,
-            address=address,
-            output=output,
-            phases=parse_phases(phases),
-            push_gateway=push_gateway,
-        )
-        opts = ScaleOptions(
-            nodes=parse_nodes(nodes),
-            cpus_per_node=cpus_per_node,
-            local_cluster=local_cluster,
-            kuberay=kuberay,
-            namespace=namespace,
-            wait_timeout_s=wait_timeout,
-            price_per_node_hour=price_per_node_hour,
-            deadline_s=deadline,
-            run=run_opts,
-        )
-        result, bundle = run_scale(opts)
-    except RayscaleError as exc:
-        raise _fail(exc, exc.exit_code) from None
+    run_opts = _run_options(
+        phases,
+        dataset=dataset,
+        grid=grid,
+        seed=seed,
+        test_size=test_size,
+        repeats=repeats,
+        cpus_per_trial=cpus_per_trial,
+        address=address,
+        output=output,
+        push_gateway=push_gateway,
+    )
+    opts = ScaleOptions(
+        nodes=parse_nodes(nodes),
+        cpus_per_node=cpus_per_node,
+        local_cluster=local_cluster,
+        kuberay=kuberay,
+        namespace=namespace,
+        wait_timeout_s=wait_timeout,
+        price_per_node_hour=price_per_node_hour,
+        deadline_s=deadline,
+        run=run_opts,
+    )
+    result, bundle = run_scale(opts)
     if json_out:
         typer.echo(result.to_json(), nl=False)
     else:
@@ -320,32 +326,25 @@ def compare(
     ],
     b: Annotated[Path, typer.Argument(metavar="B", help="Candidate bundle.")],
     fail: Annotated[
-        list[str] | None, typer.Option(help="FIGURE:PERCENT; exit 1 if B is worse by more.")
+        list[str] | None,
+        typer.Option(help="FIGURE:PERCENT; exit 1 if B is worse by more and beyond the noise."),
     ] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write the verdicts as JUnit XML here.")] = None,
+    allow_different: Annotated[
+        bool, typer.Option(help="Compare bundles of different kinds, datasets or grids.")
+    ] = False,
 ) -> None:
-    """Compare two result or scaling bundles; exit 1 when a chosen figure regresses past its threshold."""
-    from rich.table import Table
-
+    """Compare two result or scaling bundles; exit 1 when a figure regresses significantly past its threshold."""
+    from rayscale.bundle import load_any
     from rayscale.compare import compare as compare_bundles
-    from rayscale.compare import parse_thresholds
-    from rayscale.results import load_any
+    from rayscale.compare import parse_thresholds, write_junit
+    from rayscale.report import compare_table
 
-    try:
-        rows, failures = compare_bundles(load_any(a), load_any(b), parse_thresholds(fail or []))
-    except RayscaleError as exc:
-        raise _fail(exc, exc.exit_code) from None
-    table = Table(title=f"{a} → {b}", header_style="bold")
-    for column in ("figure", "A", "B", "change"):
-        table.add_column(column, justify="right" if column != "figure" else "left")
-    for row in rows:
-        change = row.change_pct
-        table.add_row(
-            row.figure,
-            "—" if row.a is None else f"{row.a:.4g}",
-            "—" if row.b is None else f"{row.b:.4g}",
-            "—" if change is None else f"{change:+.1f}%",
-        )
-    Console().print(table)
+    thresholds = parse_thresholds(fail or [])
+    rows, failures = compare_bundles(load_any(a), load_any(b), thresholds, allow_different)
+    Console().print(compare_table(f"{a} → {b}", rows))
+    if junit is not None:
+        write_junit(junit, rows, thresholds, failures)
     for line in failures:
         _err.print(f"[bold red]regression:[/] {line}", highlight=False, soft_wrap=True)
     if failures:

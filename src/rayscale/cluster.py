@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rayscale.errors import RayscaleError
-from rayscale.results import ClusterInfo
+from rayscale.schema import ClusterInfo
 
 _HOST_PORT = re.compile(r"^(?:ray://)?\[?[A-Za-z0-9_.:-]+?\]?:(\d{1,5})$")
 
@@ -31,6 +31,17 @@ def validate_address(address: str | None) -> str:
             "(empty starts a local Ray)"
         )
     return address
+
+
+def check_cpus_per_trial(cpus_per_trial: float, cpus: float, where: str = "the cluster's") -> None:
+    """The one check that a trial fits: CPUs per trial at least 1 and at most what is offered."""
+    if cpus_per_trial < 1:
+        raise RayscaleError(f"--cpus-per-trial must be at least 1, got {cpus_per_trial:g}")
+    if cpus_per_trial > cpus:
+        raise RayscaleError(
+            f"--cpus-per-trial {cpus_per_trial:g} is more than {where} {cpus:g} CPUs: "
+            "no trial could ever be scheduled"
+        )
 
 
 def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:

@@ -6,9 +6,12 @@ grid, the Tune sweep and the benchmarks all see the same train/test rows for a g
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +20,8 @@ from rayscale.errors import RayscaleError
 
 @dataclass(frozen=True)
 class Dataset:
-    """A regression table already split into train and test parts."""
+    """A regression table already split into train and test parts, and optionally a validation
+    part carved from the training rows (what selection is made on; the test part stays untouched)."""
 
     spec: str
     X_train: np.ndarray
@@ -25,6 +29,9 @@ class Dataset:
     y_train: np.ndarray
     y_test: np.ndarray
     feature_names: tuple[str, ...]
+    X_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def n_train(self) -> int:
@@ -38,16 +45,21 @@ class Dataset:
     def n_features(self) -> int:
         return int(self.X_train.shape[1])
 
+    @property
+    def n_val(self) -> int:
+        return 0 if self.X_val is None else int(self.X_val.shape[0])
+
     def describe(self) -> dict[str, object]:
         return {
             "spec": self.spec,
             "n_train": self.n_train,
+            "n_val": self.n_val,
             "n_test": self.n_test,
             "n_features": self.n_features,
         }
 
 
-Table = tuple[np.ndarray, np.ndarray, tuple[str, ...]]
+Table = tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]  # X, y, names, warnings
 
 
 def _diabetes(args: list[str], seed: int) -> Table:
@@ -56,7 +68,7 @@ def _diabetes(args: list[str], seed: int) -> Table:
     from sklearn.datasets import load_diabetes
 
     data = load_diabetes()
-    return data.data, data.target, tuple(data.feature_names)
+    return data.data, data.target, tuple(data.feature_names), ()
 
 
 def _positive_int(text: str, what: str, minimum: int = 1) -> int:
@@ -77,7 +89,7 @@ def _friedman1(args: list[str], seed: int) -> Table:
     from sklearn.datasets import make_friedman1
 
     X, y = make_friedman1(n_samples=rows, n_features=features, noise=1.0, random_state=seed)
-    return X, y, tuple(f"x{i}" for i in range(features))
+    return X, y, tuple(f"x{i}" for i in range(features)), ()
 
 
 def _csv(args: list[str], seed: int) -> Table:
@@ -102,6 +114,14 @@ def _csv(args: list[str], seed: int) -> Table:
         raise RayscaleError(
             f"CSV file {path} has no column {target!r} (columns: {', '.join(map(str, frame.columns))})"
         )
+    missing = frame.isna().sum()
+    if missing.any():
+        where = ", ".join(
+            f"{name!r} ({count} row{'s' if count > 1 else ''})" for name, count in missing[missing > 0].items()
+        )
+        raise RayscaleError(
+            f"CSV file {path} has missing values in column {where}; drop or impute them first"
+        )
     y = pd.to_numeric(frame[target], errors="coerce")
     if y.isna().any():
         bad = frame[target][y.isna()].iloc[0]
@@ -109,15 +129,39 @@ def _csv(args: list[str], seed: int) -> Table:
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise RayscaleError(f"CSV file {path} has no feature columns besides {target!r}")
-    if features.isna().any().any():
-        column = features.columns[features.isna().any()][0]
-        raise RayscaleError(f"CSV file {path} has missing values in column {column!r}")
-    X = pd.get_dummies(features, dtype=float)
     if len(frame) < 5:
         raise RayscaleError(
             f"CSV file {path} has {len(frame)} rows; at least 5 are needed for a hold-out split"
         )
-    return X.to_numpy(dtype=float), y.to_numpy(dtype=float), tuple(map(str, X.columns))
+    X = pd.get_dummies(features, dtype=float)
+    return X.to_numpy(dtype=float), y.to_numpy(dtype=float), tuple(map(str, X.columns)), _suspects(features)
+
+
+def _suspects(features: Any) -> tuple[str, ...]:
+    """One warning per text column that looks like an identifier (unique per row) or a date:
+    one-hot encoding it makes one useless feature per row."""
+    import pandas as pd
+
+    found = []
+    for name in features.columns:
+        column = features[name]
+        if pd.api.types.is_numeric_dtype(column) or len(column) < 5:
+            continue
+        with contextlib.suppress(ValueError, TypeError), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas warns when it guesses date formats
+            parsed = pd.to_datetime(column, errors="coerce", format="mixed")
+            if parsed.notna().mean() >= 0.9:
+                found.append(
+                    f"column {name!r} looks like dates; it is one-hot encoded as "
+                    f"{column.nunique()} features (convert or drop it first)"
+                )
+                continue
+        if column.nunique() == len(column):
+            found.append(
+                f"column {name!r} is unique per row (an identifier?); it is one-hot encoded as "
+                f"{len(column)} features (drop it first)"
+            )
+    return tuple(found)
 
 
 LOADERS: dict[str, Callable[[list[str], int], Table]] = {
@@ -127,18 +171,24 @@ LOADERS: dict[str, Callable[[list[str], int], Table]] = {
 }
 
 
-def load_dataset(spec: str, seed: int = 42, test_size: float = 0.2) -> Dataset:
-    """Load ``spec`` (see module docstring) and split it with ``test_size`` and ``seed``."""
+def load_dataset(spec: str, seed: int = 42, test_size: float = 0.2, validation_size: float = 0.0) -> Dataset:
+    """Load ``spec`` (see module docstring) and split it with ``test_size`` and ``seed``; with
+    ``validation_size`` that share of the training rows becomes the validation split."""
     if not 0.0 < test_size < 1.0:
         raise RayscaleError(f"--test-size must be between 0 and 1 (exclusive), got {test_size}")
     name, *args = spec.split(":")
     loader = LOADERS.get(name)
     if loader is None:
         raise RayscaleError(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}")
-    X, y, names = loader(args, seed)
+    X, y, names, notes = loader(args, seed)
     from sklearn.model_selection import train_test_split
 
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size, random_state=seed)
-    if len(X_train) == 0 or len(X_test) == 0:
-        raise RayscaleError(f"--test-size {test_size} leaves an empty train or test set for {len(X)} rows")
-    return Dataset(spec, X_train, X_test, y_train, y_test, names)
+    X_val = y_val = None
+    if validation_size and len(X_train) >= 2:
+        X_train, X_val, y_train, y_val = train_test_split(
+            X_train, y_train, test_size=validation_size, random_state=seed
+        )
+    if min(len(X_train), len(X_test)) == 0 or (validation_size and X_val is None):
+        raise RayscaleError(f"--test-size {test_size} leaves an empty split for {len(X)} rows")
+    return Dataset(spec, X_train, X_test, y_train, y_test, names, X_val, y_val, notes)

@@ -7,6 +7,7 @@ import platform
 import socket
 import subprocess
 import sys
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -77,3 +78,18 @@ def capture() -> dict[str, Any]:
         "git_commit": git_commit(),
         "executable": sys.executable,
     }
+
+
+def machine_state() -> dict[str, Any]:
+    """What else the machine was doing: load averages, and the CPU frequency governor where
+    readable (``powersave`` or a busy machine explains a noisy timing)."""
+    state: dict[str, Any] = {"utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    try:
+        state["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        state["loadavg"] = None
+    try:
+        state["cpu_governor"] = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor").read_text().strip()
+    except OSError:
+        state["cpu_governor"] = None
+    return state

@@ -18,17 +18,9 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel
 
+from rayscale.bundle import JOURNAL_FILE, MANIFEST_FILE, RESULT_FILE, atomic_write, utc_now
 from rayscale.errors import RayscaleError
-from rayscale.results import (
-    JOURNAL_FILE,
-    MANIFEST_FILE,
-    RESULT_FILE,
-    SCHEMA_VERSION,
-    TrialRecord,
-    TuneTrial,
-    atomic_write,
-    utc_now,
-)
+from rayscale.schema import SCHEMA_VERSION, Trial
 
 PHASES_DIR = "phases"  # one JSON file per finished phase, for --resume
 
@@ -88,8 +80,9 @@ class Journal:
                 rows.append(row)
         return rows
 
-    def trial(self, phase: str, record: TrialRecord | TuneTrial, round_: int = 1) -> None:
-        self._file.write(json.dumps({"phase": phase, "round": round_, **record.model_dump()}) + "\n")
+    def trial(self, phase: str, record: Trial, round_: int = 1) -> None:
+        row = {"phase": phase, "round": round_, **record.model_dump(mode="json")}
+        self._file.write(json.dumps(row) + "\n")
         self._file.flush()
 
     def phase_done(self, phase: str, result: BaseModel | None = None) -> None:

@@ -25,25 +25,15 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import basic_auth_handler, default_handler, pushadd_to_gateway
 from prometheus_client.registry import Collector
 
+from rayscale.bundle import redact_url
 from rayscale.errors import RayscaleError
-from rayscale.results import TrialRecord, TuneTrial
+from rayscale.schema import Trial
 
 # 10 ms to 1 h, roughly ×2.5 apart.
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 3600)
 TRIAL_LABELS = ("run_id", "phase", "workload", "nodes", "cpus", "node")
 PHASE_LABELS = ("run_id", "phase", "workload", "nodes", "cpus")
 PUSH_TIMEOUT_S = 5.0
-
-
-def redact_url(url: str) -> str:
-    """The URL with any user:password replaced, for logs and result bundles."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def validate_gateway(url: str | None) -> str | None:
@@ -87,20 +77,42 @@ class _PhaseMetrics:
             registry=r,
         )
         self.trials = Counter(
-            "rayscale_trials", "Trials finished, by outcome.", (*PHASE_LABELS, "status"), registry=r
+            "rayscale_trials",
+            "Trials by outcome: ok, stopped_early (ASHA), retried (finished after a lost worker), failed.",
+            (*PHASE_LABELS, "status"),
+            registry=r,
         )
         self.wall = Gauge(
             "rayscale_phase_wall_seconds", "Wall time of the phase (median round).", PHASE_LABELS, registry=r
         )
         self.bound = Gauge(
             "rayscale_phase_lower_bound_seconds",
-            "Makespan lower bound: max(sum of trial compute / CPUs, longest trial).",
+            "Makespan lower bound: max(sum of trial compute / trial slots, longest trial); for Tune the "
+            "compute is boosting time and the slots the trials run at once; sequential: sum of fits.",
             PHASE_LABELS,
             registry=r,
         )
-        self.speedup = Gauge("rayscale_speedup", "Sequential wall / parallel wall.", PHASE_LABELS, registry=r)
+        self.speedup = Gauge(
+            "rayscale_speedup", "Sequential wall / parallel wall (medians).", PHASE_LABELS, registry=r
+        )
         self.efficiency = Gauge(
-            "rayscale_parallel_efficiency", "Lower bound / wall (1.0 is ideal).", PHASE_LABELS, registry=r
+            "rayscale_parallel_efficiency",
+            "Parallel efficiency: speedup / CPUs (Tune: sum of compute / (CPUs x wall)); 1.0 is ideal.",
+            PHASE_LABELS,
+            registry=r,
+        )
+        self.schedule = Gauge(
+            "rayscale_schedule_efficiency",
+            "Schedule efficiency: makespan lower bound / parallel wall (1.0: the best schedule).",
+            PHASE_LABELS,
+            registry=r,
+        )
+        self.breakdown = Gauge(
+            "rayscale_speedup_factor",
+            "Where the speedup went: factors (baseline, contention, granularity, schedule, dispatch) "
+            "that multiply to the parallel efficiency.",
+            (*PHASE_LABELS, "factor"),
+            registry=r,
         )
         self.best = Gauge(
             "rayscale_best_rmse",
@@ -234,14 +246,16 @@ class RunMetrics:
         self,
         phase: str,
         *,
-        trials: Iterable[TrialRecord | TuneTrial],
+        trials: Iterable[Trial],
         wall_s: float,
         lower_bound_s: float | None,
         cpus: int,
         nodes: int,
         best_rmse: float,
         speedup: float | None = None,
-        efficiency: float | None = None,
+        parallel_efficiency: float | None = None,
+        schedule_efficiency: float | None = None,
+        breakdown: dict[str, float] | None = None,
     ) -> None:
         m = self._phase(phase)
         base = {
@@ -253,28 +267,31 @@ class RunMetrics:
         }
         for t in trials:
             labels = {**base, "node": t.node}
-            if isinstance(t, TuneTrial):
-                m.duration.labels(**labels).observe(t.compute_s)
-                status = "stopped_early" if t.stopped_early else "ok"
-            else:
-                m.duration.labels(**labels).observe(t.fit_s)
-                m.queue.labels(**labels).observe(t.queue_s)
-                status = "ok"
-            m.trials.labels(**base, status=status).inc()
+            m.duration.labels(**labels).observe(t.duration_s)
+            queue = getattr(t, "queue_s", None)
+            if queue is not None:
+                m.queue.labels(**labels).observe(queue)
+            m.trials.labels(**base, status=t.state.value).inc()
         m.wall.labels(**base).set(wall_s)
-        if lower_bound_s is not None:
-            m.bound.labels(**base).set(lower_bound_s)
-        if speedup is not None:
-            m.speedup.labels(**base).set(speedup)
-        if efficiency is not None:
-            m.efficiency.labels(**base).set(efficiency)
+        for gauge, value in (
+            (m.bound, lower_bound_s),
+            (m.speedup, speedup),
+            (m.efficiency, parallel_efficiency),
+            (m.schedule, schedule_efficiency),
+        ):
+            if value is not None:
+                gauge.labels(**base).set(value)
+        for factor, value in (breakdown or {}).items():
+            m.breakdown.labels(**base, factor=factor).set(value)
         m.best.labels(**base).set(best_rmse)
         m.cpus.labels(**base).set(cpus)
         m.nodes.labels(**base).set(nodes)
 
-    def record_failure(self, phase: str, cpus: int, nodes: int, count: int = 1) -> None:
+    def record_failure(self, phase: str, cpus: int, nodes: int, trials: int = 0) -> None:
+        """The run failed during ``phase``; ``trials`` of its trials failed (0 when the run failed
+        otherwise: a lost head, an interrupt). The series exists either way, so the alert can read it."""
         m = self._phase(phase)
-        m.trials.labels(self.run_id, phase, self.workload, str(nodes), str(cpus), "failed").inc(count)
+        m.trials.labels(self.run_id, phase, self.workload, str(nodes), str(cpus), "failed").inc(trials)
 
 
 def workload_label(dataset: str, grid: str) -> str:

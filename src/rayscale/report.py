@@ -9,80 +9,154 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from rayscale.results import Result, ScaleResult, TrialRecord, TuneTrial, iter_trials
+from rayscale.bundle import all_trials
+from rayscale.schema import GridResult, Result, ScaleResult, TrialRecord, TuneTrial
+from rayscale.stats import NOISY_HALF_WIDTH, half_width, repeats_to_narrow
 
 if TYPE_CHECKING:
+    from rayscale.compare import Row
     from rayscale.journal import Partial
 
 PLOTS = ("rmse_vs_trees.png", "r2_vs_trees.png", "timeline.png")
 TUNE_PLOTS = ("tune_timeline.png", "tune_rmse_vs_rounds.png")
+WATERFALL = "speedup_waterfall.png"
+FACTOR_LABELS = {
+    "baseline": "baseline's own overhead (sequential wall / Σ fit)",
+    "contention": "contention (Σ sequential fit / Σ parallel fit)",
+    "granularity": "granularity (Σ fit / (CPUs × lower bound))",
+    "schedule": "schedule (lower bound / makespan)",
+    "dispatch": "dispatch (makespan / parallel wall)",
+}
 
 
 def _s(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds:.2f}s"
 
 
+def plural(count: float, word: str) -> str:
+    return f"{count:g} {word}{'' if count == 1 else 's'}"
+
+
+def _table(title: str, *columns: str, caption: str | None = None) -> Table:
+    """A table whose cells wrap (never cut to '…') on a narrow or piped terminal."""
+    table = Table(title=title, caption=caption, header_style="bold")
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 or column == "detail" else "right", overflow="fold")
+    return table
+
+
+def _spread(timing: object) -> str:
+    t = timing  # a Rounds: SequentialPhase, ParallelPhase or ScalePoint
+    n = len(t.rounds)  # type: ignore[attr-defined]
+    if n == 1:
+        return "one round"
+    return (
+        f"median of {n} rounds; min {_s(t.wall_min_s)}, max {_s(t.wall_max_s)}, "  # type: ignore[attr-defined]
+        f"MAD {_s(t.wall_mad_s)}"  # type: ignore[attr-defined]
+    )
+
+
 def timing_table(result: Result) -> Table:
     grid = result.grid
     assert grid is not None
-    table = Table(title="Timing results", show_header=True, header_style="bold")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("detail")
+    table = _table("Timing results", "figure", "value", "detail")
     seq, par = grid.sequential, grid.parallel
     if seq:
-        table.add_row(
-            "Sequential time",
-            _s(seq.wall_s),
-            f"median of {len(seq.walls_s)}; min {_s(seq.wall_min_s)}, max {_s(seq.wall_max_s)}",
-        )
+        table.add_row("Sequential time", _s(seq.wall_s), _spread(seq))
     if par:
-        table.add_row(
-            "Parallel time (warm)",
-            _s(par.wall_s),
-            f"median of {len(par.walls_s)}; min {_s(par.wall_min_s)}, max {_s(par.wall_max_s)}",
-        )
-    if grid.speedup is not None:
-        table.add_row("Speedup", f"{grid.speedup:.2f}x", "sequential / parallel")
+        table.add_row("Parallel time (warm)", _s(par.wall_s), _spread(par))
+    if grid.speedup is not None and grid.speedup_ci is not None:
+        low, high = grid.speedup_ci
+        table.add_row("Speedup", f"{grid.speedup:.2f}x", f"sequential / parallel; 95% CI {low:.2f}–{high:.2f}")
         table.add_row("Time saved", _s(grid.time_saved_s), f"{grid.time_saved_pct:.1f}%")
-    if par and grid.lower_bound_s is not None and grid.efficiency is not None:
-        table.add_row("Makespan lower bound", _s(grid.lower_bound_s), "max(Σ fit / CPUs, longest fit)")
-        table.add_row("Parallel efficiency", f"{grid.efficiency:.2f}", "lower bound / parallel time")
+    if grid.parallel_efficiency is not None and grid.parallel_efficiency_ci is not None:
+        low, high = grid.parallel_efficiency_ci
+        table.add_row(
+            "Parallel efficiency",
+            f"{grid.parallel_efficiency:.2f}",
+            f"speedup / {plural(grid.cpus, 'CPU')}; 95% CI {low:.2f}–{high:.2f}",
+        )
+    if par and grid.lower_bound_s is not None and grid.schedule_efficiency is not None:
+        table.add_row(
+            "Makespan lower bound",
+            _s(grid.lower_bound_s),
+            f"max(Σ fit / {plural(grid.slots, 'trial slot')}, longest fit)",
+        )
+        table.add_row("Schedule efficiency", f"{grid.schedule_efficiency:.2f}", "lower bound / parallel time")
         table.add_row(
             "Cold start",
             _s(par.connect_s + par.warmup_s),
             f"connect {_s(par.connect_s)} + warm-up {_s(par.warmup_s)}, not in the timings",
         )
-    table.add_row("Cluster", f"{grid.cpus} CPUs", f"{grid.nodes} node(s), {grid.configs} configs")
+    if grid.ray_cpu_share is not None:
+        table.add_row("Ray's own CPU", f"{grid.ray_cpu_share:.1%}", "raylet, GCS, agents; share of CPU × wall")
+    table.add_row("Cluster", plural(grid.cpus, "CPU"), f"{plural(grid.nodes, 'node')}, {grid.configs} configs")
     return table
+
+
+def breakdown_table(grid: GridResult) -> Table:
+    """Where the missing speedup went: factors multiplying to the parallel efficiency."""
+    assert grid.breakdown is not None and grid.speedup is not None
+    table = _table("Where the speedup went", "factor", "×", "running speedup")
+    running = float(grid.cpus)
+    table.add_row(f"ideal ({plural(grid.cpus, 'CPU')})", "", f"{running:.2f}x")
+    for name, value in grid.breakdown.items():
+        running *= value
+        table.add_row(FACTOR_LABELS.get(name, name), f"{value:.3f}", f"{running:.2f}x")
+    table.add_row("measured speedup", "", f"{grid.speedup:.2f}x")
+    return table
+
+
+def noise_line(grid: GridResult) -> str | None:
+    """One line when the speedup's interval is wide, with the repeats that would narrow it."""
+    if grid.speedup is None or grid.speedup_ci is None or grid.sequential is None:
+        return None
+    width = half_width(grid.speedup_ci, grid.speedup)
+    if width <= NOISY_HALF_WIDTH:
+        return None
+    rounds = len(grid.sequential.rounds)
+    need = repeats_to_narrow(grid.speedup_ci, grid.speedup, rounds)
+    return (
+        f"noisy machine: the speedup's 95% CI is ±{width:.0%} of it over {rounds} paired rounds; "
+        f"about --repeats {need} would bring it within ±{NOISY_HALF_WIDTH:.0%}"
+    )
 
 
 def best_table(result: Result) -> Table:
     grid = result.grid
     assert grid is not None
     best = grid.best
-    table = Table(title="Best model", show_header=True, header_style="bold")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for name in ("n_estimators", "learning_rate", "max_depth"):
+    caption = (
+        "selected on the validation split, scored on the untouched test split"
+        if grid.selected_on == "validation"
+        else "selected and scored on the same hold-out (optimistic)"
+    )
+    table = _table("Best model", "figure", "value", caption=caption)
+    for name in sorted(swept(grid.reference.trials)):
         table.add_row(name, str(best.params.get(name, "default")))
     table.add_row("RMSE", f"{best.rmse:.2f}")
     table.add_row("R²", f"{best.r2:.4f}")
     table.add_row("MAE", f"{best.mae:.2f}")
+    if best.val_rmse is not None:
+        table.add_row("validation RMSE", f"{best.val_rmse:.2f}")
     return table
+
+
+def swept(trials: list[TrialRecord] | list[TuneTrial]) -> list[str]:
+    """Parameters that take more than one value across the trials (all of them for a single config)."""
+    names = sorted({name for t in trials for name in t.params})
+    varying = [n for n in names if len({repr(t.params.get(n)) for t in trials}) > 1]
+    return varying or [n for n in names if n != "random_state"]
 
 
 def tune_table(result: Result) -> Table:
     tune = result.tune
     assert tune is not None
-    table = Table(title=f"Tune sweep (XGBoost, {tune.scheduler})", show_header=True, header_style="bold")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("detail")
+    table = _table(f"Tune sweep (XGBoost, {tune.scheduler})", "figure", "value", "detail")
     table.add_row(
         "Trials",
         str(len(tune.trials)),
-        f"{tune.sampling} sampling, {tune.max_concurrent} at a time, {tune.cpus_per_trial} CPU(s) each",
+        f"{tune.sampling} sampling, {tune.max_concurrent} at a time, {plural(tune.cpus_per_trial, 'CPU')} each",
     )
     table.add_row(
         "Stopped early",
@@ -97,9 +171,16 @@ def tune_table(result: Result) -> Table:
     )
     table.add_row("Tune wall", _s(tune.wall_s), f"of which start-up {_s(tune.startup_s)}")
     table.add_row("Σ compute", _s(tune.compute_s), "time inside boosting, all trials")
-    table.add_row("Compute bound", _s(tune.compute_bound_s), f"Σ compute / {tune.cpus} CPUs")
+    used = min(tune.cpus, tune.max_concurrent * tune.cpus_per_trial)
+    table.add_row("Compute bound", _s(tune.compute_bound_s), f"Σ compute / {plural(used, 'CPU')} in use")
     table.add_row(
         "Overhead", _s(tune.overhead_s), f"wall − compute bound; reports every {tune.report_every} rounds"
+    )
+    table.add_row(
+        "Parallel efficiency",
+        f"{tune.parallel_efficiency:.2f}",
+        f"Σ compute / ({plural(tune.cpus, 'CPU')} × wall); "
+        f"{tune.parallel_efficiency_after_startup:.2f} after start-up",
     )
     return table
 
@@ -107,15 +188,32 @@ def tune_table(result: Result) -> Table:
 def baseline_table(result: Result) -> Table:
     tune = result.tune
     assert tune is not None
-    table = Table(title="Baseline vs tuned (XGBoost)", show_header=True, header_style="bold")
-    for column in ("metric", "baseline (defaults)", "Ray Tune best"):
-        table.add_column(column, justify="right")
+    table = _table("Baseline vs tuned (XGBoost)", "metric", "baseline (defaults)", "Ray Tune best")
     table.add_row("RMSE", f"{tune.baseline.rmse:.2f}", f"{tune.best.rmse:.2f}")
     table.add_row("R²", f"{tune.baseline.r2:.4f}", f"{tune.best.r2:.4f}")
     table.add_row("MAE", f"{tune.baseline.mae:.2f}", f"{tune.best.mae:.2f}")
-    table.add_row("improvement", "", f"{tune.improvement_pct:.1f}% lower RMSE")
+    change = tune.improvement_pct
+    table.add_row(
+        "change",
+        "",
+        f"{change:.1f}% lower RMSE" if change >= 0 else f"{-change:.1f}% higher RMSE (tuned is worse)",
+    )
     best = ", ".join(f"{k}={v}" for k, v in sorted(tune.best.params.items()))
-    table.add_row("best config", "", best)
+    table.add_row("best config", "", f"{best}, rounds={tune.best.rounds}")
+    return table
+
+
+def compare_table(title: str, rows: list[Row]) -> Table:
+    table = _table(title, "figure", "A", "B", "change", "verdict")
+    for row in rows:
+        change = row.change_pct
+        table.add_row(
+            row.figure,
+            "—" if row.a is None else f"{row.a:.4g}",
+            "—" if row.b is None else f"{row.b:.4g}",
+            "—" if change is None else f"{change:+.1f}%",
+            row.verdict,
+        )
     return table
 
 
@@ -141,17 +239,26 @@ def print_partial(partial: Partial, console: Console, as_json: bool = False) -> 
 
 
 def print_report(result: Result, console: Console, bundle: Path | None = None) -> None:
+    d = result.dataset
+    validation = f" / {d['n_val']} validation" if d.get("n_val") else ""
+    features = f", {d['n_features']} features" if "n_features" in d else ""
     console.print(
-        f"[bold]rayscale[/] run {result.run_id} · dataset {result.dataset['spec']} "
-        f"({result.dataset['n_train']} train / {result.dataset['n_test']} test rows)"
+        f"[bold]rayscale[/] run {result.run_id} · dataset {d['spec']} "
+        f"({d['n_train']} train{validation} / {d['n_test']} test rows{features})",
+        highlight=False,
     )
-    if result.grid is not None:
+    grid = result.grid
+    if grid is not None:
         console.print(timing_table(result))
+        if grid.breakdown is not None:
+            console.print(breakdown_table(grid))
+        for line in (noise_line(grid), grid.end_to_end.sentence() if grid.end_to_end else None):
+            if line:
+                console.print(line, highlight=False)
         console.print(best_table(result))
-        if not result.grid.consistent:
+        if grid.mismatches:
             console.print(
-                f"[red]error:[/] {len(result.grid.mismatches)} config(s) differ between runs: "
-                f"{result.grid.mismatches[0]}"
+                f"[red]error:[/] {len(grid.mismatches)} config(s) differ between runs: {grid.mismatches[0]}"
             )
     if result.tune is not None:
         console.print(tune_table(result))
@@ -161,20 +268,22 @@ def print_report(result: Result, console: Console, bundle: Path | None = None) -
 
 
 def _metric_plot(trials: list[TrialRecord], metric: str, label: str, path: Path, best_index: int) -> None:
+    """One line per combination of the other swept parameters (no zig-zag through mixed configs)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    depths = sorted({t.params.get("max_depth") for t in trials}, key=lambda d: (d is None, d))
-    for depth in depths:
-        group = sorted(
-            (t for t in trials if t.params.get("max_depth") == depth),
-            key=lambda t: t.params.get("n_estimators", 100),
-        )
+    others = [n for n in swept(trials) if n != "n_estimators"]
+    lines: dict[tuple, list[TrialRecord]] = {}
+    for t in trials:
+        lines.setdefault(tuple(t.params.get(n) for n in others), []).append(t)
+    fig, ax = plt.subplots(figsize=(7.5, 4.4), dpi=110)
+    for key, group in sorted(lines.items(), key=lambda kv: repr(kv[0])):
+        group.sort(key=lambda t: t.params.get("n_estimators", 100))
+        name = ", ".join(f"{n}={v}" for n, v in zip(others, key, strict=True)) or "all configs"
         ax.plot(
             [t.params.get("n_estimators", 100) for t in group],
             [getattr(t, metric) for t in group],
             marker="o",
-            label=f"max_depth={depth}",
+            label=name if len(lines) <= 12 else None,
         )
     top = next(t for t in trials if t.index == best_index)
     ax.scatter(
@@ -184,33 +293,43 @@ def _metric_plot(trials: list[TrialRecord], metric: str, label: str, path: Path,
         facecolors="none",
         edgecolors="black",
         linewidths=1.5,
-        label="best (lowest RMSE)",
+        label="best",
         zorder=5,
     )
     ax.set_xlabel("number of trees (n_estimators)")
     ax.set_ylabel(label)
-    ax.set_title(f"{label} vs number of trees")
+    covary = f"; one line per {', '.join(others)}" if others else ""
+    ax.set_title(f"{label} vs number of trees{covary}", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
 def _timeline_plot(
-    phase: str, trials: list[TrialRecord] | list[TuneTrial], path: Path, lower_bound_s: float | None
+    phase: str,
+    trials: list[TrialRecord] | list[TuneTrial],
+    path: Path,
+    lower_bound_s: float | None,
+    started_ts: float | None = None,
 ) -> None:
+    """Trials per worker; colours by max_depth with a legend; with ``started_ts`` (Tune's fit())
+    the axis starts there and the start-up before the first trial is shaded."""
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    t0 = min(t.start_ts for t in trials)
+    first = min(t.start_ts for t in trials)
+    t0 = started_ts if started_ts is not None else first
     workers = sorted({(t.node, t.node_id[:8], t.pid) for t in trials})
     rows = {w: i for i, w in enumerate(workers)}
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(workers)), dpi=110)
+    fig, ax = plt.subplots(figsize=(8.5, 1.4 + 0.45 * len(workers)), dpi=110)
     cmap = plt.get_cmap("viridis")
     depths = sorted({t.params.get("max_depth") or 0 for t in trials})
+    colour = {d: cmap(i / max(1, len(depths) - 1)) for i, d in enumerate(depths)}
     for t in trials:
         row = rows[(t.node, t.node_id[:8], t.pid)]
-        shade = cmap(depths.index(t.params.get("max_depth") or 0) / max(1, len(depths) - 1))
+        shade = colour[t.params.get("max_depth") or 0]
         ax.barh(row, t.end_ts - t.start_ts, left=t.start_ts - t0, height=0.7, color=shade, edgecolor="white")
         ax.text(
             t.start_ts - t0 + (t.end_ts - t.start_ts) / 2,
@@ -221,13 +340,20 @@ def _timeline_plot(
             fontsize=6,
             color="white",
         )
+    handles: list = [Patch(color=colour[d], label=f"max_depth={d or 'default'}") for d in depths]
+    if started_ts is not None and first > t0:
+        ax.axvspan(0, first - t0, color="grey", alpha=0.25)
+        handles.append(Patch(color="grey", alpha=0.25, label=f"Tune start-up {first - t0:.2f}s"))
     if lower_bound_s:
-        ax.axvline(lower_bound_s, color="red", linestyle="--", linewidth=1, label="makespan lower bound")
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        offset = first - t0
+        handles.append(
+            ax.axvline(offset + lower_bound_s, color="red", linestyle="--", linewidth=1, label="lower bound")
+        )
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_yticks(range(len(workers)))
     ax.set_yticklabels([f"{node} {nid} pid {pid}".strip() for node, nid, pid in workers], fontsize=7)
-    ax.set_xlabel("seconds since the first trial started")
-    ax.set_title(f"Trials per worker ({phase}); gaps are idle time, long bars stragglers")
+    ax.set_xlabel("seconds since Tune's fit()" if started_ts is not None else "seconds since the first trial")
+    ax.set_title(f"Trials per worker ({phase}); gaps are idle time, long bars stragglers", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -253,24 +379,62 @@ def _tune_rounds_plot(trials: list[TuneTrial], baseline_rmse: float, path: Path)
     plt.close(fig)
 
 
+def waterfall_plot(grid: GridResult, path: Path) -> Path:
+    """Ideal N× on the left, each factor's loss (or gain) as a step, the measured speedup on the right."""
+    import matplotlib.pyplot as plt
+
+    assert grid.breakdown is not None and grid.speedup is not None
+    fig, ax = plt.subplots(figsize=(8.5, 4.4), dpi=110)
+    level = float(grid.cpus)
+    ax.bar(0, level, color="#4c72b0")
+    ax.text(0, level, f"{level:.2f}x", ha="center", va="bottom", fontsize=8)
+    labels = [f"ideal\n{plural(grid.cpus, 'CPU')}"]
+    for i, (name, factor) in enumerate(grid.breakdown.items(), start=1):
+        after = level * factor
+        ax.bar(i, after - level, bottom=level, color="#c44e52" if after < level else "#55a868")
+        ax.text(i, max(level, after), f"×{factor:.3f}", ha="center", va="bottom", fontsize=8)
+        labels.append(name)
+        level = after
+    end = len(grid.breakdown) + 1
+    ax.bar(end, grid.speedup, color="#8172b2")
+    ax.text(end, grid.speedup, f"{grid.speedup:.2f}x", ha="center", va="bottom", fontsize=8)
+    labels.append("measured\nspeedup")
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylabel("speedup")
+    ax.set_title(
+        f"Where the speedup went: parallel efficiency {grid.parallel_efficiency:.2f} = product of the factors",
+        fontsize=9,
+    )
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def write_plots(result: Result, out_dir: Path) -> list[Path]:
-    """RMSE and R² vs number of trees (the first seed's plots), trial timelines, Tune's rounds."""
+    """RMSE and R² vs number of trees (the first seed's plots), trial timelines, the speedup
+    waterfall, Tune's rounds."""
     import matplotlib
 
     matplotlib.use("Agg")
     paths: list[Path] = []
-    phases = iter_trials(result)
-    if result.grid is not None and phases:
-        phase, trials = phases[-1]  # the parallel phase when it ran, else the sequential one
+    grid = result.grid
+    if grid is not None:
+        phase = "grid_parallel" if grid.parallel else "grid_sequential"
+        trials = grid.reference.trials
         paths = [out_dir / name for name in PLOTS]
-        _metric_plot(trials, "rmse", "RMSE", paths[0], result.grid.best.index)
-        _metric_plot(trials, "r2", "R²", paths[1], result.grid.best.index)
-        bound = result.grid.lower_bound_s if phase == "grid_parallel" else None
-        _timeline_plot(phase, trials, paths[2], bound)
+        _metric_plot(trials, "rmse", "RMSE", paths[0], grid.best.index)
+        _metric_plot(trials, "r2", "R²", paths[1], grid.best.index)
+        _timeline_plot(phase, trials, paths[2], grid.lower_bound_s)
+        if grid.breakdown is not None:
+            paths.append(waterfall_plot(grid, out_dir / WATERFALL))
     if result.tune is not None:
+        tune = result.tune
         timeline, rounds = (out_dir / name for name in TUNE_PLOTS)
-        _timeline_plot("tune", result.tune.trials, timeline, result.tune.compute_bound_s)
-        _tune_rounds_plot(result.tune.trials, result.tune.baseline.rmse, rounds)
+        started = min(t.start_ts for t in tune.trials) - tune.startup_s
+        _timeline_plot("tune", tune.trials, timeline, tune.compute_bound_s, started_ts=started)
+        _tune_rounds_plot(tune.trials, tune.baseline.rmse, rounds)
         paths += [timeline, rounds]
     return paths
 
@@ -302,10 +466,10 @@ def dashboard_png(results: list[Result], path: Path) -> Path:
     phase_eff: dict[str, list[tuple[int, float]]] = {}
     phase_wall: dict[str, list[tuple[int, float]]] = {}
     for n, r in zip(nodes, runs, strict=True):
-        if r.grid and r.grid.parallel and r.grid.efficiency is not None:
-            phase_eff.setdefault("grid_parallel", []).append((n, r.grid.efficiency))
+        if r.grid and r.grid.parallel_efficiency is not None:
+            phase_eff.setdefault("grid_parallel", []).append((n, r.grid.parallel_efficiency))
         if r.tune:
-            phase_eff.setdefault("tune", []).append((n, r.tune.compute_bound_s / r.tune.wall_s))
+            phase_eff.setdefault("tune", []).append((n, r.tune.parallel_efficiency))
         for name, wall in (
             ("grid_sequential", r.grid.sequential.wall_s if r.grid and r.grid.sequential else None),
             ("grid_parallel", r.grid.parallel.wall_s if r.grid and r.grid.parallel else None),
@@ -317,7 +481,7 @@ def dashboard_png(results: list[Result], path: Path) -> Path:
         ax[1].plot(*zip(*points, strict=True), "o-", label=name)
     ax[1].axhline(1.0, color="k", linestyle="--", label="ideal")
     ax[1].set(
-        title="Parallel efficiency vs node count", xlabel="nodes", ylabel="lower bound / wall", ylim=(0, 1.1)
+        title="Parallel efficiency vs node count", xlabel="nodes", ylabel="speedup / CPUs", ylim=(0, 1.1)
     )
     for name, points in phase_wall.items():
         ax[2].plot(*zip(*points, strict=True), "o-", label=name)
@@ -344,11 +508,10 @@ def dashboard_png(results: list[Result], path: Path) -> Path:
     throughput: list[tuple[str, float]] = []
     best: list[tuple[str, float]] = []
     for r in runs:
-        for phase, trials in iter_trials(r):
-            durations.setdefault(phase, []).extend(t.fit_s for t in trials)
-            queues.setdefault(phase, []).extend(t.queue_s for t in trials)
-        if r.tune:
-            durations.setdefault("tune", []).extend(t.compute_s for t in r.tune.trials)
+        for phase, trials in all_trials(r):
+            durations.setdefault(phase, []).extend(t.duration_s for t in trials)
+            if phase != "tune":
+                queues.setdefault(phase, []).extend(t.queue_s for t in trials if isinstance(t, TrialRecord))
         if r.grid and r.grid.parallel:
             throughput.append((f"grid {r.run_id[-6:]}", len(r.grid.parallel.trials) / r.grid.parallel.wall_s))
             best.append((f"grid {r.run_id[-6:]}", r.grid.best.rmse))
@@ -387,43 +550,48 @@ def dashboard_png(results: list[Result], path: Path) -> Path:
 
 
 def scale_tables(result: ScaleResult) -> list[Table]:
-    """One table per phase: node count against wall, speedup, efficiency and the fits."""
+    """One table per phase: node count against wall, speedup, efficiencies, breakdown and the fits."""
     tables = []
     for phase in dict.fromkeys(p.phase for p in result.points):
         fit = next((f for f in result.fits if f.phase == phase), None)
         caption = None
         if fit is not None:
             peak = f"{fit.usl_peak_nodes:.1f}" if fit.usl_peak_nodes is not None else "none (κ = 0)"
+            exact = " (2 points: an exact interpolation, not a prediction)" if fit.points == 2 else ""
             caption = (
                 f"Amdahl serial fraction {fit.amdahl_serial_fraction:.3f}; USL σ {fit.usl_sigma:.4f}, "
-                f"κ {fit.usl_kappa:.5f}, predicted peak at {peak} nodes"
+                f"κ {fit.usl_kappa:.5f}, peak at {peak} nodes{exact}"
             )
-        table = Table(
-            title=f"Scaling: {phase} ({result.mode}, {result.cpus_per_node} CPU(s) per node)",
-            caption=caption,
-            header_style="bold",
-        )
-        for column in (
+        points = [p for p in result.points if p.phase == phase]
+        factors = list(dict.fromkeys(f for p in points for f in p.breakdown))
+        table = _table(
+            f"Scaling: {phase} ({result.mode}, {plural(result.cpus_per_node, 'CPU')} per node)",
             "nodes",
             "CPUs",
-            "wall (min–max)",
+            "wall s",
+            "min–max s",
             "speedup",
-            "efficiency",
-            "vs lower bound",
+            "parallel eff.",
+            "schedule eff.",
+            *factors,
             "Karp–Flatt",
+            "cold start s",
             "node-hours",
             "stragglers",
-        ):
-            table.add_column(column, justify="right")
-        for p in (p for p in result.points if p.phase == phase):
+            caption=caption,
+        )
+        for p in points:
             table.add_row(
                 str(p.nodes),
                 str(p.cpus),
-                f"{p.wall_s:.2f}s ({p.wall_min_s:.2f}–{p.wall_max_s:.2f})",
+                f"{p.wall_s:.2f}",
+                f"{p.wall_min_s:.2f}–{p.wall_max_s:.2f}",
                 f"{p.speedup:.2f}x",
-                f"{p.efficiency:.2f}",
-                f"{p.efficiency_vs_bound:.2f}",
+                f"{p.parallel_efficiency:.2f}",
+                f"{p.schedule_efficiency:.2f}",
+                *(f"{p.breakdown[f]:.3f}" if f in p.breakdown else "—" for f in factors),
                 "—" if p.karp_flatt is None else f"{p.karp_flatt:.3f}",
+                f"{p.connect_s + p.warmup_s:.2f}",
                 f"{p.node_hours:.4f}",
                 str(len(p.stragglers)),
             )
@@ -431,24 +599,43 @@ def scale_tables(result: ScaleResult) -> list[Table]:
     return tables
 
 
+def karp_flatt_notes(result: ScaleResult) -> list[str]:
+    """A Karp–Flatt value outside [0, 1] is not a serial fraction: say what it means."""
+    notes = []
+    for p in result.points:
+        if p.karp_flatt is not None and not 0.0 <= p.karp_flatt <= 1.0:
+            why = (
+                "superlinear speedup (caches, or a slow 1-node baseline), not a negative serial part"
+                if p.karp_flatt < 0
+                else "the speedup is below 1: adding nodes slowed the work down"
+            )
+            notes.append(f"{p.phase} at {p.nodes} nodes: Karp–Flatt {p.karp_flatt:.3f} is outside [0, 1]: {why}")
+    return notes
+
+
 def print_scale_report(result: ScaleResult, console: Console, bundle: Path | None = None) -> None:
     console.print(
         f"[bold]rayscale[/] scale {result.run_id} · dataset {result.dataset['spec']} · "
-        f"nodes {', '.join(map(str, result.node_counts))}"
+        f"nodes {', '.join(map(str, result.node_counts))}",
+        highlight=False,
     )
     for table in scale_tables(result):
         console.print(table)
+    for line in karp_flatt_notes(result):
+        console.print(line, highlight=False)
     for c in result.cheapest:
         console.print(
-            f"cheapest {c.phase} meeting the {result.deadline_s:g}s deadline: {c.nodes} node(s), "
-            f"{c.cost:.4f} at {result.price_per_node_hour:g}/node-hour ({c.wall_s:.2f}s)"
+            f"cheapest {c.phase} meeting the {result.deadline_s:g}s deadline: {plural(c.nodes, 'node')}, "
+            f"{c.cost:.4f} at {result.price_per_node_hour:g}/node-hour ({c.wall_s:.2f}s)",
+            highlight=False,
         )
     if bundle is not None:
-        console.print(f"bundle: {bundle}")
+        console.print(f"bundle: {bundle}", highlight=False)
 
 
 def write_scale_plot(result: ScaleResult, out_dir: Path) -> Path:
-    """speedup vs nodes (ideal, Amdahl and USL fits), efficiency vs nodes, wall vs nodes; min–max whiskers."""
+    """Speedup (ideal, Amdahl and USL fits), efficiencies and wall vs nodes, min–max whiskers;
+    one colour per phase across the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -459,58 +646,51 @@ def write_scale_plot(result: ScaleResult, out_dir: Path) -> Path:
 
     fig, (ax_s, ax_e, ax_w) = plt.subplots(1, 3, figsize=(16, 4.8), dpi=100)
     top = max(result.node_counts)
-    grid = np.linspace(1, max(top, 2), 200)
-    ax_s.plot(grid, grid, "k--", linewidth=1, label="ideal")
-    for phase in dict.fromkeys(p.phase for p in result.points):
+    xs = np.linspace(1, max(top, 2), 200)
+    ax_s.plot(xs, xs, "k--", linewidth=1, label="ideal")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, phase in enumerate(dict.fromkeys(p.phase for p in result.points)):
+        c = colours[i % len(colours)]
         pts = sorted((p for p in result.points if p.phase == phase), key=lambda p: p.nodes)
         n = [p.nodes for p in pts]
         base = pts[0].wall_s * pts[0].nodes
         low = [p.speedup - base / p.wall_max_s for p in pts]
         high = [base / p.wall_min_s - p.speedup for p in pts]
-        ax_s.errorbar(
-            n, [p.speedup for p in pts], yerr=[low, high], fmt="o-", capsize=4, label=f"{phase} measured"
-        )
+        ax_s.errorbar(n, [p.speedup for p in pts], yerr=[low, high], fmt="o-", color=c, capsize=4, label=phase)
         fit = next((f for f in result.fits if f.phase == phase), None)
         if fit is not None:
             amdahl = AmdahlFit(fit.amdahl_serial_fraction, fit.amdahl_rmse)
             usl = USLFit(fit.usl_sigma, fit.usl_kappa, fit.usl_rmse)
-            ax_s.plot(
-                grid,
-                [amdahl.predict(x) for x in grid],
-                ":",
-                label=f"{phase} Amdahl f={amdahl.serial_fraction:.3f}",
-            )
-            ax_s.plot(
-                grid,
-                [usl.predict(x) for x in grid],
-                "-.",
-                label=f"{phase} USL σ={usl.sigma:.3f} κ={usl.kappa:.4f}",
-            )
-        eff_low = [p.efficiency - base / p.wall_max_s / p.nodes for p in pts]
-        eff_high = [base / p.wall_min_s / p.nodes - p.efficiency for p in pts]
+            note = " (2 points: exact)" if fit.points == 2 else ""
+            ax_s.plot(xs, [amdahl.predict(x) for x in xs], ":", color=c, label=f"Amdahl f={amdahl.serial_fraction:.3f}{note}")
+            ax_s.plot(xs, [usl.predict(x) for x in xs], "-.", color=c, alpha=0.6, label=f"USL σ={usl.sigma:.3f} κ={usl.kappa:.4f}{note}")
+        eff_low = [p.parallel_efficiency - base / p.wall_max_s / p.nodes for p in pts]
+        eff_high = [base / p.wall_min_s / p.nodes - p.parallel_efficiency for p in pts]
         ax_e.errorbar(
-            n, [p.efficiency for p in pts], yerr=[eff_low, eff_high], fmt="o-", capsize=4, label=phase
+            n, [p.parallel_efficiency for p in pts], yerr=[eff_low, eff_high], fmt="o-", color=c, capsize=4,
+            label=f"{phase} parallel",
         )
-        ax_e.plot(n, [p.efficiency_vs_bound for p in pts], "x--", label=f"{phase} vs lower bound")
+        ax_e.plot(n, [p.schedule_efficiency for p in pts], "x--", color=c, label=f"{phase} schedule")
         ax_w.errorbar(
             n,
             [p.wall_s for p in pts],
             yerr=[[p.wall_s - p.wall_min_s for p in pts], [p.wall_max_s - p.wall_s for p in pts]],
             fmt="o-",
+            color=c,
             capsize=4,
             label=f"{phase} wall",
         )
-        ax_w.plot(n, [p.lower_bound_s for p in pts], "x--", label=f"{phase} lower bound")
+        ax_w.plot(n, [p.lower_bound_s for p in pts], "x--", color=c, label=f"{phase} lower bound")
     ax_e.axhline(1.0, color="k", linestyle="--", linewidth=1)
-    ax_s.set(title="Speedup vs nodes", xlabel="nodes", ylabel="T(1) / T(N)")
-    ax_e.set(title="Parallel efficiency vs nodes", xlabel="nodes", ylabel="speedup / N", ylim=(0, 1.1))
+    ax_s.set(title="Speedup vs nodes", xlabel="nodes", ylabel="T(1 node) / T(N)")
+    ax_e.set(title="Efficiency vs nodes", xlabel="nodes", ylabel="speedup / N; lower bound / wall", ylim=(0, 1.1))
     ax_w.set(title="Wall time vs nodes", xlabel="nodes", ylabel="seconds")
     for ax in (ax_s, ax_e, ax_w):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         ax.set_xticks(result.node_counts)
     fig.suptitle(
-        f"rayscale scale · {result.dataset['spec']} · {result.cpus_per_node} CPU(s) per node · "
+        f"rayscale scale · {result.dataset['spec']} · {plural(result.cpus_per_node, 'CPU')} per node · "
         f"{result.mode}; whiskers: min–max over repeats"
     )
     fig.tight_layout()

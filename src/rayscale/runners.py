@@ -1,25 +1,29 @@
 """The grid's two runners: sequential in the driver, and one Ray task per config.
 
 Both call :func:`fit_and_score`, so the only difference between them is where and when each
-fit runs; their metrics must agree exactly (checked in :mod:`rayscale.summary`).
+fit runs; their metrics must agree exactly (:func:`mismatches`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rayscale.cluster import check_cpus_per_trial
 from rayscale.datasets import Dataset
-from rayscale.errors import RayscaleError
+from rayscale.errors import RayscaleError, TrialFailed
 from rayscale.grids import TrialSpec
-from rayscale.results import TrialRecord
+from rayscale.schema import TrialRecord
 
-Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# X_train, y_train, X_test, y_test, X_val, y_val (the validation pair is None without one)
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 OnTrial = Callable[[TrialRecord], None]
 
 
@@ -40,7 +44,18 @@ def _system_failures() -> tuple[type[BaseException], ...]:
 
 
 def arrays(dataset: Dataset) -> Arrays:
-    return dataset.X_train, dataset.y_train, dataset.X_test, dataset.y_test
+    return dataset.X_train, dataset.y_train, dataset.X_test, dataset.y_test, dataset.X_val, dataset.y_val
+
+
+def scores(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """RMSE, R² and MAE: the same metrics for the grid and for Tune."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    return {
+        "rmse": float(np.sqrt(mean_squared_error(y_true, predicted))),
+        "r2": float(r2_score(y_true, predicted)),
+        "mae": float(mean_absolute_error(y_true, predicted)),
+    }
 
 
 def where() -> tuple[str, str]:
@@ -52,11 +67,11 @@ def where() -> tuple[str, str]:
 
 
 def fit_and_score(params: dict[str, Any], data: Arrays) -> dict[str, Any]:
-    """Fit one GradientBoostingRegressor and score it on the hold-out set."""
+    """Fit one GradientBoostingRegressor and score it on the hold-out set (and the validation
+    split, when there is one)."""
     from sklearn.ensemble import GradientBoostingRegressor
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-    X_train, y_train, X_test, y_test = data
+    X_train, y_train, X_test, y_test, X_val, y_val = data
     start_ts = time.time()
     t0 = time.perf_counter()
     model = GradientBoostingRegressor(**params).fit(X_train, y_train)
@@ -64,10 +79,10 @@ def fit_and_score(params: dict[str, Any], data: Arrays) -> dict[str, Any]:
     predicted = model.predict(X_test)
     t2 = time.perf_counter()
     node, node_id = where()
+    validation = None if X_val is None else scores(y_val, model.predict(X_val))["rmse"]  # type: ignore[arg-type]
     return {
-        "rmse": float(np.sqrt(mean_squared_error(y_test, predicted))),
-        "r2": float(r2_score(y_test, predicted)),
-        "mae": float(mean_absolute_error(y_test, predicted)),
+        **scores(y_test, predicted),
+        "val_rmse": validation,
         "fit_s": t1 - t0,
         "predict_s": t2 - t1,
         "node": node,
@@ -97,13 +112,67 @@ def run_sequential(
     started = time.perf_counter()
     for spec in specs:
         submit_ts = time.time()
-        record = _record(
-            spec, spec.cost(dataset.n_train, dataset.n_features), fit_and_score(spec.params, data), submit_ts
-        )
+        try:
+            outcome = fit_and_score(spec.params, data)
+        except Exception as exc:  # the model's own error: this trial failed
+            raise TrialFailed(_failure(spec, exc), "grid_sequential") from None
+        record = _record(spec, spec.cost(dataset.n_train, dataset.n_features), outcome, submit_ts)
         records.append(record)
         if on_trial:
             on_trial(record)
     return time.perf_counter() - started, records
+
+
+def _failure(spec: TrialSpec, exc: BaseException) -> str:
+    return f"config {spec.index} failed: {type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def warm_driver(dataset: Dataset) -> float:
+    """The sequential runner's warm-up, the same as a Ray worker's: import the estimator and fit
+    a tiny model, so that no timed round pays the import."""
+    started = time.perf_counter()
+    _warm_task(arrays(dataset), 0.0)
+    return time.perf_counter() - started
+
+
+class RayProcesses:
+    """CPU time of this Ray session's own processes on this machine (raylet, GCS, agents,
+    monitors), read from /proc. Trial workers (``ray::…``) and the driver are not among them."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    @classmethod
+    def find(cls) -> RayProcesses | None:
+        """The processes of the connected session, or None where /proc cannot tell."""
+        import ray
+
+        session = getattr(getattr(ray._private.worker, "_global_node", None), "session_name", None)
+        proc = Path("/proc")
+        if not session or not proc.is_dir():
+            return None
+        pids = []
+        for entry in proc.iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if session in command and not command.startswith("ray::"):
+                pids.append(int(entry.name))
+        return cls(pids) if pids else None
+
+    def cpu_s(self) -> float:
+        total = 0
+        for pid in self.pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # the process ended
+            total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+        return total / self._tick
 
 
 def _remote_fit() -> Any:
@@ -118,7 +187,7 @@ def _warm_task(data: Arrays, hold_s: float) -> int:
     from sklearn.ensemble import GradientBoostingRegressor
 
     started = time.perf_counter()
-    X_train, y_train, _, _ = data
+    X_train, y_train = data[0], data[1]
     GradientBoostingRegressor(n_estimators=2, max_depth=1).fit(X_train[:64], y_train[:64])
     time.sleep(max(0.0, hold_s - (time.perf_counter() - started)))
     return os.getpid()
@@ -145,15 +214,8 @@ class RayGridRunner:
     ) -> None:
         import ray
 
-        if cpus_per_trial <= 0:
-            raise RayscaleError(f"--cpus-per-trial must be positive, got {cpus_per_trial}")
         largest = max((cpus for _, cpus in nodes), default=0) if nodes else cluster_cpus
-        if cpus_per_trial > largest:
-            where = "any selected node's" if nodes else "the cluster's"
-            raise RayscaleError(
-                f"--cpus-per-trial {cpus_per_trial:g} is more than {where} {largest} CPUs: "
-                "no trial could ever be scheduled"
-            )
+        check_cpus_per_trial(cpus_per_trial, largest, "any selected node's" if nodes else "the cluster's")
         self.dataset = dataset
         self.cpus_per_trial = cpus_per_trial
         self.max_retries = max_retries
@@ -253,9 +315,7 @@ class RayGridRunner:
                     continue
                 except ray.exceptions.RayTaskError as exc:
                     cause = exc.cause if exc.cause is not None else exc
-                    raise RayscaleError(
-                        f"config {spec.index} failed: {type(cause).__name__}: {cause}".splitlines()[0], 3
-                    ) from None
+                    raise TrialFailed(_failure(spec, cause), "grid_parallel") from None
                 free[node_id] += 1
                 record = _record(spec, spec.cost(n, f), outcome, submit_ts, retries)
                 records.append(record)
@@ -265,6 +325,28 @@ class RayGridRunner:
         wall = time.perf_counter() - started
         records.sort(key=lambda r: r.index)
         return wall, records
+
+
+METRICS = ("rmse", "r2", "mae")
+
+
+def mismatches(a: Sequence[TrialRecord], b: Sequence[TrialRecord], rel_tol: float = 1e-9) -> list[str]:
+    """Configs whose metrics differ between two runs of the same grid (empty when identical)."""
+    by_index = {t.index: t for t in b}
+    problems = []
+    for t in a:
+        other = by_index.get(t.index)
+        if other is None:
+            problems.append(f"config {t.index} missing from the second run")
+            continue
+        for name in METRICS:
+            x, y = getattr(t, name), getattr(other, name)
+            if not math.isclose(x, y, rel_tol=rel_tol, abs_tol=1e-12):
+                problems.append(f"config {t.index}: {name} {x!r} != {y!r}")
+    problems += [
+        f"config {i} missing from the first run" for i in sorted(set(by_index) - {t.index for t in a})
+    ]
+    return problems
 
 
 def _alive(node_id: str) -> bool:

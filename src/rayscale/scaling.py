@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize_scalar, nnls
 
-from rayscale.results import TrialRecord
+from rayscale.schema import TrialRecord
 
 
 @dataclass(frozen=True)

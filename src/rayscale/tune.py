@@ -25,10 +25,11 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
+from rayscale.cluster import check_cpus_per_trial
 from rayscale.datasets import Dataset
-from rayscale.errors import RayscaleError
-from rayscale.results import TuneModel, TuneResult, TuneTrial
-from rayscale.runners import Arrays, arrays, where
+from rayscale.errors import RayscaleError, TrialFailed
+from rayscale.runners import Arrays, arrays, scores, where
+from rayscale.schema import TuneModel, TuneReport, TuneResult, TuneTrial
 
 # The default space: 2 values on each of 5 axes, 32 configs, from cautious to aggressive.
 DEFAULT_SPACE: dict[str, Any] = {
@@ -61,6 +62,7 @@ XGB_PARAMS = {
     "tree_method",
     "max_delta_step",
 }
+TEXT_PARAMS = {"grow_policy", "tree_method"}  # every other parameter takes numbers
 
 
 @dataclass
@@ -82,6 +84,7 @@ class TuneOptions:
     max_failures: int = 2
     storage: str | None = None  # None: <bundle>/tune
     seed: int = 42
+    metric: Literal["rmse", "val_rmse"] = "rmse"  # what ASHA and the best go by
 
     @classmethod
     def tune_defaults(cls, **overrides: Any) -> TuneOptions:
@@ -103,7 +106,41 @@ def load_space(path: str | None) -> dict[str, Any]:
         raise RayscaleError(f"search space file {path} is not valid YAML") from None
     if not isinstance(document, dict) or not isinstance(document.get("space"), dict) or not document["space"]:
         raise RayscaleError(f"search space file {path} needs a non-empty 'space:' mapping")
-    return document["space"]
+    return {name: _numbers(value) for name, value in document["space"].items()}
+
+
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string: a string that is a number becomes one."""
+    if isinstance(value, str):
+        try:
+            return int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _numbers(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_number(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return _number(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_values(name: str, values: list[Any]) -> None:
+    """A numeric parameter takes numbers only; a text one takes text only (no mixing)."""
+    if name in TEXT_PARAMS:
+        wrong = [v for v in values if not isinstance(v, str)]
+        kind = "text"
+    else:
+        wrong = [v for v in values if not _is_number(v)]
+        kind = "numbers"
+    if wrong:
+        raise RayscaleError(f"search space: {name!r} takes {kind}; got {wrong[0]!r}")
 
 
 def validate_space(space: dict[str, Any], samples: int | None) -> None:
@@ -113,21 +150,25 @@ def validate_space(space: dict[str, Any], samples: int | None) -> None:
         if isinstance(value, list):
             if not value:
                 raise RayscaleError(f"search space: {name!r} has no values")
+            _check_values(name, value)
         elif isinstance(value, dict):
             if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
                 raise RayscaleError(
                     f"search space: {name!r} must be a list or one of {', '.join(DISTRIBUTIONS)}"
                 )
             kind, bounds = next(iter(value.items()))
-            if kind != "choice" and (
-                not isinstance(bounds, list) or len(bounds) != 2 or bounds[0] >= bounds[1]
-            ):
+            if not isinstance(bounds, list) or not bounds:
+                raise RayscaleError(f"search space: {name!r} {kind} needs a list of values")
+            _check_values(name, bounds)
+            if kind != "choice" and (len(bounds) != 2 or bounds[0] >= bounds[1]):
                 raise RayscaleError(f"search space: {name!r} {kind} needs [low, high] with low < high")
             if samples is None:
                 raise RayscaleError(
                     f"search space: {name!r} is a distribution; random sampling needs --samples N"
                 )
-        elif not isinstance(value, int | float | str):
+        elif isinstance(value, int | float | str):
+            _check_values(name, [value])
+        else:
             raise RayscaleError(f"search space: {name!r} must be a value, a list or a distribution")
 
 
@@ -166,16 +207,6 @@ def to_param_space(space: dict[str, Any], samples: int | None, seed: int) -> dic
     return {"params": out}
 
 
-def _metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-
-    return {
-        "rmse": float(np.sqrt(mean_squared_error(y_true, predicted))),
-        "r2": float(r2_score(y_true, predicted)),
-        "mae": float(mean_absolute_error(y_true, predicted)),
-    }
-
-
 def booster_params(config: dict[str, Any], nthread: int, seed: int) -> dict[str, Any]:
     return {
         "objective": "reg:squarederror",
@@ -187,9 +218,15 @@ def booster_params(config: dict[str, Any], nthread: int, seed: int) -> dict[str,
 
 
 def _reporting_callback(
-    every: int, total: int, dtest: Any, y_test: np.ndarray, emit: Callable[[dict[str, Any], Any], None]
+    every: int,
+    total: int,
+    dtest: Any,
+    y_test: np.ndarray,
+    validation: tuple[Any, np.ndarray] | None,
+    emit: Callable[[dict[str, Any], Any], None],
 ) -> Any:
-    """An xgboost callback that times boosting alone and emits metrics every ``every`` rounds."""
+    """An xgboost callback that times boosting alone and emits metrics every ``every`` rounds
+    (test metrics, and the validation RMSE when there is a validation split)."""
     import xgboost as xgb
 
     class Reporter(xgb.callback.TrainingCallback):
@@ -205,7 +242,9 @@ def _reporting_callback(
             self.compute_s += time.perf_counter() - self.mark
             rounds = epoch + 1
             if rounds % every == 0 or rounds == total:
-                metrics = _metrics(y_test, model.predict(dtest))
+                metrics: dict[str, Any] = scores(y_test, model.predict(dtest))
+                if validation is not None:
+                    metrics["val_rmse"] = scores(validation[1], model.predict(validation[0]))["rmse"]
                 emit({**metrics, "rounds": rounds, "compute_s": self.compute_s}, model)
             self.mark = time.perf_counter()
             return False
@@ -213,20 +252,21 @@ def _reporting_callback(
     return Reporter()
 
 
-# One (train, test) DMatrix pair per worker process, keyed by what the data is: a reused actor
-# runs many trials on the same table and builds it once.
-_DMATRICES: dict[str, tuple[Any, Any]] = {}
+# One (train, test, validation) DMatrix set per worker process, keyed by what the data is: a
+# reused actor runs many trials on the same table and builds it once.
+_DMATRICES: dict[str, tuple[Any, Any, Any]] = {}
 
 
-def _dmatrices(data_key: str, data: Arrays, nthread: int) -> tuple[Any, Any]:
+def _dmatrices(data_key: str, data: Arrays, nthread: int) -> tuple[Any, Any, Any]:
     import xgboost as xgb
 
     if data_key not in _DMATRICES:
         _DMATRICES.clear()
-        X_train, y_train, X_test, _ = data
+        X_train, y_train, X_test, _, X_val, _ = data
         _DMATRICES[data_key] = (
             xgb.DMatrix(X_train, label=y_train, nthread=nthread),
             xgb.DMatrix(X_test, nthread=nthread),
+            None if X_val is None else xgb.DMatrix(X_val, nthread=nthread),
         )
     return _DMATRICES[data_key]
 
@@ -247,8 +287,8 @@ def xgb_trainable(
 
     start_ts = time.time()
     node, node_id = where()
-    dtrain, dtest = _dmatrices(data_key, data, nthread)
-    y_test = data[3]
+    dtrain, dtest, dval = _dmatrices(data_key, data, nthread)
+    y_test, y_val = data[3], data[5]
     fixed = {"node": node, "node_id": node_id, "pid": os.getpid(), "start_ts": start_ts}
 
     def emit(metrics: dict[str, Any], model: Any) -> None:
@@ -260,7 +300,8 @@ def xgb_trainable(
             model.save_model(os.path.join(folder, "model.ubj"))
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    callback = _reporting_callback(report_every, max_rounds, dtest, y_test, emit)
+    validation = None if dval is None or y_val is None else (dval, y_val)
+    callback = _reporting_callback(report_every, max_rounds, dtest, y_test, validation, emit)
     params = booster_params(config["params"], nthread, seed)
     xgb.train(params, dtrain, num_boost_round=max_rounds, callbacks=[callback])
 
@@ -283,11 +324,15 @@ def baseline(dataset: Dataset, nthread: int, seed: int) -> TuneModel:
     }
     params.update({k: float(tree[k]) for k in ("subsample", "colsample_bytree", "min_child_weight")})
     params["max_depth"] = int(tree["max_depth"])
-    return TuneModel(params=params, **_metrics(dataset.y_test, model.predict(dataset.X_test)))
+    return TuneModel(params=params, **scores(dataset.y_test, model.predict(dataset.X_test)))
 
 
-def _tune_trial(trial_id: str, config: dict[str, Any], m: dict[str, Any], max_rounds: int) -> TuneTrial:
-    """A trial's record from its config and last reported result; ``index`` is Tune's trial number."""
+def _tune_trial(
+    trial_id: str, config: dict[str, Any], reports: list[dict[str, Any]], max_rounds: int
+) -> TuneTrial:
+    """A trial's record from its config and reported results (the last one is where it ended);
+    ``index`` is Tune's trial number."""
+    m = reports[-1]
     return TuneTrial(
         index=int(trial_id.rsplit("_", 1)[-1]),
         trial_id=trial_id,
@@ -295,6 +340,11 @@ def _tune_trial(trial_id: str, config: dict[str, Any], m: dict[str, Any], max_ro
         rmse=m["rmse"],
         r2=m["r2"],
         mae=m["mae"],
+        val_rmse=m.get("val_rmse"),
+        reports=[
+            TuneReport(rounds=r["rounds"], rmse=r["rmse"], compute_s=r["compute_s"], val_rmse=r.get("val_rmse"))
+            for r in reports
+        ],
         compute_s=m["compute_s"],
         rounds=m["rounds"],
         stopped_early=m["rounds"] < max_rounds,
@@ -330,7 +380,7 @@ def _collector(on_trial: Callable[[TuneTrial], None] | None, max_rounds: int, to
     class TrialCollector(tune.Callback):
         def __init__(self, hook: Callable[[TuneTrial], None] | None = None) -> None:
             self.hook = hook
-            self.last: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+            self.reports: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
             self.errors: dict[str, str] = {}
 
         def __reduce__(self) -> tuple[Any, ...]:
@@ -339,17 +389,30 @@ def _collector(on_trial: Callable[[TuneTrial], None] | None, max_rounds: int, to
         def on_trial_result(
             self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
         ) -> None:
-            self.last[trial.trial_id] = (dict(trial.config), result)
+            self.reports.setdefault(trial.trial_id, (dict(trial.config), []))[1].append(result)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            if self.hook and trial.trial_id in self.last:
-                config, result = self.last[trial.trial_id]
-                self.hook(_tune_trial(trial.trial_id, config, result, max_rounds))
+            if self.hook and trial.trial_id in self.reports:
+                config, reports = self.reports[trial.trial_id]
+                self.hook(_tune_trial(trial.trial_id, config, reports, max_rounds))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self.errors[trial.trial_id] = str(getattr(trial, "error_file", "") or "see Tune's logs")
 
     return TrialCollector(on_trial)
+
+
+def _trial_dirname(trial: Any) -> str:
+    """Short trial directory names (Tune's default spells out the whole config)."""
+    return str(trial.trial_id)
+
+
+def _tidy(experiment: Path) -> None:
+    """Remove the trial directories a finished sweep left empty (no loggers, no checkpoints)."""
+    for folder, _, _ in os.walk(experiment, topdown=False):
+        if Path(folder) != experiment:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only succeeds when empty
 
 
 def count_trials(space: dict[str, Any], samples: int | None) -> int:
@@ -375,11 +438,7 @@ def run_sweep(
     """
     space = opts.space
     check_options(opts)
-    if opts.cpus_per_trial > cluster_cpus:
-        raise RayscaleError(
-            f"--cpus-per-trial {opts.cpus_per_trial} is more than the cluster's {cluster_cpus} CPUs: "
-            "no trial could ever be scheduled"
-        )
+    check_cpus_per_trial(opts.cpus_per_trial, cluster_cpus)
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "0" if opts.loggers else "1"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new console output ignores verbose=0
     # Tune saves its experiment state at most every 10 s by default; a trial that finished inside
@@ -438,13 +497,14 @@ def run_sweep(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            metric="rmse",
+            metric=opts.metric,
             mode="min",
             scheduler=scheduler,
             num_samples=opts.samples or 1,
             max_concurrent_trials=max_concurrent,
             reuse_actors=opts.reuse_actors,
             search_alg=BasicVariantGenerator(random_state=opts.seed),
+            trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
             name="sweep",
@@ -483,9 +543,14 @@ def _fit_and_summarise(
     wall = time.perf_counter() - started
     if collector.errors:
         trial_id, where_ = next(iter(collector.errors.items()))
-        raise RayscaleError(f"{len(collector.errors)} Tune trial(s) failed, e.g. {trial_id} ({where_})", 3)
+        raise TrialFailed(
+            f"{len(collector.errors)} Tune trial(s) failed, e.g. {trial_id} ({where_})",
+            "tune",
+            len(collector.errors),
+        )
     fresh = [
-        _tune_trial(trial_id, config, m, opts.max_rounds) for trial_id, (config, m) in collector.last.items()
+        _tune_trial(trial_id, config, reports, opts.max_rounds)
+        for trial_id, (config, reports) in collector.reports.items()
     ]
     # A trial the journal saw finish but Tune had not yet saved as finished (within the last second
     # before the crash) runs again; its first, journaled record is the one kept, and it is counted.
@@ -494,6 +559,8 @@ def _fit_and_summarise(
     trials = sorted([*finished, *(t for t in fresh if t.trial_id not in done)], key=lambda t: t.index)
     if not trials:
         raise RayscaleError("the Tune sweep reported no results", 3)
+    if "://" not in storage:
+        _tidy(Path(storage) / "sweep")
     if finished:  # the wall of a resumed sweep: its first session's span plus this one's
         started_ts = min(t.start_ts for t in finished)
         wall += max(t.end_ts for t in finished) - started_ts
@@ -538,7 +605,7 @@ def summarise(
     base: TuneModel,
 ) -> TuneResult:
     compute = sum(t.compute_s for t in trials)
-    best = min(trials, key=lambda t: (t.rmse, t.index))
+    best = min(trials, key=lambda t: (t.selection_rmse, t.index))
     used = min(cpus, max_concurrent * opts.cpus_per_trial)
     bound = compute / used
     return TuneResult(
@@ -565,6 +632,8 @@ def summarise(
         storage=storage,
         trials=trials,
         baseline=base,
-        best=TuneModel(params=best.params, rmse=best.rmse, r2=best.r2, mae=best.mae),
+        best=TuneModel(
+            params=best.params, rmse=best.rmse, r2=best.r2, mae=best.mae, rounds=best.rounds, val_rmse=best.val_rmse
+        ),
         improvement_pct=100.0 * (base.rmse - best.rmse) / base.rmse,
     )

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from rayscale.errors import RayscaleError
-from rayscale.pipeline import RunOptions, run_benchmark
-from rayscale.results import RESULT_FILE, SCHEMA_VERSION, TRIALS_FILE, Result, load_result, write_bundle
+from rayscale.options import RunOptions
+from rayscale.pipeline import run_benchmark
+from rayscale.bundle import RESULT_FILE, TRIALS_FILE, load_result, write_bundle
+from rayscale.schema import SCHEMA_VERSION, Result
 
 
 @pytest.fixture

@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 from rayscale.cli import app
 from rayscale.cluster import local_raylets
 from rayscale.errors import RayscaleError
-from rayscale.pipeline import RunOptions
-from rayscale.results import SCALE_FILE, ScaleResult, load_any
-from rayscale.sweep import ScaleOptions, parse_nodes, run_scale
+from rayscale.options import RunOptions
+from rayscale.bundle import SCALE_FILE, load_any
+from rayscale.schema import ScaleResult
+from rayscale.scale import ScaleOptions, parse_nodes, run_scale
 
 
 @pytest.mark.parametrize(("text", "expected"), [("1,2,4", (1, 2, 4)), ("4, 1", (1, 4)), ("3", (3,))])

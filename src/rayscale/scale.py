@@ -16,35 +16,48 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from rich.console import Console
 
-from rayscale import environment, scaling, summary
-from rayscale.cluster import check_reachable, cpu_nodes, local_cluster, ray_session, validate_address
-from rayscale.datasets import Dataset, load_dataset
+from rayscale import environment, scaling
+from rayscale.bundle import (
+    check_output_dir,
+    new_run_id,
+    redacted_command,
+    stored_options,
+    utc_now,
+    write_scale_bundle,
+)
+from rayscale.callbacks import CallbackList, MetricsCallback, ProgressCallback, stderr_console
+from rayscale.cluster import (
+    check_cpus_per_trial,
+    check_reachable,
+    cpu_nodes,
+    local_cluster,
+    ray_session,
+    validate_address,
+)
 from rayscale.errors import RayscaleError
-from rayscale.grids import TrialSpec, load_grid
 from rayscale.metrics import RunMetrics, validate_gateway, workload_label
-from rayscale.pipeline import RunOptions, parse_phases, pick_round, progress_bar
-from rayscale.results import (
+from rayscale.options import RunOptions, parse_phases
+from rayscale.phases import Context, GridParallel, TuneSweep, build, run_phases
+from rayscale.pipeline import load_work
+from rayscale.schema import (
     Cheapest,
     ClusterInfo,
+    Round,
     ScaleFit,
     ScalePoint,
     ScaleResult,
     StragglerRecord,
     TrialRecord,
     TuneTrial,
-    check_output_dir,
-    new_run_id,
-    utc_now,
-    write_scale_bundle,
+    breakdown,
+    lower_bound,
 )
-from rayscale.runners import RayGridRunner
-from rayscale.tune import check_options, run_sweep
 
 SCALE_PHASES = ("grid-ray", "tune")
 
@@ -87,6 +100,8 @@ def parse_nodes(text: str) -> tuple[int, ...]:
 
 
 def _validate(opts: ScaleOptions) -> None:
+    from rayscale.tune import check_options
+
     run = opts.run
     if sum([opts.local_cluster, bool(opts.kuberay)]) > 1:
         raise RayscaleError("choose one of --local-cluster and --kuberay")
@@ -96,11 +111,8 @@ def _validate(opts: ScaleOptions) -> None:
         raise RayscaleError("--local-cluster starts its own cluster; drop --address")
     if opts.cpus_per_node < 1:
         raise RayscaleError(f"--cpus-per-node must be at least 1, got {opts.cpus_per_node}")
-    if run.cpus_per_trial > opts.cpus_per_node and opts.local_cluster:
-        raise RayscaleError(
-            f"--cpus-per-trial {run.cpus_per_trial} is more than --cpus-per-node {opts.cpus_per_node}: "
-            "no trial could ever be scheduled"
-        )
+    if opts.local_cluster:
+        check_cpus_per_trial(run.cpus_per_trial, opts.cpus_per_node, "--cpus-per-node")
     if run.repeats < 1:
         raise RayscaleError(f"--repeats must be at least 1, got {run.repeats}")
     for phase in run.phases:
@@ -124,28 +136,32 @@ def _validate(opts: ScaleOptions) -> None:
 
 
 @dataclass
-class _Raw:
-    phase: Literal["grid_parallel", "tune"]
+class Measured:
+    """One phase at one node count, as measured: its rounds and the representative trials."""
+
+    phase: str
     nodes: int
     cpus: int
-    walls: list[float]
+    slots: int
+    rounds: list[Round]
     trials: list[TrialRecord] | list[TuneTrial]
     lower_bound_s: float
     connect_s: float
     warmup_s: float
+    resize_s: float | None
 
 
 @contextmanager
 def _sessions(opts: ScaleOptions) -> Iterator[Any]:
-    """Yield a function n → context manager of (cluster info, pinned nodes or None)."""
+    """Yield a function n → context manager of (cluster info, pinned nodes or None, resize seconds)."""
     if opts.mode == "local":
 
         @contextmanager
-        def local(n: int) -> Iterator[tuple[ClusterInfo, None]]:
+        def local(n: int) -> Iterator[tuple[ClusterInfo, None, None]]:
             with local_cluster(n, opts.cpus_per_node) as info:
                 if info.nodes != n:
                     raise RayscaleError(f"the local cluster has {info.nodes} node(s), expected {n}", 3)
-                yield info, None
+                yield info, None, None
 
         yield local
         return
@@ -158,9 +174,9 @@ def _sessions(opts: ScaleOptions) -> Iterator[Any]:
                 )
 
             @contextmanager
-            def subset(n: int) -> Iterator[tuple[ClusterInfo, list[tuple[str, int]]]]:
+            def subset(n: int) -> Iterator[tuple[ClusterInfo, list[tuple[str, int]], None]]:
                 chosen = [(node["NodeID"], int(node["Resources"]["CPU"])) for node in available[:n]]
-                yield info.model_copy(update={"nodes": n, "cpus": sum(c for _, c in chosen)}), chosen
+                yield info.model_copy(update={"nodes": n, "cpus": sum(c for _, c in chosen)}), chosen, None
 
             yield subset
             return
@@ -173,97 +189,92 @@ def _sessions(opts: ScaleOptions) -> Iterator[Any]:
         with scaler.restored():
 
             @contextmanager
-            def resized(n: int) -> Iterator[tuple[ClusterInfo, None]]:
+            def resized(n: int) -> Iterator[tuple[ClusterInfo, None, float]]:
                 scaler.set_workers(n - 1 if head_counts else n)
                 waited = scaler.wait_for(n, lambda: len(cpu_nodes()))
                 cpus = sum(int(node["Resources"]["CPU"]) for node in cpu_nodes())
-                yield info.model_copy(update={"nodes": n, "cpus": cpus, "connect_s": waited}), None
+                yield info.model_copy(update={"nodes": n, "cpus": cpus}), None, waited
 
             yield resized
 
 
-def _measure(
-    opts: ScaleOptions,
-    dataset: Dataset,
-    specs: list[TrialSpec],
-    n: int,
-    info: ClusterInfo,
-    pinned: list[tuple[str, int]] | None,
-    out_dir: Path,
-    console: Console,
-) -> list[_Raw]:
-    run = opts.run
-    raws = []
-    if "grid-ray" in run.phases:
-        runner = RayGridRunner(dataset, run.cpus_per_trial, info.cpus, nodes=pinned)
-        with console.status(f"{n} node(s): warming up"):
-            warmup = runner.warm_up()
-        rounds = []
-        for r in range(run.repeats):
-            with progress_bar(console, f"{n} node(s): grid, round {r + 1}/{run.repeats}", len(specs)) as tick:
-                rounds.append(runner.run(specs, on_trial=tick))
-        timing, trials = pick_round(rounds)
-        bound = summary.lower_bound([t.fit_s for t in trials], info.cpus)
-        raws.append(
-            _Raw("grid_parallel", n, info.cpus, timing.walls_s, trials, bound, info.connect_s, warmup)
+def _measure(ctx: Context, resize_s: float | None) -> list[Measured]:
+    """What one node count's phases measured, from the context they ran in."""
+    info = ctx.cluster
+    assert info is not None
+    slots = max(1, int(info.cpus // ctx.opts.cpus_per_trial))
+    out = []
+    par = ctx.results.get(GridParallel.name)
+    if par is not None:
+        bound = lower_bound(par.median("busy_s"), par.median("longest_s"), slots)
+        out.append(
+            Measured(
+                "grid_parallel", info.nodes, info.cpus, slots, par.rounds, par.trials, bound,
+                info.connect_s, par.warmup_s, resize_s,
+            )
         )
-    if "tune" in run.phases:
-        tune_opts = replace(run.tune, cpus_per_trial=run.cpus_per_trial, seed=run.seed)
-        results = []
-        for r in range(run.repeats):
-            with console.status(f"{n} node(s): Tune sweep, round {r + 1}/{run.repeats}"):
-                storage = out_dir / "tune" / f"n{n}-r{r + 1}"
-                results.append(run_sweep(dataset, tune_opts, info.cpus, storage))
-        walls = [t.wall_s for t in results]
-        median = sorted(walls)[(len(walls) - 1) // 2]
-        chosen = next(t for t in results if t.wall_s == median)
-        raws.append(
-            _Raw("tune", n, info.cpus, walls, chosen.trials, chosen.compute_bound_s, info.connect_s, 0.0)
+    sweeps = ctx.outcomes.get(TuneSweep.name)
+    if sweeps:
+        chosen = ctx.results[TuneSweep.name]
+        rounds = [Round.of(t.wall_s, t.trials) for t in sweeps]
+        out.append(
+            Measured(
+                "tune", info.nodes, info.cpus, slots, rounds, chosen.trials, chosen.lower_bound_s,
+                info.connect_s, 0.0, resize_s,
+            )
         )
-    return raws
+    return out
 
 
 def analyse(
-    raws: list[_Raw], price: float | None, deadline: float | None
+    raws: list[Measured], price: float | None, deadline: float | None
 ) -> tuple[list[ScalePoint], list[ScaleFit], list[Cheapest]]:
-    """Speedup, efficiency, Karp–Flatt, fits and cost from the raw measurements of every phase."""
+    """Speedup, efficiencies, the breakdown, Karp–Flatt, fits and cost from every phase's measurements."""
     points, fits, cheapest = [], [], []
     for phase in dict.fromkeys(r.phase for r in raws):
         series = sorted((r for r in raws if r.phase == phase), key=lambda r: r.nodes)
-        medians = [sorted(r.walls)[(len(r.walls) - 1) // 2] for r in series]
-        node_counts = [r.nodes for r in series]
-        speedup = scaling.speedups(node_counts, medians)
-        for r, wall, s in zip(series, medians, speedup, strict=True):
-            hours = scaling.node_hours(wall, r.nodes)
-            grid_trials = [t for t in r.trials if isinstance(t, TrialRecord)]
-            points.append(
-                ScalePoint(
-                    phase=r.phase,
-                    nodes=r.nodes,
-                    cpus=r.cpus,
-                    walls_s=r.walls,
-                    wall_s=wall,
-                    wall_min_s=min(r.walls),
-                    wall_max_s=max(r.walls),
-                    lower_bound_s=r.lower_bound_s,
-                    efficiency_vs_bound=summary.efficiency(r.lower_bound_s, wall),
-                    speedup=s,
-                    efficiency=s / r.nodes,
-                    karp_flatt=scaling.karp_flatt(s, r.nodes),
-                    node_hours=hours,
-                    cost_per_trial=hours * price / len(r.trials) if price else None,
-                    connect_s=r.connect_s,
-                    warmup_s=r.warmup_s,
-                    trials_per_node=dict(Counter(t.node_id for t in r.trials)),
-                    stragglers=[StragglerRecord(**asdict(x)) for x in scaling.stragglers(grid_trials)],
-                    trials=r.trials,
-                )
+        made = [
+            ScalePoint(
+                phase=r.phase,  # type: ignore[arg-type]
+                nodes=r.nodes,
+                cpus=r.cpus,
+                rounds=r.rounds,
+                lower_bound_s=r.lower_bound_s,
+                speedup=1.0,
+                parallel_efficiency=1.0,
+                karp_flatt=None,
+                node_hours=0.0,
+                cost_per_trial=None,
+                connect_s=r.connect_s,
+                warmup_s=r.warmup_s,
+                resize_s=r.resize_s,
+                trials_per_node=dict(Counter(t.node_id for t in r.trials)),
+                stragglers=[
+                    StragglerRecord(**asdict(x))
+                    for x in scaling.stragglers([t for t in r.trials if isinstance(t, TrialRecord)])
+                ],
+                trials=r.trials,
             )
-        if len(series) >= 2:
+            for r in series
+        ]
+        node_counts = [p.nodes for p in made]
+        medians = [p.wall_s for p in made]
+        base = made[0]
+        for p, r, s in zip(made, series, scaling.speedups(node_counts, medians), strict=True):
+            hours = scaling.node_hours(p.wall_s, p.nodes)
+            p.speedup, p.parallel_efficiency = s, s / p.nodes
+            p.karp_flatt = scaling.karp_flatt(s, p.nodes)
+            p.node_hours = hours
+            p.cost_per_trial = hours * price / len(r.trials) if price else None
+            p.breakdown = breakdown(base, p, p.cpus, r.slots, base.wall_s, p.wall_s, base_cpus=base.cpus)
+        points += made
+        if len(made) >= 2:
+            speedup = [p.speedup for p in made]
             amdahl, usl = scaling.fit_amdahl(node_counts, speedup), scaling.fit_usl(node_counts, speedup)
             fits.append(
                 ScaleFit(
-                    phase=r.phase,
+                    phase=phase,
+                    points=len(made),
                     amdahl_serial_fraction=amdahl.serial_fraction,
                     amdahl_rmse=amdahl.rmse,
                     usl_sigma=usl.sigma,
@@ -283,76 +294,63 @@ def analyse(
 
 
 def run_scale(opts: ScaleOptions, console: Console | None = None) -> tuple[ScaleResult, Path]:
-    """Measure every node count and write the scaling bundle (scale.json and scaling.png)."""
-    console = console or Console(stderr=True)
+    """Measure every node count, writing the scaling bundle as each one finishes (a sweep cut
+    short keeps its points), then the plot."""
+    console = console or stderr_console()
     run = opts.run
-    parse_phases(",".join(run.phases))
+    parse_phases(",".join(run.phases), SCALE_PHASES)
     _validate(opts)
-    dataset = load_dataset(run.dataset, seed=run.seed, test_size=run.test_size)
-    specs = load_grid(run.grid, seed=run.seed, max_trials=run.max_trials)
+    dataset, specs = load_work(run)
     run_id = new_run_id()
     out_dir = run.output or Path("results") / f"scale-{run_id}"
     check_output_dir(out_dir)
-    created = utc_now()
-    raws: list[_Raw] = []
+    header: dict[str, Any] = {
+        "run_id": run_id,
+        "created_utc": utc_now(),
+        "command": redacted_command(opts.command),
+        "options": stored_options(opts),
+        "dataset": dataset.describe(),
+        "mode": opts.mode,
+        "cpus_per_node": opts.cpus_per_node,
+        "node_counts": list(opts.nodes),
+        "price_per_node_hour": opts.price_per_node_hour,
+        "deadline_s": opts.deadline_s,
+    }
+    raws: list[Measured] = []
+    result: ScaleResult | None = None
     with _sessions(opts) as session:
         for n in opts.nodes:
-            with session(n) as (info, pinned):
-                measured = _measure(opts, dataset, specs, n, info, pinned, out_dir, console)
-            raws += measured
-            _push(run, run_id, n, measured)
-    points, fits, cheapest = analyse(raws, opts.price_per_node_hour, opts.deadline_s)
-    stored = asdict(opts)
-    del stored["command"]
-    result = ScaleResult(
-        run_id=run_id,
-        created_utc=created,
-        command=opts.command,
-        environment=environment.capture(),
-        options=_jsonable(stored),
-        dataset=dataset.describe(),
-        mode=opts.mode,  # type: ignore[arg-type]
-        cpus_per_node=opts.cpus_per_node,
-        node_counts=list(opts.nodes),
-        points=points,
-        fits=fits,
-        price_per_node_hour=opts.price_per_node_hour,
-        deadline_s=opts.deadline_s,
-        cheapest=cheapest,
-    )
-    write_scale_bundle(result, out_dir)
+            metrics = RunMetrics(
+                f"{run_id}-n{n}",
+                workload_label(run.dataset, run.grid),
+                push_gateway=run.push_gateway,
+                strict=run.strict_metrics,
+            )
+            callbacks = CallbackList([MetricsCallback(metrics), ProgressCallback(console)])
+            with session(n) as (info, pinned, resize_s):
+                ctx = Context(
+                    run, dataset, build(run), specs, out_dir / "tune" / f"n{n}", callbacks, console,
+                    cluster=info, pinned=pinned, tune_repeats=run.repeats,
+                )
+                try:
+                    callbacks.on_run_start(ctx)
+                    run_phases(ctx, {})
+                except BaseException as exc:
+                    callbacks.on_run_end("failed", exc)
+                    raise
+                callbacks.on_run_end("complete", None)
+            raws += _measure(ctx, resize_s)
+            points, fits, cheapest = analyse(raws, opts.price_per_node_hour, opts.deadline_s)
+            result = ScaleResult(
+                **header,
+                environment=environment.capture(),
+                points=points,
+                fits=fits,
+                cheapest=cheapest,
+            )
+            write_scale_bundle(result, out_dir)
+    assert result is not None
     from rayscale.report import write_scale_plot
 
     write_scale_plot(result, out_dir)
     return result, out_dir
-
-
-def _push(run: RunOptions, run_id: str, n: int, raws: list[_Raw]) -> None:
-    """Push each node count's phases, labelled with its nodes and CPUs (for Grafana's scaling panels)."""
-    if not run.push_gateway:
-        return
-    metrics = RunMetrics(
-        f"{run_id}-n{n}",
-        workload_label(run.dataset, run.grid),
-        push_gateway=run.push_gateway,
-        strict=run.strict_metrics,
-    )
-    for raw in raws:
-        wall = sorted(raw.walls)[(len(raw.walls) - 1) // 2]
-        metrics.record_phase(
-            raw.phase,
-            trials=raw.trials,
-            wall_s=wall,
-            lower_bound_s=raw.lower_bound_s,
-            cpus=raw.cpus,
-            nodes=n,
-            best_rmse=min(t.rmse for t in raw.trials),
-            efficiency=summary.efficiency(raw.lower_bound_s, wall),
-        )
-        metrics.push_phase(raw.phase)
-
-
-def _jsonable(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,645 @@
+"""The one versioned schema every phase writes and every report, plot and compare reads.
+
+Stored fields are what was measured; every figure derived from them (medians, speedup,
+efficiencies, the speedup breakdown, the best model) is a computed field, written into the
+JSON for readers but recomputed on load, so each figure is defined in exactly one place.
+
+Schema history (``SCHEMA_VERSION``; added keys keep the version, changed or removed keys bump it):
+
+* 1 — 2026-11-22: first release.
+* 2 — 2026-11-23: timings keep every round (``rounds``; ``rounds_s`` and the median, min, max,
+  stdev and MAD derived); grid and Tune trials share one base (``duration_s``, ``state``);
+  ``grid.parallel_efficiency`` is speedup / CPUs and the former figure is
+  ``grid.schedule_efficiency``; ``grid.breakdown``, ``grid.speedup_ci``, ``grid.end_to_end``;
+  ``status`` is "inconsistent" when the two runners disagree; run and scale bundles share one
+  header (:class:`BundleHeader`). Version-1 bundles still load, through :func:`upgrade`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, computed_field, model_validator
+
+from rayscale.stats import Stats, paired_ratio
+
+SCHEMA_VERSION = 2
+
+
+class _Model(BaseModel):
+    """Unknown keys are refused; derived (computed) keys in a stored document are recomputed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.model_computed_fields:
+            return {k: v for k, v in data.items() if k not in cls.model_computed_fields}
+        return data
+
+
+# -- trials -------------------------------------------------------------------------------------
+
+
+class TrialState(str, Enum):
+    ok = "ok"
+    stopped_early = "stopped_early"  # ASHA stopped it before its full budget
+    failed = "failed"  # counted in the metrics; a failed trial fails the run
+    retried = "retried"  # finished, after its worker or node was lost at least once
+
+
+class Trial(_Model):
+    """What every trial has, grid or Tune: its config, quality, and where and when it ran.
+
+    ``rmse``/``r2``/``mae`` are on the test split; ``val_rmse`` on the validation split carved
+    from the training rows (``--validation-size``), which is what selection uses when present.
+    """
+
+    index: int
+    params: dict[str, Any]
+    rmse: float
+    r2: float
+    mae: float
+    val_rmse: float | None = None
+    node: str
+    node_id: str
+    pid: int
+    start_ts: float
+    end_ts: float
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def duration_s(self) -> float:
+        """The trial's compute: the fit for the grid, boosting for Tune."""
+        return self._duration()
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def state(self) -> TrialState:
+        return self._state()
+
+    @property
+    def selection_rmse(self) -> float:
+        """The RMSE a best is chosen on: validation when there is one, else the hold-out."""
+        return self.rmse if self.val_rmse is None else self.val_rmse
+
+    @abstractmethod
+    def _duration(self) -> float: ...
+
+    def _state(self) -> TrialState:
+        return TrialState.ok
+
+
+class TrialRecord(Trial):
+    """One fitted grid config."""
+
+    cost: float
+    fit_s: float
+    predict_s: float
+    queue_s: float
+    retries: int = 0  # times the trial ran again after its worker or node was lost
+
+    def _duration(self) -> float:
+        return self.fit_s
+
+    def _state(self) -> TrialState:
+        return TrialState.retried if self.retries else TrialState.ok
+
+
+class TuneReport(_Model):
+    """One report of a Tune trial: after ``rounds`` boosting rounds, its metric and compute so far."""
+
+    rounds: int
+    rmse: float
+    compute_s: float
+    val_rmse: float | None = None
+
+
+class TuneTrial(Trial):
+    """One Tune trial: boosting rounds run, and whether ASHA stopped it early."""
+
+    trial_id: str
+    compute_s: float
+    rounds: int
+    stopped_early: bool
+    reports: list[TuneReport] = []
+
+    def _duration(self) -> float:
+        return self.compute_s
+
+    def _state(self) -> TrialState:
+        return TrialState.stopped_early if self.stopped_early else TrialState.ok
+
+
+# -- timings --------------------------------------------------------------------------------------
+
+
+class Round(_Model):
+    """One timed round of a phase, reduced to what the figures need."""
+
+    wall_s: float
+    busy_s: float  # Σ trial duration
+    longest_s: float  # the longest trial
+    span_s: float  # first trial start to last trial end (the makespan)
+    ray_cpu_s: float | None = None  # CPU seconds Ray's own processes used during the round
+
+    @classmethod
+    def of(cls, wall_s: float, trials: list[TrialRecord] | list[TuneTrial], **extra: Any) -> Round:
+        durations = [t.duration_s for t in trials]
+        span = max(t.end_ts for t in trials) - min(t.start_ts for t in trials) if trials else 0.0
+        return cls(
+            wall_s=wall_s, busy_s=sum(durations), longest_s=max(durations, default=0.0), span_s=span, **extra
+        )
+
+
+class Rounds(_Model):
+    """Every round of one timing; the figures shown are derived from all of them."""
+
+    rounds: list[Round]
+
+    @property
+    def stats(self) -> Stats:
+        return Stats([r.wall_s for r in self.rounds])
+
+    def median(self, field: str) -> float:
+        return Stats([getattr(r, field) for r in self.rounds]).median
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def rounds_s(self) -> list[float]:
+        return [r.wall_s for r in self.rounds]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def wall_s(self) -> float:
+        """The median round (the mean of the middle two for an even count)."""
+        return self.stats.median
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def wall_min_s(self) -> float:
+        return self.stats.min
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def wall_max_s(self) -> float:
+        return self.stats.max
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def wall_stdev_s(self) -> float:
+        return self.stats.stdev
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def wall_mad_s(self) -> float:
+        return self.stats.mad
+
+
+class SequentialPhase(Rounds):
+    """Every config fitted one after another in the driver; ``trials`` are the round nearest the median."""
+
+    warmup_s: float = 0.0
+    trials: list[TrialRecord]
+
+
+class ParallelPhase(Rounds):
+    """Every config as a Ray task; ``connect_s`` and ``warmup_s`` are the cold start, kept apart."""
+
+    connect_s: float
+    warmup_s: float
+    cpus_per_trial: float
+    trials: list[TrialRecord]
+
+
+# -- the grid's figures -------------------------------------------------------------------------
+
+
+class BestModel(_Model):
+    index: int
+    params: dict[str, Any]
+    rmse: float
+    r2: float
+    mae: float
+    val_rmse: float | None = None
+
+
+def best_of(trials: list[TrialRecord]) -> BestModel:
+    """Lowest selection RMSE (validation when there is one); ties go to the earlier config."""
+    top = min(trials, key=lambda t: (t.selection_rmse, t.index))
+    return BestModel(
+        index=top.index, params=top.params, rmse=top.rmse, r2=top.r2, mae=top.mae, val_rmse=top.val_rmse
+    )
+
+
+def lower_bound(busy_s: float, longest_s: float, slots: int) -> float:
+    """No schedule on ``slots`` trial slots can finish sooner than max(Σ duration / slots, longest)."""
+    if slots <= 0:
+        raise ValueError("slots must be positive")
+    return max(busy_s / slots, longest_s)
+
+
+class EndToEnd(_Model):
+    """Did Ray help, counting its cold start? Derived from the sequential and parallel medians."""
+
+    sequential_s: float
+    parallel_s: float  # warm parallel wall + connect + warm-up
+    cold_start_s: float
+    saved_per_config_s: float
+    break_even_configs: int | None  # configs of this kind at which the cold start is paid back
+    pays_off: bool
+
+    @classmethod
+    def of(cls, sequential_s: float, warm_s: float, cold_start_s: float, configs: int) -> EndToEnd:
+        saved = (sequential_s - warm_s) / configs
+        even = math.ceil(cold_start_s / saved) if saved > 0 else None
+        return cls(
+            sequential_s=sequential_s,
+            parallel_s=warm_s + cold_start_s,
+            cold_start_s=cold_start_s,
+            saved_per_config_s=saved,
+            break_even_configs=even,
+            pays_off=sequential_s > warm_s + cold_start_s,
+        )
+
+    def sentence(self, what: str = "Ray") -> str:
+        if self.break_even_configs is None:
+            return f"{what} did not pay off: it is no faster per config even when warm"
+        verdict = "pays off" if self.pays_off else "did not pay off on this run"
+        return (
+            f"{what} {verdict}: the {self.cold_start_s:.1f}s cold start is paid back from "
+            f"{self.break_even_configs} configs of this kind"
+        )
+
+
+def breakdown(
+    seq: Rounds,
+    par: Rounds,
+    cpus: float,
+    slots: int,
+    sequential_wall_s: float,
+    parallel_wall_s: float,
+    base_cpus: float = 1,
+) -> dict[str, float]:
+    """Named factors that multiply exactly to the parallel efficiency, base wall × base CPUs /
+    (CPUs × parallel wall) — speedup / CPUs against the sequential run (``base_cpus`` 1), or
+    against the smallest node count in a scale:
+
+    * ``baseline``: base wall × base CPUs / Σ base fit (> 1: the baseline's own non-fit time);
+    * ``contention``: Σ sequential fit / Σ parallel fit (fits slower side by side);
+    * ``granularity``: Σ parallel fit / (CPUs × lower bound) (the longest fit, or CPUs no slot uses);
+    * ``schedule``: lower bound / makespan (tail and imbalance);
+    * ``dispatch``: makespan / parallel wall (submit, transfer, gather).
+    """
+    busy_s, busy_p = seq.median("busy_s"), par.median("busy_s")
+    bound = lower_bound(busy_p, par.median("longest_s"), slots)
+    span = par.median("span_s")
+    return {
+        "baseline": sequential_wall_s * base_cpus / busy_s,
+        "contention": busy_s / busy_p,
+        "granularity": busy_p / (cpus * bound),
+        "schedule": bound / span,
+        "dispatch": span / parallel_wall_s,
+    }
+
+
+class GridResult(_Model):
+    configs: int
+    cpus: int
+    nodes: int
+    cpus_per_trial: float = 1
+    sequential: SequentialPhase | None = None
+    parallel: ParallelPhase | None = None
+    mismatches: list[str] = []
+    selected_on: Literal["test", "validation"] = "test"
+
+    @property
+    def reference(self) -> SequentialPhase | ParallelPhase:
+        phase = self.parallel or self.sequential
+        assert phase is not None, "a grid result holds at least one phase"
+        return phase
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def slots(self) -> int:
+        return max(1, int(self.cpus // self.cpus_per_trial))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def best(self) -> BestModel:
+        return best_of(self.reference.trials)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def lower_bound_s(self) -> float | None:
+        if self.parallel is None:
+            return None
+        return lower_bound(self.parallel.median("busy_s"), self.parallel.median("longest_s"), self.slots)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def schedule_efficiency(self) -> float | None:
+        """Lower bound / parallel wall: how close the schedule came to the best possible one."""
+        if self.parallel is None or self.lower_bound_s is None:
+            return None
+        return self.lower_bound_s / self.parallel.wall_s
+
+    def _paired(self) -> tuple[float, tuple[float, float]] | None:
+        if self.sequential is None or self.parallel is None:
+            return None
+        n = min(len(self.sequential.rounds), len(self.parallel.rounds))
+        return paired_ratio(self.sequential.rounds_s[:n], self.parallel.rounds_s[:n])
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def speedup(self) -> float | None:
+        """Sequential median / parallel median."""
+        if self.sequential is None or self.parallel is None:
+            return None
+        return self.sequential.wall_s / self.parallel.wall_s
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def speedup_ci(self) -> tuple[float, float] | None:
+        """95 % bootstrap interval over the paired (interleaved) rounds."""
+        paired = self._paired()
+        return None if paired is None else paired[1]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def parallel_efficiency(self) -> float | None:
+        """Speedup / CPUs: the standard definition."""
+        return None if self.speedup is None else self.speedup / self.cpus
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def parallel_efficiency_ci(self) -> tuple[float, float] | None:
+        ci = self.speedup_ci
+        return None if ci is None else (ci[0] / self.cpus, ci[1] / self.cpus)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def time_saved_s(self) -> float | None:
+        if self.sequential is None or self.parallel is None:
+            return None
+        return self.sequential.wall_s - self.parallel.wall_s
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def time_saved_pct(self) -> float | None:
+        if self.time_saved_s is None or self.sequential is None:
+            return None
+        return 100.0 * self.time_saved_s / self.sequential.wall_s
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def breakdown(self) -> dict[str, float] | None:
+        if self.sequential is None or self.parallel is None:
+            return None
+        return breakdown(
+            self.sequential,
+            self.parallel,
+            self.cpus,
+            self.slots,
+            self.sequential.wall_s,
+            self.parallel.wall_s,
+        )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ray_cpu_share(self) -> float | None:
+        """CPU seconds of Ray's own processes / (CPUs × wall), median over the parallel rounds."""
+        if self.parallel is None or any(r.ray_cpu_s is None for r in self.parallel.rounds):
+            return None
+        return Stats([(r.ray_cpu_s or 0.0) / (self.cpus * r.wall_s) for r in self.parallel.rounds]).median
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def end_to_end(self) -> EndToEnd | None:
+        if self.sequential is None or self.parallel is None:
+            return None
+        cold = self.parallel.connect_s + self.parallel.warmup_s
+        return EndToEnd.of(self.sequential.wall_s, self.parallel.wall_s, cold, self.configs)
+
+
+# -- Tune ---------------------------------------------------------------------------------------
+
+
+class TuneModel(_Model):
+    params: dict[str, Any]
+    rmse: float
+    r2: float
+    mae: float
+    rounds: int | None = None  # boosting rounds of the reported model (the Tune best's)
+    val_rmse: float | None = None
+
+
+class TuneResult(_Model):
+    """The Tune phase: wall against the compute bound, and baseline vs tuned quality."""
+
+    scheduler: Literal["asha", "none"]
+    sampling: Literal["grid", "random"]
+    wall_s: float
+    compute_s: float
+    compute_bound_s: float
+    overhead_s: float
+    startup_s: float
+    cpus: int
+    cpus_per_trial: int
+    max_concurrent: int
+    max_rounds: int
+    report_every: int
+    grace_period: int | None
+    reduction_factor: int | None
+    reuse_actors: bool
+    checkpoint: bool
+    loggers: bool
+    rounds_run: int
+    rounds_budget: int
+    stopped_early: int
+    storage: str
+    trials: list[TuneTrial]
+    baseline: TuneModel
+    best: TuneModel
+    improvement_pct: float
+    resumed_with: int = 0  # trials an interrupted run had finished when this sweep resumed
+    reran_after_resume: list[str] = []  # of those, trials Tune had not yet saved as finished (ran again)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def parallel_efficiency(self) -> float:
+        """Σ compute / (CPUs × wall), Tune's start-up included."""
+        return self.compute_s / (self.cpus * self.wall_s)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def parallel_efficiency_after_startup(self) -> float:
+        """Σ compute / (CPUs × (wall − start-up)): the sweep once its first trial runs."""
+        return self.compute_s / (self.cpus * max(self.wall_s - self.startup_s, 1e-9))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def lower_bound_s(self) -> float:
+        """Tune's bound: max(Σ compute / CPUs in use, the longest trial)."""
+        return max(self.compute_bound_s, max((t.compute_s for t in self.trials), default=0.0))
+
+
+# -- bundles ----------------------------------------------------------------------------------
+
+
+class ClusterInfo(_Model):
+    address: str
+    mode: Literal["embedded", "existing"]
+    cpus: int
+    nodes: int
+    connect_s: float
+    ray_version: str
+
+
+class BundleHeader(_Model):
+    """What every bundle starts with, run or scale."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    created_utc: str
+    command: list[str]
+    environment: dict[str, Any]
+    options: dict[str, Any]
+    dataset: dict[str, Any]
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+
+class Result(BundleHeader):
+    kind: Literal["run"] = "run"
+    cluster: ClusterInfo | None = None
+    grid: GridResult | None = None
+    tune: TuneResult | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status(self) -> Literal["complete", "inconsistent"]:
+        return "inconsistent" if self.grid is not None and self.grid.mismatches else "complete"
+
+
+class StragglerRecord(_Model):
+    index: int
+    node: str
+    node_id: str
+    fit_s: float
+    expected_s: float
+
+
+class ScalePoint(Rounds):
+    """One phase at one node count: every round, and what the analysis derives.
+
+    ``speedup`` is T(smallest node count) × its nodes / T(N), i.e. against one node;
+    ``parallel_efficiency`` is that speedup / N (speedup / CPUs at one CPU per node).
+    """
+
+    phase: Literal["grid_parallel", "tune"]
+    nodes: int
+    cpus: int
+    lower_bound_s: float
+    speedup: float
+    parallel_efficiency: float
+    karp_flatt: float | None
+    node_hours: float
+    cost_per_trial: float | None
+    connect_s: float
+    warmup_s: float
+    resize_s: float | None = None  # --kuberay: patch to every new raylet alive
+    trials_per_node: dict[str, int]
+    stragglers: list[StragglerRecord]
+    breakdown: dict[str, float] = {}
+    trials: list[TrialRecord] | list[TuneTrial]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def schedule_efficiency(self) -> float:
+        return self.lower_bound_s / self.wall_s
+
+
+class ScaleFit(_Model):
+    phase: str
+    points: int  # node counts fitted; two points make an exact interpolation, not a prediction
+    amdahl_serial_fraction: float
+    amdahl_rmse: float
+    usl_sigma: float
+    usl_kappa: float
+    usl_rmse: float
+    usl_peak_nodes: float | None
+
+
+class Cheapest(_Model):
+    phase: str
+    nodes: int
+    cost: float
+    wall_s: float
+
+
+class ScaleResult(BundleHeader):
+    """A node-count sweep: the same work on 1..N nodes, with scaling-law fits and cost."""
+
+    kind: Literal["scale"] = "scale"
+    mode: Literal["local", "kuberay", "address"]
+    cpus_per_node: int
+    node_counts: list[int]
+    points: list[ScalePoint]
+    fits: list[ScaleFit]
+    price_per_node_hour: float | None = None
+    deadline_s: float | None = None
+    cheapest: list[Cheapest] = []
+
+
+# -- version 1 ----------------------------------------------------------------------------------
+
+
+def _v1_rounds(timing: dict[str, Any], duration: str) -> list[dict[str, Any]]:
+    """Version 1 kept every round's wall but only the median round's trials: each round gets
+    that round's busy time, longest trial and span."""
+    trials = timing.get("trials", [])
+    durations = [t[duration] for t in trials] or [0.0]
+    span = max(t["end_ts"] for t in trials) - min(t["start_ts"] for t in trials) if trials else 0.0
+    return [
+        {"wall_s": w, "busy_s": sum(durations), "longest_s": max(durations), "span_s": span}
+        for w in timing["walls_s"]
+    ]
+
+
+def _v1_timing(timing: dict[str, Any] | None, duration: str, drop: tuple[str, ...] = ()) -> Any:
+    if timing is None:
+        return None
+    rounds = _v1_rounds(timing, duration)
+    kept = {k: v for k, v in timing.items() if k not in ("walls_s", *drop)}
+    return {**kept, "rounds": rounds}
+
+
+def upgrade(document: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 document as version 2 (derived keys are recomputed on validation)."""
+    doc = dict(document, schema_version=SCHEMA_VERSION)
+    if doc.get("kind") == "scale":
+        points = []
+        for p in doc.get("points", []):
+            duration = "compute_s" if p.get("phase") == "tune" else "fit_s"
+            point = _v1_timing(p, duration, drop=("efficiency_vs_bound",))
+            point["parallel_efficiency"] = point.pop("efficiency")
+            points.append(point)
+        doc["points"] = points
+        doc["fits"] = [{**f, "points": len(doc.get("node_counts", []))} for f in doc.get("fits", [])]
+        return doc
+    grid = doc.get("grid")
+    if grid is not None:
+        doc["grid"] = {
+            **{k: v for k, v in grid.items() if k not in ("efficiency", "consistent")},
+            "sequential": _v1_timing(grid.get("sequential"), "fit_s"),
+            "parallel": _v1_timing(grid.get("parallel"), "fit_s", drop=("makespan_s",)),
+        }
+        if grid.get("parallel"):
+            doc["grid"]["cpus_per_trial"] = grid["parallel"]["cpus_per_trial"]
+    return doc
