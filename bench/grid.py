@@ -1,19 +1,21 @@
 """Grid benchmark: sequential vs rayscale's Ray runner vs joblib (loky), side by side in one run.
 
 For each workload the three methods fit the same configs in the same longest-first order,
-round after round interleaved (so drift on the machine hits all three alike). Ray and joblib
-are warmed up first; their cold starts are measured and reported apart.
+round after round interleaved (so drift on the machine hits all three alike). All three are
+warmed up first (the sequential one in the driver); the cold starts are reported apart.
 
-Targets (issue 2): warm Ray wall ≤ 1.10 × makespan lower bound, and ≤ joblib's wall.
+Every figure comes from rayscale's stats model: Ray vs joblib is a paired ratio of the rounds
+with a seeded 95 % bootstrap interval and a verdict ("faster", "slower" or "no significant
+difference"), and the speedup breakdown (contention, granularity, schedule, dispatch, the
+baseline's own overhead) is given for both parallel runners.
 
-    python bench/grid.py [--repeats 5] [--heavy-rows 5000] [--workloads seed,heavy]
+    python bench/grid.py [--repeats 9] [--heavy-rows 5000] [--workloads seed,heavy]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,31 +24,69 @@ from joblib import Parallel, delayed
 from rich.console import Console
 from rich.table import Table
 
-from rayscale import environment, summary
+from rayscale import environment
 from rayscale.cluster import ray_session
 from rayscale.datasets import load_dataset
 from rayscale.grids import load_grid
-from rayscale.runners import RayGridRunner, arrays, fit_and_score, run_sequential
+from rayscale.runners import (
+    RayGridRunner,
+    RayProcesses,
+    arrays,
+    fit_and_score,
+    mismatches,
+    run_sequential,
+    warm_driver,
+)
+from rayscale.schema import Round, Rounds, breakdown, lower_bound
+from rayscale.stats import Stats, paired_ratio, verdict
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BOUND_TARGET = 1.10
+FACTORS = ("baseline", "contention", "granularity", "schedule", "dispatch")
 
 
-def _joblib_round(pool: Parallel, specs, data) -> tuple[float, list[float]]:
+def _joblib_round(pool: Parallel, specs, data) -> Round:
     started = time.perf_counter()
     outcomes = pool(delayed(fit_and_score)(s.params, data) for s in specs)
-    return time.perf_counter() - started, [o["fit_s"] for o in outcomes]
+    wall = time.perf_counter() - started
+    fits = [o["fit_s"] for o in outcomes]
+    span = max(o["end_ts"] for o in outcomes) - min(o["start_ts"] for o in outcomes)
+    return Round(wall_s=wall, busy_s=sum(fits), longest_s=max(fits), span_s=span)
+
+
+def _figures(seq: Rounds, par: Rounds, cpus: int) -> dict:
+    speedup, ci = paired_ratio(seq.rounds_s, par.rounds_s)
+    factors = breakdown(seq, par, cpus, cpus, seq.wall_s, par.wall_s)
+    bound = lower_bound(par.median("busy_s"), par.median("longest_s"), cpus)
+    return {
+        "wall_s": par.wall_s,
+        "wall_mad_s": par.wall_mad_s,
+        "rounds_s": par.rounds_s,
+        "speedup": speedup,
+        "speedup_ci": ci,
+        "parallel_efficiency": speedup / cpus,
+        "schedule_efficiency": bound / par.wall_s,
+        "lower_bound_s": bound,
+        "breakdown": factors,
+    }
+
+
+def _verdict(ci: tuple[float, float]) -> str:
+    said = verdict(ci)  # of joblib's time over Ray's: "faster" means Ray is faster
+    return said if said == "no significant difference" else f"Ray is {said} than joblib"
 
 
 def bench_workload(name: str, dataset_spec: str, repeats: int, console: Console) -> dict:
     dataset = load_dataset(dataset_spec)
     specs = sorted(load_grid("seed"), key=lambda s: s.cost(dataset.n_train, dataset.n_features), reverse=True)
     data = arrays(dataset)
-    rounds = []
+    seq_rounds, ray_rounds, jl_rounds = [], [], []
+    consistent = True
     with ray_session("") as cluster:
         cpus = cluster.cpus
         runner = RayGridRunner(dataset, cpus_per_trial=1, cluster_cpus=cpus)
         ray_warmup_s = runner.warm_up()
+        ray_processes = RayProcesses.find()
+        sequential_warmup_s = warm_driver(dataset)
         with Parallel(n_jobs=cpus, backend="loky") as pool:
             started = time.perf_counter()
             pool(delayed(fit_and_score)(s.params, data) for s in specs[-cpus:])  # start + import in workers
@@ -54,29 +94,16 @@ def bench_workload(name: str, dataset_spec: str, repeats: int, console: Console)
             for r in range(repeats):
                 console.log(f"{name}: round {r + 1}/{repeats}")
                 seq_wall, seq_trials = run_sequential(specs, dataset)
+                seq_rounds.append(Round.of(seq_wall, seq_trials))
+                before = ray_processes.cpu_s() if ray_processes else None
                 ray_wall, ray_trials = runner.run(specs)
-                jl_wall, jl_fits = _joblib_round(pool, specs, data)
-                ray_bound = summary.lower_bound([t.fit_s for t in ray_trials], cpus)
-                rounds.append(
-                    {
-                        "sequential_s": seq_wall,
-                        "ray_s": ray_wall,
-                        "joblib_s": jl_wall,
-                        "ray_lower_bound_s": ray_bound,
-                        "joblib_lower_bound_s": summary.lower_bound(jl_fits, cpus),
-                        "sequential_fit_lower_bound_s": summary.lower_bound(
-                            [t.fit_s for t in seq_trials], cpus
-                        ),
-                        "ray_makespan_s": summary.makespan(ray_trials),
-                        "consistent": not summary.mismatches(seq_trials, ray_trials),
-                    }
-                )
-
-    def med(key: str) -> float:
-        return statistics.median(r[key] for r in rounds)
-
-    ratios = [r["ray_s"] / r["ray_lower_bound_s"] for r in rounds]
-    vs_joblib = [r["ray_s"] / r["joblib_s"] for r in rounds]
+                used = ray_processes.cpu_s() - before if ray_processes and before is not None else None
+                ray_rounds.append(Round.of(ray_wall, ray_trials, ray_cpu_s=used))
+                jl_rounds.append(_joblib_round(pool, specs, data))
+                consistent = consistent and not mismatches(seq_trials, ray_trials)
+    seq, ray, jl = Rounds(rounds=seq_rounds), Rounds(rounds=ray_rounds), Rounds(rounds=jl_rounds)
+    ratio, ratio_ci = paired_ratio(jl.rounds_s, ray.rounds_s)  # > 1: Ray is faster
+    ray_cpu = [r.ray_cpu_s / (cpus * r.wall_s) for r in ray_rounds if r.ray_cpu_s is not None]
     return {
         "workload": name,
         "dataset": dataset.describe(),
@@ -87,25 +114,22 @@ def bench_workload(name: str, dataset_spec: str, repeats: int, console: Console)
             "ray_connect_s": cluster.connect_s,
             "ray_warmup_s": ray_warmup_s,
             "joblib_warmup_s": joblib_warmup_s,
+            "sequential_warmup_s": sequential_warmup_s,
         },
-        "median": {k: med(k) for k in rounds[0] if k != "consistent"},
-        "ray_over_lower_bound": {"median": statistics.median(ratios), "max": max(ratios)},
-        "ray_over_joblib": {"median": statistics.median(vs_joblib), "max": max(vs_joblib)},
-        "speedup_ray": med("sequential_s") / med("ray_s"),
-        "speedup_joblib": med("sequential_s") / med("joblib_s"),
-        "targets": {
-            "ray_within_1.10x_lower_bound": statistics.median(ratios) <= BOUND_TARGET,
-            "ray_not_slower_than_joblib": statistics.median(vs_joblib) <= 1.0,
-        },
-        "all_rounds_consistent": all(r["consistent"] for r in rounds),
-        "rounds": rounds,
+        "sequential": {"wall_s": seq.wall_s, "wall_mad_s": seq.wall_mad_s, "rounds_s": seq.rounds_s},
+        "ray": _figures(seq, ray, cpus),
+        "joblib": _figures(seq, jl, cpus),
+        "ray_cpu_share": Stats(ray_cpu).median if ray_cpu else None,
+        "joblib_over_ray": {"ratio": ratio, "ci": ratio_ci, "verdict": _verdict(ratio_ci)},
+        "all_rounds_consistent": consistent,
+        "rounds": {"sequential": seq_rounds, "ray": ray_rounds, "joblib": jl_rounds},
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed rounds for the seed workload")
-    parser.add_argument("--heavy-repeats", type=int, default=2, help="timed rounds for the heavy workload")
+    parser.add_argument("--repeats", type=int, default=9, help="timed rounds for the seed workload")
+    parser.add_argument("--heavy-repeats", type=int, default=3, help="timed rounds for the heavy workload")
     parser.add_argument(
         "--heavy-rows", type=int, default=5000, help="friedman1 rows (≥0.5 s per fit at 5000)"
     )
@@ -124,46 +148,41 @@ def main() -> None:
     report = {
         "benchmark": "grid",
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": environment.capture(),
+        "environment": {**environment.capture(), "before": environment.machine_state()},
         "workloads": [bench_workload(w, *workloads[w], console) for w in chosen],
     }
-    table = Table(title="bench/grid.py — medians over rounds")
-    for column in (
-        "workload",
-        "seq s",
-        "ray s",
-        "joblib s",
-        "lower bound s",
-        "ray / bound",
-        "ray / joblib",
-        "speedup",
-        "ray cold start s",
-    ):
+    report["environment"]["after"] = environment.machine_state()
+    table = Table(title="bench/grid.py — medians over interleaved rounds, 95% CIs")
+    for column in ("workload", "runner", "wall s", "speedup (CI)", "par. eff.", "sched. eff.", *FACTORS):
         table.add_column(column, justify="right")
     for w in report["workloads"]:
-        m, cold = w["median"], w["cold_start"]
-        table.add_row(
-            w["workload"],
-            f"{m['sequential_s']:.2f}",
-            f"{m['ray_s']:.2f}",
-            f"{m['joblib_s']:.2f}",
-            f"{m['ray_lower_bound_s']:.2f}",
-            f"{w['ray_over_lower_bound']['median']:.3f}",
-            f"{w['ray_over_joblib']['median']:.3f}",
-            f"{w['speedup_ray']:.2f}x",
-            f"{cold['ray_connect_s'] + cold['ray_warmup_s']:.2f}",
-        )
+        for runner in ("ray", "joblib"):
+            f = w[runner]
+            low, high = f["speedup_ci"]
+            table.add_row(
+                w["workload"],
+                runner,
+                f"{f['wall_s']:.2f}",
+                f"{f['speedup']:.2f}x ({low:.2f}–{high:.2f})",
+                f"{f['parallel_efficiency']:.2f}",
+                f"{f['schedule_efficiency']:.2f}",
+                *(f"{f['breakdown'][k]:.3f}" for k in FACTORS),
+            )
     console.print(table)
     for w in report["workloads"]:
+        v, cold = w["joblib_over_ray"], w["cold_start"]
+        share = "n/a" if w["ray_cpu_share"] is None else f"{w['ray_cpu_share']:.1%}"
         console.print(
-            f"{w['workload']}: targets {w['targets']}, metrics consistent: {w['all_rounds_consistent']}"
+            f"{w['workload']}: joblib/Ray {v['ratio']:.3f} (95% CI {v['ci'][0]:.3f}–{v['ci'][1]:.3f}): "
+            f"{v['verdict']}; Ray's own CPU {share}; Ray cold start "
+            f"{cold['ray_connect_s'] + cold['ray_warmup_s']:.2f}s; consistent: {w['all_rounds_consistent']}"
         )
     out = (
         args.output
         or RESULTS / f"grid-{datetime.now(timezone.utc):%Y%m%d}-{report['environment']['hostname']}.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.write_text(json.dumps(report, indent=2, default=lambda o: o.model_dump(mode="json")) + "\n")
     console.print(f"written {out}")
 
 

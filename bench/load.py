@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from rayscale.cluster import ray_session
 from rayscale.datasets import load_dataset
 from rayscale.grids import TrialSpec
 from rayscale.runners import RayGridRunner
+from rayscale.stats import Stats
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FLAT_WITHIN = 1.25  # the 2,000-config overhead per trial within 25 % of the 200-config one
@@ -81,9 +81,9 @@ def main() -> None:
                 {
                     "configs": size,
                     "slots": runner.slots,
-                    "wall_s": statistics.median(walls),
-                    "overhead_per_trial_ms": 1000 * statistics.median(overheads),
-                    "trials_per_s": size / statistics.median(walls),
+                    "wall_s": Stats(walls).median,
+                    "overhead_per_trial_ms": 1000 * Stats(overheads).median,
+                    "trials_per_s": size / Stats(walls).median,
                     "driver_rss_mb": max(rss) / 2**20,
                 }
             )

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from rayscale.bundle import RESULT_FILE, TRIALS_FILE, load_result, write_bundle
 from rayscale.errors import RayscaleError
 from rayscale.options import RunOptions
 from rayscale.pipeline import run_benchmark
-from rayscale.bundle import RESULT_FILE, TRIALS_FILE, load_result, write_bundle
 from rayscale.schema import SCHEMA_VERSION, Result
 
 

@@ -180,7 +180,7 @@ def test_full_run_on_embedded_ray(tmp_path: Path, small_grid: Path) -> None:
     ):
         assert needle in result.stdout, needle
     document = json.loads((out / "result.json").read_text())
-    assert len(document["grid"]["parallel"]["walls_s"]) == 2
+    assert len(document["grid"]["parallel"]["rounds_s"]) == 2
     assert document["cluster"]["mode"] == "embedded"
     assert document["tune"]["max_rounds"] == 50 and len(document["tune"]["trials"]) == 32
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from rayscale.bundle import SCALE_FILE, write_scale_bundle
 from rayscale.compare import compare, figures, parse_thresholds
 from rayscale.errors import RayscaleError
-from rayscale.bundle import SCALE_FILE, write_scale_bundle
 from rayscale.schema import Round, ScalePoint, ScaleResult
 
 

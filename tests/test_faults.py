@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rayscale.runners import mismatches
 from rayscale.cluster import ray_session
 from rayscale.datasets import load_dataset
 from rayscale.grids import load_grid
-from rayscale.runners import RayGridRunner, run_sequential
+from rayscale.runners import RayGridRunner, mismatches, run_sequential
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 

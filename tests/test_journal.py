@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from rayscale.bundle import JOURNAL_FILE, MANIFEST_FILE, RESULT_FILE
 from rayscale.cli import app
 from rayscale.errors import RayscaleError
 from rayscale.journal import Journal, read_partial
 from rayscale.options import RunOptions
 from rayscale.pipeline import run_benchmark
-from rayscale.bundle import JOURNAL_FILE, MANIFEST_FILE, RESULT_FILE
 
 
 def test_a_finished_run_journals_every_trial_and_says_complete(tmp_path: Path, small_grid: Path) -> None:
@@ -101,10 +101,13 @@ def test_a_refused_run_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_a_run_that_fails_after_work_keeps_its_journal_and_records_why(tmp_path: Path) -> None:
-    """The second config passes validation but fails inside fit (its early-stopping split leaves no rows):
-    the first trial stays journaled, the run is marked failed with the reason, exit 3."""
+    """The second config passes validation but fails inside fit (its early-stopping split leaves
+    no rows): the first trial stays journaled, the run is marked failed with the reason, exit 3."""
     grid = tmp_path / "grid.yaml"
-    grid.write_text("configs:\n  - {n_estimators: 10}\n  - {n_estimators: 10, n_iter_no_change: 2, validation_fraction: 0.999}\n")
+    grid.write_text(
+        "configs:\n  - {n_estimators: 10}\n"
+        "  - {n_estimators: 10, n_iter_no_change: 2, validation_fraction: 0.999}\n"
+    )
     out = tmp_path / "b"
     result = CliRunner().invoke(
         app, ["run", "--phases", "grid-seq", "--grid", str(grid), "--repeats", "1", "--output", str(out)]

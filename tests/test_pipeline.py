@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from rayscale.bundle import load_result
 from rayscale.options import RunOptions
 from rayscale.pipeline import run_benchmark
-from rayscale.bundle import load_result
 
 pytestmark = pytest.mark.slow
 

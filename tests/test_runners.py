@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from rayscale.runners import mismatches
 from rayscale.cluster import ray_session
 from rayscale.datasets import load_dataset
 from rayscale.errors import RayscaleError
 from rayscale.grids import load_grid
-from rayscale.runners import RayGridRunner, run_sequential
+from rayscale.runners import RayGridRunner, mismatches, run_sequential
 
 pytestmark = pytest.mark.slow
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from rayscale.bundle import SCALE_FILE, load_any
 from rayscale.cli import app
 from rayscale.cluster import local_raylets
 from rayscale.errors import RayscaleError
 from rayscale.options import RunOptions
-from rayscale.bundle import SCALE_FILE, load_any
-from rayscale.schema import ScaleResult
 from rayscale.scale import ScaleOptions, parse_nodes, run_scale
+from rayscale.schema import ScaleResult
 
 
 @pytest.mark.parametrize(("text", "expected"), [("1,2,4", (1, 2, 4)), ("4, 1", (1, 4)), ("3", (3,))])

@@ -14,7 +14,6 @@ NODES = [1, 2, 4, 8, 16, 32]
 
 def test_speedup_and_efficiency() -> None:
     assert scaling.speedups([1, 2, 4], [8.0, 4.0, 2.5]) == [1.0, 2.0, 3.2]
-    assert scaling.efficiencies([1, 2, 4], [8.0, 4.0, 2.5]) == [1.0, 1.0, 0.8]
     # Without a 1-node point the smallest count stands in: T(1) ≈ 2 × T(2).
     assert scaling.speedups([2, 4], [4.0, 2.0]) == [2.0, 4.0]
 

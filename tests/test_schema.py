@@ -89,8 +89,20 @@ def test_trial_states_and_durations() -> None:
     assert _trial(0).state is TrialState.ok and _trial(0, retries=1).state is TrialState.retried
     assert _trial(0, start=0.0, end=2.0).duration_s == 2.0
     tune = TuneTrial(
-        index=0, trial_id="t_00000", params={}, rmse=1.0, r2=0.5, mae=1.0, compute_s=0.7, rounds=50,
-        stopped_early=True, node="n", node_id="i", pid=1, start_ts=0.0, end_ts=1.0,
+        index=0,
+        trial_id="t_00000",
+        params={},
+        rmse=1.0,
+        r2=0.5,
+        mae=1.0,
+        compute_s=0.7,
+        rounds=50,
+        stopped_early=True,
+        node="n",
+        node_id="i",
+        pid=1,
+        start_ts=0.0,
+        end_ts=1.0,
     )
     assert tune.state is TrialState.stopped_early and tune.duration_s == 0.7
     assert json.loads(tune.model_dump_json())["state"] == "stopped_early"

@@ -133,7 +133,10 @@ class MetricsCallback(Callback):
             failed = error.trials if isinstance(error, TrialFailed) else 0
             phase = error.phase if isinstance(error, TrialFailed) else (ctx.current if ctx else None)
             self.metrics.record_failure(
-                phase or "setup", cluster.cpus if cluster else 1, cluster.nodes if cluster else 1, trials=failed
+                phase or "setup",
+                cluster.cpus if cluster else 1,
+                cluster.nodes if cluster else 1,
+                trials=failed,
             )
             self.metrics.push_all()
         elif status == "complete":

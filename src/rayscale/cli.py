@@ -334,7 +334,7 @@ def compare(
         bool, typer.Option(help="Compare bundles of different kinds, datasets or grids.")
     ] = False,
 ) -> None:
-    """Compare two result or scaling bundles; exit 1 when a figure regresses significantly past its threshold."""
+    """Compare two bundles; exit 1 when a figure regresses past its threshold beyond the noise."""
     from rayscale.bundle import load_any
     from rayscale.compare import compare as compare_bundles
     from rayscale.compare import parse_thresholds, write_junit

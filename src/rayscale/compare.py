@@ -112,9 +112,11 @@ def _grid_figures(bundle: Result) -> dict[str, Figure]:
 def _scale_figures(bundle: ScaleResult) -> dict[str, Figure]:
     out: dict[str, Figure] = {}
     for p in bundle.points:
-        base = next(q for q in bundle.points if q.phase == p.phase and q.nodes == min(
-            r.nodes for r in bundle.points if r.phase == p.phase
-        ))
+        base = next(
+            q
+            for q in bundle.points
+            if q.phase == p.phase and q.nodes == min(r.nodes for r in bundle.points if r.phase == p.phase)
+        )
         speedups = [base.wall_s * base.nodes / w for w in p.rounds_s]
         out[f"{p.phase}.speedup@{p.nodes}"] = Figure(speedups)
         out[f"{p.phase}.parallel_efficiency@{p.nodes}"] = Figure([s / p.nodes for s in speedups])
@@ -202,12 +204,15 @@ def compare(
 
 
 def write_junit(path: Path, rows: list[Row], thresholds: dict[str, float], failures: list[str]) -> None:
-    """The verdicts as JUnit XML (one test case per gated figure), as kube-burner and ClusterLoader2 report."""
+    """The verdicts as JUnit XML, one test case per gated figure (kube-burner and ClusterLoader2
+    report this way)."""
     suite = ElementTree.Element("testsuite", name="rayscale compare", tests=str(len(thresholds)))
     failed = {line.split(" ", 1)[0]: line for line in failures}
     for name, limit in thresholds.items():
         row = next(r for r in rows if r.figure == name)
-        case = ElementTree.SubElement(suite, "testcase", classname="rayscale.compare", name=f"{name}:{limit:g}%")
+        case = ElementTree.SubElement(
+            suite, "testcase", classname="rayscale.compare", name=f"{name}:{limit:g}%"
+        )
         if name in failed:
             ElementTree.SubElement(case, "failure", message=failed[name]).text = failed[name]
         else:

@@ -117,7 +117,8 @@ def _csv(args: list[str], seed: int) -> Table:
     missing = frame.isna().sum()
     if missing.any():
         where = ", ".join(
-            f"{name!r} ({count} row{'s' if count > 1 else ''})" for name, count in missing[missing > 0].items()
+            f"{name!r} ({count} row{'s' if count > 1 else ''})"
+            for name, count in missing[missing > 0].items()
         )
         raise RayscaleError(
             f"CSV file {path} has missing values in column {where}; drop or impute them first"

@@ -89,7 +89,9 @@ def machine_state() -> dict[str, Any]:
     except OSError:
         state["loadavg"] = None
     try:
-        state["cpu_governor"] = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor").read_text().strip()
+        state["cpu_governor"] = (
+            Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor").read_text().strip()
+        )
     except OSError:
         state["cpu_governor"] = None
     return state

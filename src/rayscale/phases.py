@@ -304,4 +304,3 @@ def run_phases(ctx: Context, saved: dict[str, dict[str, Any]]) -> None:
             ctx.results[p.name] = p.result(ctx, outcomes[p.name])
         for p in members:
             ctx.callbacks.on_phase_end(p, ctx.results[p.name], ctx)
-

@@ -124,7 +124,9 @@ def execute(
     )
     if opts.metrics_port is not None:
         metrics.serve(opts.metrics_port)
-    callbacks = CallbackList([JournalCallback(open_journal), MetricsCallback(metrics), ProgressCallback(console)])
+    callbacks = CallbackList(
+        [JournalCallback(open_journal), MetricsCallback(metrics), ProgressCallback(console)]
+    )
     for note in dataset.warnings:
         console.print(f"warning: {note}", style="yellow", highlight=False, markup=False)
     ctx = Context(opts, dataset, build(opts, tune_finished), specs, out_dir, callbacks, console)

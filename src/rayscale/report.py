@@ -67,7 +67,9 @@ def timing_table(result: Result) -> Table:
         table.add_row("Parallel time (warm)", _s(par.wall_s), _spread(par))
     if grid.speedup is not None and grid.speedup_ci is not None:
         low, high = grid.speedup_ci
-        table.add_row("Speedup", f"{grid.speedup:.2f}x", f"sequential / parallel; 95% CI {low:.2f}–{high:.2f}")
+        table.add_row(
+            "Speedup", f"{grid.speedup:.2f}x", f"sequential / parallel; 95% CI {low:.2f}–{high:.2f}"
+        )
         table.add_row("Time saved", _s(grid.time_saved_s), f"{grid.time_saved_pct:.1f}%")
     if grid.parallel_efficiency is not None and grid.parallel_efficiency_ci is not None:
         low, high = grid.parallel_efficiency_ci
@@ -89,8 +91,12 @@ def timing_table(result: Result) -> Table:
             f"connect {_s(par.connect_s)} + warm-up {_s(par.warmup_s)}, not in the timings",
         )
     if grid.ray_cpu_share is not None:
-        table.add_row("Ray's own CPU", f"{grid.ray_cpu_share:.1%}", "raylet, GCS, agents; share of CPU × wall")
-    table.add_row("Cluster", plural(grid.cpus, "CPU"), f"{plural(grid.nodes, 'node')}, {grid.configs} configs")
+        table.add_row(
+            "Ray's own CPU", f"{grid.ray_cpu_share:.1%}", "raylet, GCS, agents; share of CPU × wall"
+        )
+    table.add_row(
+        "Cluster", plural(grid.cpus, "CPU"), f"{plural(grid.nodes, 'node')}, {grid.configs} configs"
+    )
     return table
 
 
@@ -156,7 +162,8 @@ def tune_table(result: Result) -> Table:
     table.add_row(
         "Trials",
         str(len(tune.trials)),
-        f"{tune.sampling} sampling, {tune.max_concurrent} at a time, {plural(tune.cpus_per_trial, 'CPU')} each",
+        f"{tune.sampling} sampling, {tune.max_concurrent} at a time, "
+        f"{plural(tune.cpus_per_trial, 'CPU')} each",
     )
     table.add_row(
         "Stopped early",
@@ -402,7 +409,8 @@ def waterfall_plot(grid: GridResult, path: Path) -> Path:
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylabel("speedup")
     ax.set_title(
-        f"Where the speedup went: parallel efficiency {grid.parallel_efficiency:.2f} = product of the factors",
+        f"Where the speedup went: parallel efficiency {grid.parallel_efficiency:.2f} "
+        "= the product of the factors",
         fontsize=9,
     )
     ax.grid(axis="y", alpha=0.3)
@@ -609,7 +617,9 @@ def karp_flatt_notes(result: ScaleResult) -> list[str]:
                 if p.karp_flatt < 0
                 else "the speedup is below 1: adding nodes slowed the work down"
             )
-            notes.append(f"{p.phase} at {p.nodes} nodes: Karp–Flatt {p.karp_flatt:.3f} is outside [0, 1]: {why}")
+            notes.append(
+                f"{p.phase} at {p.nodes} nodes: Karp–Flatt {p.karp_flatt:.3f} is outside [0, 1]: {why}"
+            )
     return notes
 
 
@@ -656,18 +666,38 @@ def write_scale_plot(result: ScaleResult, out_dir: Path) -> Path:
         base = pts[0].wall_s * pts[0].nodes
         low = [p.speedup - base / p.wall_max_s for p in pts]
         high = [base / p.wall_min_s - p.speedup for p in pts]
-        ax_s.errorbar(n, [p.speedup for p in pts], yerr=[low, high], fmt="o-", color=c, capsize=4, label=phase)
+        ax_s.errorbar(
+            n, [p.speedup for p in pts], yerr=[low, high], fmt="o-", color=c, capsize=4, label=phase
+        )
         fit = next((f for f in result.fits if f.phase == phase), None)
         if fit is not None:
             amdahl = AmdahlFit(fit.amdahl_serial_fraction, fit.amdahl_rmse)
             usl = USLFit(fit.usl_sigma, fit.usl_kappa, fit.usl_rmse)
             note = " (2 points: exact)" if fit.points == 2 else ""
-            ax_s.plot(xs, [amdahl.predict(x) for x in xs], ":", color=c, label=f"Amdahl f={amdahl.serial_fraction:.3f}{note}")
-            ax_s.plot(xs, [usl.predict(x) for x in xs], "-.", color=c, alpha=0.6, label=f"USL σ={usl.sigma:.3f} κ={usl.kappa:.4f}{note}")
+            ax_s.plot(
+                xs,
+                [amdahl.predict(x) for x in xs],
+                ":",
+                color=c,
+                label=f"Amdahl f={amdahl.serial_fraction:.3f}{note}",
+            )
+            ax_s.plot(
+                xs,
+                [usl.predict(x) for x in xs],
+                "-.",
+                color=c,
+                alpha=0.6,
+                label=f"USL σ={usl.sigma:.3f} κ={usl.kappa:.4f}{note}",
+            )
         eff_low = [p.parallel_efficiency - base / p.wall_max_s / p.nodes for p in pts]
         eff_high = [base / p.wall_min_s / p.nodes - p.parallel_efficiency for p in pts]
         ax_e.errorbar(
-            n, [p.parallel_efficiency for p in pts], yerr=[eff_low, eff_high], fmt="o-", color=c, capsize=4,
+            n,
+            [p.parallel_efficiency for p in pts],
+            yerr=[eff_low, eff_high],
+            fmt="o-",
+            color=c,
+            capsize=4,
             label=f"{phase} parallel",
         )
         ax_e.plot(n, [p.schedule_efficiency for p in pts], "x--", color=c, label=f"{phase} schedule")
@@ -683,7 +713,9 @@ def write_scale_plot(result: ScaleResult, out_dir: Path) -> Path:
         ax_w.plot(n, [p.lower_bound_s for p in pts], "x--", color=c, label=f"{phase} lower bound")
     ax_e.axhline(1.0, color="k", linestyle="--", linewidth=1)
     ax_s.set(title="Speedup vs nodes", xlabel="nodes", ylabel="T(1 node) / T(N)")
-    ax_e.set(title="Efficiency vs nodes", xlabel="nodes", ylabel="speedup / N; lower bound / wall", ylim=(0, 1.1))
+    ax_e.set(
+        title="Efficiency vs nodes", xlabel="nodes", ylabel="speedup / N; lower bound / wall", ylim=(0, 1.1)
+    )
     ax_w.set(title="Wall time vs nodes", xlabel="nodes", ylabel="seconds")
     for ax in (ax_s, ax_e, ax_w):
         ax.grid(alpha=0.3)

@@ -209,8 +209,16 @@ def _measure(ctx: Context, resize_s: float | None) -> list[Measured]:
         bound = lower_bound(par.median("busy_s"), par.median("longest_s"), slots)
         out.append(
             Measured(
-                "grid_parallel", info.nodes, info.cpus, slots, par.rounds, par.trials, bound,
-                info.connect_s, par.warmup_s, resize_s,
+                "grid_parallel",
+                info.nodes,
+                info.cpus,
+                slots,
+                par.rounds,
+                par.trials,
+                bound,
+                info.connect_s,
+                par.warmup_s,
+                resize_s,
             )
         )
     sweeps = ctx.outcomes.get(TuneSweep.name)
@@ -219,8 +227,16 @@ def _measure(ctx: Context, resize_s: float | None) -> list[Measured]:
         rounds = [Round.of(t.wall_s, t.trials) for t in sweeps]
         out.append(
             Measured(
-                "tune", info.nodes, info.cpus, slots, rounds, chosen.trials, chosen.lower_bound_s,
-                info.connect_s, 0.0, resize_s,
+                "tune",
+                info.nodes,
+                info.cpus,
+                slots,
+                rounds,
+                chosen.trials,
+                chosen.lower_bound_s,
+                info.connect_s,
+                0.0,
+                resize_s,
             )
         )
     return out
@@ -329,8 +345,16 @@ def run_scale(opts: ScaleOptions, console: Console | None = None) -> tuple[Scale
             callbacks = CallbackList([MetricsCallback(metrics), ProgressCallback(console)])
             with session(n) as (info, pinned, resize_s):
                 ctx = Context(
-                    run, dataset, build(run), specs, out_dir / "tune" / f"n{n}", callbacks, console,
-                    cluster=info, pinned=pinned, tune_repeats=run.repeats,
+                    run,
+                    dataset,
+                    build(run),
+                    specs,
+                    out_dir / "tune" / f"n{n}",
+                    callbacks,
+                    console,
+                    cluster=info,
+                    pinned=pinned,
+                    tune_repeats=run.repeats,
                 )
                 try:
                     callbacks.on_run_start(ctx)

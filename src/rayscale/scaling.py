@@ -13,7 +13,6 @@ Given the wall time T(N) of the same work on N nodes:
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar, nnls
 
 from rayscale.schema import TrialRecord
+from rayscale.stats import Stats
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,6 @@ def speedups(nodes: Sequence[int], walls: Sequence[float]) -> list[float]:
     base_nodes = min(nodes)
     base = walls[list(nodes).index(base_nodes)] * base_nodes
     return [base / w for w in walls]
-
-
-def efficiencies(nodes: Sequence[int], walls: Sequence[float]) -> list[float]:
-    return [s / n for s, n in zip(speedups(nodes, walls), nodes, strict=True)]
 
 
 def karp_flatt(speedup: float, nodes: int) -> float | None:
@@ -111,15 +107,14 @@ def stragglers(trials: Sequence[TrialRecord], mads: float = 3.0) -> list[Straggl
     usable = [t for t in trials if t.cost > 0 and t.fit_s > 0]
     if len(usable) < 4:
         return []
-    k = statistics.median(t.fit_s / t.cost for t in usable)
-    logs = [math.log(t.fit_s / (k * t.cost)) for t in usable]
-    centre = statistics.median(logs)
-    mad = 1.4826 * statistics.median(abs(x - centre) for x in logs)
+    k = Stats([t.fit_s / t.cost for t in usable]).median
+    logs = Stats([math.log(t.fit_s / (k * t.cost)) for t in usable])
+    centre, mad = logs.median, 1.4826 * logs.mad
     if mad == 0:
         return []
     return [
         Straggler(t.index, t.node, t.node_id, t.fit_s, k * t.cost)
-        for t, x in zip(usable, logs, strict=True)
+        for t, x in zip(usable, logs.values, strict=True)
         if (x - centre) / mad > mads
     ]
 

@@ -324,7 +324,9 @@ def baseline(dataset: Dataset, nthread: int, seed: int) -> TuneModel:
     }
     params.update({k: float(tree[k]) for k in ("subsample", "colsample_bytree", "min_child_weight")})
     params["max_depth"] = int(tree["max_depth"])
-    return TuneModel(params=params, **scores(dataset.y_test, model.predict(dataset.X_test)))
+    return TuneModel.model_validate(
+        {"params": params, **scores(dataset.y_test, model.predict(dataset.X_test))}
+    )
 
 
 def _tune_trial(
@@ -342,7 +344,9 @@ def _tune_trial(
         mae=m["mae"],
         val_rmse=m.get("val_rmse"),
         reports=[
-            TuneReport(rounds=r["rounds"], rmse=r["rmse"], compute_s=r["compute_s"], val_rmse=r.get("val_rmse"))
+            TuneReport(
+                rounds=r["rounds"], rmse=r["rmse"], compute_s=r["compute_s"], val_rmse=r.get("val_rmse")
+            )
             for r in reports
         ],
         compute_s=m["compute_s"],
@@ -633,7 +637,12 @@ def summarise(
         trials=trials,
         baseline=base,
         best=TuneModel(
-            params=best.params, rmse=best.rmse, r2=best.r2, mae=best.mae, rounds=best.rounds, val_rmse=best.val_rmse
+            params=best.params,
+            rmse=best.rmse,
+            r2=best.r2,
+            mae=best.mae,
+            rounds=best.rounds,
+            val_rmse=best.val_rmse,
         ),
         improvement_pct=100.0 * (base.rmse - best.rmse) / base.rmse,
     )

@@ -86,6 +86,43 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       mountPath: {{ .root.Values.results.mountPath }}
 {{- end }}
 
+{{/* rayscale.podSpec: the pod spec shared by head and workers, as the pushgateway chart shares
+its podSpec (dict: root, name, cpu, memory, ports, head). Only the head mounts the ServiceAccount
+token (the driver resizes the cluster with rbac.scaleRole) and the results volume claim. */}}
+{{- define "rayscale.podSpec" -}}
+serviceAccountName: {{ include "rayscale.serviceAccountName" .root }}
+{{- if .head }}
+# The driver on the head resizes the cluster for node-count sweeps (rbac.scaleRole).
+automountServiceAccountToken: {{ .root.Values.rbac.scaleRole }}
+{{- end }}
+securityContext:
+  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  {{- include "rayscale.rayContainer" . | nindent 2 }}
+volumes:
+  - name: ray-logs
+    emptyDir: {}
+  - name: results
+    {{- if and .head .root.Values.results.persistence.enabled }}
+    persistentVolumeClaim:
+      claimName: {{ include "rayscale.suffixed" (dict "root" .root "suffix" "results") }}
+    {{- else }}
+    emptyDir: {}
+    {{- end }}
+{{- with .root.Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
 {{/* rayscale.suffixed: fullname plus "-suffix", the fullname shortened so the whole stays within 63 (dict: root, suffix). */}}
 {{- define "rayscale.suffixed" -}}
 {{- $base := include "rayscale.fullname" .root | trunc (int (sub 62 (len .suffix))) | trimSuffix "-" }}
