@@ -44,6 +44,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "text-target.csv": "a,price\n1,cheap\n2,3\n",
         "nan.csv": "a,price\n1,2\n,3\n4,5\n6,7\n8,9\n",
         "not-a-bundle.json": "{}",
+        "mixed-space.yaml": "space:\n  max_depth: [3, '5']\n",
+        "word-space.yaml": "space:\n  learning_rate: [fast]\n",
+        "nan-target.csv": "a,price\n1,2\n2,\n3,4\n4,5\n5,6\n",
         "file": "x",
     }
     for name, text in files.items():
@@ -125,6 +128,25 @@ CASES = [
         ["run", "--resume", "{root}/ok-grid.yaml"],
         2,
         "is not a partial rayscale bundle",
+    ),
+    ("output-cannot-be-created", ["run", "--output", "/proc/rayscale-x"], 3, "cannot be created"),
+    (
+        "space-mixed-types",
+        ["run", "--phases", "tune", "--space", "{root}/mixed-space.yaml"],
+        2,
+        "'max_depth' takes numbers; got '5'",
+    ),
+    (
+        "space-value-xgboost-cannot-parse",
+        ["run", "--phases", "tune", "--space", "{root}/word-space.yaml"],
+        2,
+        "'learning_rate' takes numbers; got 'fast'",
+    ),
+    (
+        "csv-target-missing-values",
+        ["run", "--dataset", "csv:{root}/nan-target.csv:price"],
+        2,
+        "missing values in column 'price' (1 row); drop or impute them first",
     ),
     ("resume-a-finished-run", ["run", "--resume", "{root}/earlier"], 2, "the run already finished"),
 ]

@@ -71,3 +71,22 @@ def test_load_rejects_what_is_not_a_result(tmp_path: Path, content: str, message
 def test_load_of_a_missing_bundle(tmp_path: Path) -> None:
     with pytest.raises(RayscaleError, match="no result bundle"):
         load_result(tmp_path)
+
+
+def test_stored_options_redact_credentials_for_run_and_scale_alike() -> None:
+    from rayscale.bundle import redacted_command, stored_options
+    from rayscale.scale import ScaleOptions
+
+    url = "http://user:s3cret@gw:9091"
+    run = RunOptions(push_gateway=url, command=["rayscale", "run", f"--push-gateway={url}"])
+    scale = ScaleOptions(nodes=(1, 2), run=run, command=["rayscale", "scale", "--push-gateway", url])
+    for stored in (stored_options(run), stored_options(scale)):
+        text = json.dumps(stored)
+        assert "s3cret" not in text and "http://***@gw:9091" in text and "command" not in text
+    assert "s3cret" not in " ".join(redacted_command(scale.command))
+
+
+def test_trials_csv_gives_every_parameter_a_column(bundle: tuple[Result, Path]) -> None:
+    _, out = bundle
+    header = (out / TRIALS_FILE).read_text().splitlines()[0].split(",")
+    assert header[:6] == ["phase", "index", "n_estimators", "learning_rate", "max_depth", "random_state"]

@@ -84,3 +84,19 @@ def test_bad_dataset_specs(spec: str, message: str) -> None:
 def test_test_size_outside_unit_interval(size: float) -> None:
     with pytest.raises(RayscaleError, match="--test-size"):
         load_dataset("diabetes", test_size=size)
+
+
+def test_identifier_and_date_columns_are_warned_about(tmp_path) -> None:
+    rows = "\n".join(f"id{i},2024-01-{i + 1:02d},{i % 3},{i * 1.5}" for i in range(12))
+    path = tmp_path / "t.csv"
+    path.write_text("customer,day,group,price\n" + rows + "\n")
+    dataset = load_dataset(f"csv:{path}:price")
+    assert len(dataset.warnings) == 2
+    assert "'customer' is unique per row" in dataset.warnings[0]
+    assert "'day' looks like dates" in dataset.warnings[1]
+
+
+def test_a_validation_split_is_carved_from_the_training_rows() -> None:
+    plain, carved = load_dataset("diabetes"), load_dataset("diabetes", validation_size=0.25)
+    assert carved.n_test == plain.n_test and carved.n_train + carved.n_val == plain.n_train
+    assert carved.n_val == round(plain.n_train * 0.25) or abs(carved.n_val - plain.n_train * 0.25) < 1

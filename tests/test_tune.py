@@ -139,3 +139,13 @@ def test_random_sampling_with_tunes_defaults(ray_cluster, diabetes, tmp_path: Pa
 def test_cpus_per_trial_above_the_cluster_fails_fast(diabetes, tmp_path: Path) -> None:
     with pytest.raises(RayscaleError, match="more than the cluster's 2 CPUs"):
         run_sweep(diabetes, TuneOptions(cpus_per_trial=3), 2, tmp_path)
+
+
+def test_numbers_yaml_reads_as_strings_are_accepted(tmp_path: Path) -> None:
+    from rayscale.tune import load_space, validate_space
+
+    path = tmp_path / "space.yaml"
+    path.write_text("space:\n  learning_rate: [1e-3, 0.1]\n  reg_lambda: 2E2\n")
+    space = load_space(str(path))
+    assert space == {"learning_rate": [0.001, 0.1], "reg_lambda": 200.0}
+    validate_space(space, None)

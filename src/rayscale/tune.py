@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -62,6 +63,7 @@ XGB_PARAMS = {
     "tree_method",
     "max_delta_step",
 }
+YAML_EXPONENT = re.compile(r"^[+-]?\d+[eE][+-]?\d+$")
 TEXT_PARAMS = {"grow_policy", "tree_method"}  # every other parameter takes numbers
 
 
@@ -110,12 +112,10 @@ def load_space(path: str | None) -> dict[str, Any]:
 
 
 def _number(value: Any) -> Any:
-    """YAML 1.1 reads ``1e-3`` (no dot) as a string: a string that is a number becomes one."""
-    if isinstance(value, str):
-        try:
-            return int(value) if value.strip().lstrip("+-").isdigit() else float(value)
-        except ValueError:
-            return value
+    """YAML 1.1 reads ``1e-3`` (exponent, no dot) as a string: such a string becomes the number.
+    Anything quoted stays what it is (``"5"`` is text, and refused for a numeric parameter)."""
+    if isinstance(value, str) and YAML_EXPONENT.match(value.strip()):
+        return float(value)
     return value
 
 
