@@ -85,7 +85,7 @@ def test_two_node_local_cluster_spreads_trials_and_writes_the_bundle(
     assert len(one.trials_per_node) == 1 and len(two.trials_per_node) == 2
     assert sum(two.trials_per_node.values()) == 6 and min(two.trials_per_node.values()) >= 1
     assert one.speedup == 1.0 and two.speedup == pytest.approx(one.wall_s / two.wall_s)
-    assert two.efficiency == pytest.approx(two.speedup / 2)
+    assert two.parallel_efficiency == pytest.approx(two.speedup / 2)
     assert two.karp_flatt == pytest.approx((1 / two.speedup - 0.5) / 0.5)
     assert len(one.walls_s) == 2 and one.wall_min_s <= one.wall_s <= one.wall_max_s
     assert [f.phase for f in result.fits] == ["grid_parallel"]
