@@ -87,7 +87,7 @@ def test_two_node_local_cluster_spreads_trials_and_writes_the_bundle(
     assert one.speedup == 1.0 and two.speedup == pytest.approx(one.wall_s / two.wall_s)
     assert two.parallel_efficiency == pytest.approx(two.speedup / 2)
     assert two.karp_flatt == pytest.approx((1 / two.speedup - 0.5) / 0.5)
-    assert len(one.walls_s) == 2 and one.wall_min_s <= one.wall_s <= one.wall_max_s
+    assert len(one.rounds_s) == 2 and one.wall_min_s <= one.wall_s <= one.wall_max_s
     assert [f.phase for f in result.fits] == ["grid_parallel"]
     assert result.cheapest and result.cheapest[0].nodes in (1, 2)
     assert two.cost_per_trial == pytest.approx(two.node_hours * 2.0 / 6)
