@@ -295,20 +295,52 @@ def test_nothing_is_exposed_outside_the_cluster(default_docs: list[dict]) -> Non
     assert one(default_docs, "RayCluster")["spec"]["headGroupSpec"]["serviceType"] == "ClusterIP"
 
 
-def test_network_policy_admits_only_the_cluster_clients_and_monitoring(default_docs: list[dict]) -> None:
+def test_network_policy_admits_only_the_cluster_the_operator_and_monitoring(default_docs: list[dict]) -> None:
     policy = one(default_docs, "NetworkPolicy")
     assert policy["spec"]["podSelector"] == {"matchLabels": {"ray.io/cluster": "rayscale"}}
     rules = policy["spec"]["ingress"]
     assert rules[0] == {"from": [{"podSelector": {"matchLabels": {"ray.io/cluster": "rayscale"}}}]}
-    client = rules[1]
-    assert client["from"] == [{"podSelector": {"matchLabels": {"rayscale.io/ray-client": "true"}}}]
-    assert {p["port"] for p in client["ports"]} == {8265, 10001}
+    # The operator is selected by its namespace (a label Kubernetes sets), not by a pod label any pod
+    # could give itself; no "client" label admits arbitrary pods of the release namespace.
+    operator = rules[1]
+    assert operator["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "default"}}}
+    ]
+    assert [p["port"] for p in operator["ports"]] == [8265]
     monitoring = rules[-1]
     assert monitoring["from"][0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "monitoring"
     }
     assert {p["port"] for p in monitoring["ports"]} == {8080, 44217, 44227}
+    assert len(rules) == 3
     assert all("ports" in rule for rule in rules[1:])  # only the cluster itself reaches every port
+    assert "rayscale.io/ray-client" not in json.dumps(policy)
+
+
+def test_network_policy_operator_labels_narrow_and_clients_are_opt_in(helm: str) -> None:
+    docs = render(
+        helm,
+        sets=(
+            "networkPolicy.operatorNamespace=ray-system",
+            "networkPolicy.operatorPodLabels.app\\.kubernetes\\.io/name=kuberay",
+            "networkPolicy.dashboardClients[0].namespaceSelector.matchLabels.team=ml",
+        ),
+    )
+    rules = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert rules[1]["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ray-system"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay"}},
+        }
+    ]
+    assert rules[2]["from"] == [{"namespaceSelector": {"matchLabels": {"team": "ml"}}}]
+    assert {p["port"] for p in rules[2]["ports"]} == {8265, 10001}
+
+
+def test_network_policy_needs_the_operator_namespace(helm: str) -> None:
+    out = run_helm(helm, "template", "rayscale", str(CHART), "--set", "networkPolicy.operatorNamespace=")
+    assert out.returncode != 0
+    assert "operatorNamespace" in out.stderr
 
 
 def test_monitors_select_ray_pods_and_relabel_the_cluster(default_docs: list[dict]) -> None:
@@ -425,8 +457,27 @@ def test_jobs_target_the_default_release(default_docs: list[dict]) -> None:
         assert "--address auto" in spec["entrypoint"] and "--output /results/" in spec["entrypoint"]
         if "--kuberay" in spec["entrypoint"]:
             assert f"--kuberay {cluster} " in spec["entrypoint"]
-        labels = spec["submitterPodTemplate"]["metadata"]["labels"]
-        assert labels["rayscale.io/ray-client"] == "true", job.name
+        # The operator submits over the dashboard (which the NetworkPolicy opens to it): no submitter
+        # pod, so the job runs in the chart's image and names none itself.
+        assert spec["submissionMode"] == "HTTPMode", job.name
+        assert "submitterPodTemplate" not in spec, job.name
+
+
+def test_jobs_name_the_image_in_one_place() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    image = f"{values['image']['repository']}:{chart['appVersion']}"
+    named = [
+        (job.name, line.strip())
+        for job in JOBS
+        for line in job.read_text().splitlines()
+        if re.match(r"\s*(- )?image:", line) and "*" not in line
+    ]
+    assert named == [("ephemeral.yaml", "image: &image " + image)]
+    # The alias resolves: every container of the self-contained job runs that image.
+    spec = yaml.safe_load((ROOT / "jobs" / "ephemeral.yaml").read_text())["spec"]["rayClusterSpec"]
+    pods = [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
+    assert {c["image"] for p in pods for c in p["spec"]["containers"]} == {image}
 
 
 def test_jobs_comment_every_field() -> None:
