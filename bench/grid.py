@@ -9,7 +9,7 @@ with a seeded 95 % bootstrap interval and a verdict ("faster", "slower" or "no s
 difference"), and the speedup breakdown (contention, granularity, schedule, dispatch, the
 baseline's own overhead) is given for both parallel runners.
 
-    python bench/grid.py [--repeats 9] [--heavy-rows 5000] [--workloads seed,heavy]
+    python bench/grid.py [--repeats 9] [--heavy-repeats 9] [--heavy-rows 5000] [--workloads seed,heavy]
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def bench_workload(name: str, dataset_spec: str, repeats: int, console: Console)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9, help="timed rounds for the seed workload")
-    parser.add_argument("--heavy-repeats", type=int, default=3, help="timed rounds for the heavy workload")
+    parser.add_argument("--heavy-repeats", type=int, default=9, help="timed rounds for the heavy workload")
     parser.add_argument(
         "--heavy-rows", type=int, default=5000, help="friedman1 rows (≥0.5 s per fit at 5000)"
     )
