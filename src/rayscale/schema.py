@@ -13,6 +13,8 @@ Schema history (``SCHEMA_VERSION``; added keys keep the version, changed or remo
   ``grid.schedule_efficiency``; ``grid.breakdown``, ``grid.speedup_ci``, ``grid.end_to_end``;
   ``status`` is "inconsistent" when the two runners disagree; run and scale bundles share one
   header (:class:`BundleHeader`). Version-1 bundles still load, through :func:`upgrade`.
+  Added later (same version): ``tune.plain_loop_s`` and ``tune.end_to_end``; scale points'
+  ``first_trial_s`` (the resize ramp).
 """
 
 from __future__ import annotations
@@ -266,12 +268,12 @@ class EndToEnd(_Model):
             pays_off=sequential_s > warm_s + cold_start_s,
         )
 
-    def sentence(self, what: str = "Ray") -> str:
+    def sentence(self, what: str = "Ray", cost: str = "cold start") -> str:
         if self.break_even_configs is None:
             return f"{what} did not pay off: it is no faster per config even when warm"
         verdict = "pays off" if self.pays_off else "did not pay off on this run"
         return (
-            f"{what} {verdict}: the {self.cold_start_s:.1f}s cold start is paid back from "
+            f"{what} {verdict}: the {self.cold_start_s:.1f}s {cost} is paid back from "
             f"{self.break_even_configs} configs of this kind"
         )
 
@@ -487,6 +489,19 @@ class TuneResult(_Model):
         """Tune's bound: max(Σ compute / CPUs in use, the longest trial)."""
         return max(self.compute_bound_s, max((t.compute_s for t in self.trials), default=0.0))
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def plain_loop_s(self) -> float:
+        """Estimated seconds of the loop one would write without Tune: every config boosted to
+        ``max_rounds`` in one process, each at the seconds per round its trial measured."""
+        return sum(t.compute_s / t.rounds * self.max_rounds for t in self.trials if t.rounds)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def end_to_end(self) -> EndToEnd:
+        """Did Tune (parallel trials + ASHA) beat the plain loop, counting its start-up?"""
+        return EndToEnd.of(self.plain_loop_s, self.wall_s - self.startup_s, self.startup_s, len(self.trials))
+
 
 # -- bundles ----------------------------------------------------------------------------------
 
@@ -554,6 +569,7 @@ class ScalePoint(Rounds):
     connect_s: float
     warmup_s: float
     resize_s: float | None = None  # --kuberay: patch to every new raylet alive
+    first_trial_s: float | None = None  # --kuberay: patch to the first trial on a node that joined
     trials_per_node: dict[str, int]
     stragglers: list[StragglerRecord]
     breakdown: dict[str, float] = {}

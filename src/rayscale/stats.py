@@ -34,7 +34,7 @@ class Stats:
     values: tuple[float, ...]
 
     def __init__(self, values: Sequence[float]) -> None:
-        if not values:
+        if len(values) == 0:  # any sequence, numpy arrays included
             raise ValueError("a timing needs at least one round")
         object.__setattr__(self, "values", tuple(float(v) for v in values))
 
@@ -145,7 +145,7 @@ def repeats_to_narrow(ci: tuple[float, float], estimate: float, rounds: int) -> 
     width = half_width(ci, estimate)
     if width <= NOISY_HALF_WIDTH or not math.isfinite(width):
         return rounds
-    return math.ceil(rounds * (width / NOISY_HALF_WIDTH) ** 2)
+    return math.ceil(rounds * (width / NOISY_HALF_WIDTH) ** 2 - 1e-9)  # 20.000000000000004 is 20
 
 
 def verdict(ci: tuple[float, float], no_change: float = 1.0) -> str:

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -27,16 +28,42 @@ import pytest
 
 import tooling
 
-pytestmark = [pytest.mark.kind, pytest.mark.slow]
+# Waits inside the tests (seconds), and what the module-scoped fixture may take: creating kind,
+# two chart installs (10 min each at most) and the image build (30 min at most).
+GRID_WAIT_S = 1800
+SCALE_WAIT_S = 3600
+SETUP_S = 3600
+# pytest-timeout's timeout covers fixture setup too (pytest-timeout #190), so the project-wide 600 s
+# would stop the first test while its fixture is still building; each test gets its own budget.
+pytestmark = [
+    pytest.mark.kind,
+    pytest.mark.slow,
+    pytest.mark.timeout(SETUP_S + SCALE_WAIT_S + 600),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = os.environ.get("RAYSCALE_KIND_CLUSTER", "rayscale-e2e")
 KUBERAY_VERSION = os.environ.get("RAYSCALE_KUBERAY_VERSION", "1.5.1")
+KUBE_PROMETHEUS_STACK_VERSION = os.environ.get("RAYSCALE_KPS_VERSION", "79.5.0")
 IMAGE = "rayscale:0.1.0"
+# jobs/scale.yaml runs 1, 2 and 3 nodes: a 1-CPU head and up to two 1-CPU workers, 2 GiB each, beside
+# the operator and Prometheus. The kind node (the docker VM) must have this much to give.
+NEEDS_CPUS = 4
+NEEDS_MEMORY_GIB = 10
+# Helm's repositories and caches for this test only: the user's own are left alone.
+HELM_HOME = Path(tempfile.mkdtemp(prefix="rayscale-e2e-helm-"))
+HELM_ENV = {
+    "HELM_CONFIG_HOME": str(HELM_HOME / "config"),
+    "HELM_CACHE_HOME": str(HELM_HOME / "cache"),
+    "HELM_DATA_HOME": str(HELM_HOME / "data"),
+    "HELM_REPOSITORY_CONFIG": str(HELM_HOME / "config" / "repositories.yaml"),
+    "HELM_REPOSITORY_CACHE": str(HELM_HOME / "cache" / "repository"),
+}
 
 
 def sh(*args: str, timeout: float = 900, check: bool = True) -> str:
-    out = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    env = {**os.environ, **HELM_ENV}
+    out = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     if check and out.returncode != 0:
         raise AssertionError(
             f"{' '.join(args)} failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
@@ -48,9 +75,17 @@ def _missing() -> str | None:
     for tool in ("docker", "kind", "kubectl"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
-    info = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False)
+    info = subprocess.run(
+        ["docker", "info", "--format", "{{.NCPU}} {{.MemTotal}}"], capture_output=True, text=True, check=False
+    )
     if info.returncode != 0:
         return "docker is installed but no Docker daemon is reachable"
+    cpus, memory = (int(x) for x in info.stdout.split())
+    if cpus < NEEDS_CPUS or memory < NEEDS_MEMORY_GIB * 2**30:
+        return (
+            f"the docker VM has {cpus} CPUs and {memory / 2**30:.1f} GiB; the 3-node scale job needs "
+            f"{NEEDS_CPUS} CPUs and {NEEDS_MEMORY_GIB} GiB"
+        )
     return None
 
 
@@ -92,6 +127,8 @@ def kind_cluster() -> Iterator[dict[str, str]]:
             "install",
             "prometheus",
             "prometheus-community/kube-prometheus-stack",
+            "--version",
+            KUBE_PROMETHEUS_STACK_VERSION,
             "--namespace",
             "monitoring",
             "--create-namespace",
@@ -111,7 +148,8 @@ def kind_cluster() -> Iterator[dict[str, str]]:
         )
         sh("docker", "build", "-t", IMAGE, str(ROOT), timeout=1800)
         sh("kind", "load", "docker-image", IMAGE, "--name", CLUSTER)
-        # Sized for a laptop's kind node: 1-CPU head and one 1-CPU worker.
+        # Sized for a laptop's kind node: 1-CPU head and one 1-CPU worker (two during the scale
+        # job); the scale Role on, for jobs/scale.yaml.
         sh(
             helm,
             "--kube-context",
@@ -126,9 +164,11 @@ def kind_cluster() -> Iterator[dict[str, str]]:
             "--set",
             "worker.replicas=1",
             "--set",
-            "head.memory=3Gi",
+            "head.memory=2Gi",
             "--set",
-            "worker.memory=3Gi",
+            "worker.memory=2Gi",
+            "--set",
+            "rbac.scaleRole=true",
             "--wait",
             "--timeout",
             "10m",
@@ -136,6 +176,27 @@ def kind_cluster() -> Iterator[dict[str, str]]:
         yield {"helm": helm, "kubectl": " ".join(kubectl)}
     finally:
         sh("kind", "delete", "cluster", "--name", CLUSTER, check=False)
+        shutil.rmtree(HELM_HOME, ignore_errors=True)
+
+
+def wait_for_rayjob(kubectl: list[str], name: str, seconds: float, every: float) -> str:
+    """The RayJob's final jobStatus; fails at once when the deployment itself failed (a rejected
+    submission never reaches a jobStatus) or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        out = sh(
+            *kubectl,
+            "get",
+            "rayjob",
+            name,
+            "-o",
+            "jsonpath={.status.jobStatus}|{.status.jobDeploymentStatus}",
+        )
+        status, _, deployment = out.strip().partition("|")
+        if status in ("SUCCEEDED", "FAILED", "STOPPED") or deployment in ("Failed", "ValidationFailed"):
+            return status or deployment
+        assert time.monotonic() < deadline, f"RayJob {name} still {status or deployment or 'pending'}"
+        time.sleep(every)
 
 
 def _prometheus_query(kubectl: list[str], query: str) -> list[dict]:
@@ -162,12 +223,7 @@ def _prometheus_query(kubectl: list[str], query: str) -> list[dict]:
 def test_grid_job_succeeds_and_reaches_prometheus(kind_cluster: dict[str, str]) -> None:
     kubectl = kind_cluster["kubectl"].split()
     sh(*kubectl, "apply", "-f", str(ROOT / "jobs" / "grid.yaml"))
-    deadline = time.monotonic() + 1800
-    status = ""
-    while status not in ("SUCCEEDED", "FAILED", "STOPPED"):
-        assert time.monotonic() < deadline, f"RayJob still {status or 'pending'} after 30 minutes"
-        time.sleep(10)
-        status = sh(*kubectl, "get", "rayjob", "rayscale-grid", "-o", "jsonpath={.status.jobStatus}").strip()
+    status = wait_for_rayjob(kubectl, "rayscale-grid", GRID_WAIT_S, every=10)
     assert status == "SUCCEEDED", sh(*kubectl, "describe", "rayjob", "rayscale-grid", check=False)
     # The job pushed its phases; the ServiceMonitor (honorLabels) brings them into Prometheus.
     deadline = time.monotonic() + 120
@@ -187,12 +243,7 @@ def test_scale_job_resizes_the_cluster_and_restores_it(kind_cluster: dict[str, s
     replicas = "jsonpath={.spec.workerGroupSpecs[0].replicas}"
     before = sh(*kubectl, "get", "raycluster", "rayscale", "-o", replicas).strip()
     sh(*kubectl, "apply", "-f", str(ROOT / "jobs" / "scale.yaml"))
-    deadline = time.monotonic() + 3600
-    status = ""
-    while status not in ("SUCCEEDED", "FAILED", "STOPPED"):
-        assert time.monotonic() < deadline, f"scale RayJob still {status or 'pending'} after an hour"
-        time.sleep(15)
-        status = sh(*kubectl, "get", "rayjob", "rayscale-scale", "-o", "jsonpath={.status.jobStatus}").strip()
+    status = wait_for_rayjob(kubectl, "rayscale-scale", SCALE_WAIT_S, every=15)
     assert status == "SUCCEEDED", sh(*kubectl, "describe", "rayjob", "rayscale-scale", check=False)
     assert sh(*kubectl, "get", "raycluster", "rayscale", "-o", replicas).strip() == before
     nodes = {

@@ -52,6 +52,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/* rayscale.authSecretName: the Secret holding the Ray auth token. */}}
+{{/* rayscale.authSecretOption: whether the operator takes authOptions.secretName (KubeRay >= 1.6.0,
+kuberay #4554). Older operators make their own token Secret and would drop (or, under strict field
+validation, reject) the field. */}}
+{{- define "rayscale.authSecretOption" -}}
+{{- if semverCompare ">=1.6.0-0" .Values.kuberay.version }}true{{ end }}
+{{- end }}
+
 {{- define "rayscale.authSecretName" -}}
 {{- default (include "rayscale.suffixed" (dict "root" . "suffix" "ray-auth")) .Values.auth.secretName }}
 {{- end }}
@@ -92,8 +99,9 @@ token (the driver resizes the cluster with rbac.scaleRole) and the results volum
 {{- define "rayscale.podSpec" -}}
 serviceAccountName: {{ include "rayscale.serviceAccountName" .root }}
 {{- if .head }}
-# The driver on the head resizes the cluster for node-count sweeps (rbac.scaleRole).
-automountServiceAccountToken: {{ .root.Values.rbac.scaleRole }}
+# The head needs its ServiceAccount token when the driver resizes the cluster (rbac.scaleRole) or
+# KubeRay's autoscaler sidecar, which runs in the head pod, talks to the API server.
+automountServiceAccountToken: {{ or .root.Values.rbac.scaleRole .root.Values.autoscaling.enabled }}
 {{- end }}
 securityContext:
   {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
