@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export RAY_AUTH_MODE ?= token
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load lint e2e-kind dashboard constraints clean
+.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load bench-repeat lint e2e-kind dashboard constraints clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench-scale: install
 
 bench-load: install
 	$(BIN)/python bench/load.py $(ARGS)
+
+bench-repeat: install  ## five fresh `rayscale run`s: do their speedup intervals overlap?
+	$(BIN)/python bench/repeat.py $(ARGS)
 
 e2e-kind: install  ## chart + image + RayJob on a kind cluster (needs docker, kind, kubectl)
 	$(BIN)/pytest -m kind tests/e2e $(ARGS)
