@@ -403,8 +403,10 @@ def waterfall_plot(grid: GridResult, path: Path) -> Path:
     ax.bar(0, level, color="#4c72b0")
     ax.text(0, level, f"{level:.2f}x", ha="center", va="bottom", fontsize=8)
     labels = [f"ideal\n{plural(grid.cpus, 'CPU')}"]
+    top = level
     for i, (name, factor) in enumerate(grid.breakdown.items(), start=1):
         after = level * factor
+        top = max(top, after)
         ax.bar(i, after - level, bottom=level, color="#c44e52" if after < level else "#55a868")
         ax.text(i, max(level, after), f"×{factor:.3f}", ha="center", va="bottom", fontsize=8)
         labels.append(name)
@@ -420,6 +422,7 @@ def waterfall_plot(grid: GridResult, path: Path) -> Path:
         "= the product of the factors",
         fontsize=9,
     )
+    ax.set_ylim(0, top * 1.1)  # headroom for the labels above the highest step
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
