@@ -80,7 +80,15 @@ class PromStack:
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
         logs = (tmp / "servers.log").open("w")
         self.gateway = subprocess.Popen(
-            [pushgateway, f"--web.listen-address=127.0.0.1:{self.gateway_port}"], stdout=logs, stderr=logs
+            [
+                pushgateway,
+                f"--web.listen-address=127.0.0.1:{self.gateway_port}",
+                # Debian's build persists to /var/lib/prometheus/pushgateway.data by default, which
+                # would carry every earlier test run's groups into this one.
+                f"--persistence.file={tmp / 'pushgateway.data'}",
+            ],
+            stdout=logs,
+            stderr=logs,
         )
         self.prometheus = subprocess.Popen(
             [

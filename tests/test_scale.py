@@ -172,7 +172,8 @@ def test_kuberay_mode_measures_the_resize_ramp_and_pushes_it(
     import rayscale.kuberay
 
     grid = tmp_path / "grid.yaml"
-    grid.write_text("product:\n  n_estimators: [30, 60]\n  max_depth: [2, 3]\n")
+    # Fits long enough (0.2–1 s) that Ray's scheduler spreads them over both nodes.
+    grid.write_text("product:\n  n_estimators: [60, 120, 180]\n  max_depth: [3, 4]\n")
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     operator = RayletOperator(cluster)
     monkeypatch.setattr(rayscale.kuberay, "default_api", lambda: operator)
@@ -182,6 +183,7 @@ def test_kuberay_mode_measures_the_resize_ramp_and_pushes_it(
             kuberay="rayscale",
             namespace="bench",
             run=RunOptions(
+                dataset="friedman1:2000",
                 grid=str(grid),
                 repeats=1,
                 phases=("grid-ray",),
@@ -205,7 +207,7 @@ def test_kuberay_mode_measures_the_resize_ramp_and_pushes_it(
     assert isinstance(loaded, ScaleResult) and loaded.points[1].first_trial_s == two.first_trial_s
     # The ramp reached Prometheus, and the dashboard's resize panel reads it.
     panel = next(p for p in yaml.safe_load(QUERIES.read_text())["panels"] if p.get("needs"))
-    expr = panel["targets"][0]["expr"].replace("$run_id", ".*").replace("$workload", ".*")
+    expr = panel["targets"][0]["expr"].replace("$run_id", f"{result.run_id}-n.*").replace("$workload", ".*")
     deadline = time.monotonic() + 60
     while len(series := prom_stack.api("query", query=expr)["result"]) < 3:
         assert time.monotonic() < deadline, f"resize series in Prometheus: {series}"
