@@ -105,12 +105,17 @@ def main(
     """rayscale: sequential vs Ray-parallel model grids and a Ray Tune sweep, on a local Ray or KubeRay."""
 
 
-def _run_options(phases: str, tune: Any = None, **fields: Any) -> Any:
-    """The one builder of RunOptions from command-line values, for `run` and `scale`."""
+def _run_options(values: dict[str, Any], tune: Any = None) -> Any:
+    """The one builder of RunOptions for `run` and `scale`: from a command's parameters (its
+    ``locals()``), every one named like a RunOptions field."""
+    from dataclasses import fields
+
     from rayscale.options import RunOptions, parse_phases
     from rayscale.tune import TuneOptions
 
-    return RunOptions(phases=parse_phases(phases), tune=tune or TuneOptions(), **fields)
+    names = {f.name for f in fields(RunOptions)} - {"phases", "tune", "command"}
+    chosen = {name: values[name] for name in names if name in values}
+    return RunOptions(phases=parse_phases(values["phases"]), tune=tune or TuneOptions(), **chosen)
 
 
 @app.command()
@@ -178,25 +183,7 @@ def run(
         report_every=report_every,
         storage=storage,
     )
-    opts = _run_options(
-        phases,
-        tune,
-        dataset=dataset,
-        grid=grid,
-        seed=seed,
-        test_size=test_size,
-        validation_size=validation_size,
-        repeats=repeats,
-        cpus_per_trial=cpus_per_trial,
-        address=address,
-        output=output,
-        max_trials=max_trials,
-        metrics_port=metrics_port,
-        push_gateway=push_gateway,
-        strict_metrics=strict_metrics,
-        ray_metrics_port=ray_metrics_port,
-        max_wall=max_wall,
-    )
+    opts = _run_options(locals(), tune)
     _show(*run_benchmark(opts), json_out)
 
 
@@ -296,19 +283,7 @@ def scale(
     from rayscale.report import print_scale_report
     from rayscale.scale import ScaleOptions, parse_nodes, run_scale
 
-    run_opts = _run_options(
-        phases,
-        dataset=dataset,
-        grid=grid,
-        seed=seed,
-        test_size=test_size,
-        repeats=repeats,
-        cpus_per_trial=cpus_per_trial,
-        address=address,
-        output=output,
-        push_gateway=push_gateway,
-        max_wall=max_wall,
-    )
+    run_opts = _run_options(locals())
     opts = ScaleOptions(
         nodes=parse_nodes(nodes),
         cpus_per_node=cpus_per_node,
