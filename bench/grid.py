@@ -15,16 +15,14 @@ baseline's own overhead) is given for both parallel runners.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from joblib import Parallel, delayed
 from rich.console import Console
 from rich.table import Table
 
-from rayscale import environment
+from _results import header, write  # bench/_results.py
 from rayscale.cluster import ray_session
 from rayscale.datasets import load_dataset
 from rayscale.grids import load_grid
@@ -40,7 +38,6 @@ from rayscale.runners import (
 from rayscale.schema import Round, Rounds, breakdown, lower_bound
 from rayscale.stats import Stats, paired_ratio, verdict
 
-RESULTS = Path(__file__).resolve().parent / "results"
 FACTORS = ("baseline", "contention", "granularity", "schedule", "dispatch")
 
 
@@ -145,13 +142,9 @@ def main() -> None:
         "heavy": (f"friedman1:{args.heavy_rows}", args.heavy_repeats),
     }
     chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    report = {
-        "benchmark": "grid",
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": {**environment.capture(), "before": environment.machine_state()},
-        "workloads": [bench_workload(w, *workloads[w], console) for w in chosen],
-    }
-    report["environment"]["after"] = environment.machine_state()
+    report = header("grid")
+    report["workloads"] = [bench_workload(w, *workloads[w], console) for w in chosen]
+    out = write(report, args.output)
     table = Table(title="bench/grid.py — medians over interleaved rounds, 95% CIs")
     for column in ("workload", "runner", "wall s", "speedup (CI)", "par. eff.", "sched. eff.", *FACTORS):
         table.add_column(column, justify="right")
@@ -177,12 +170,6 @@ def main() -> None:
             f"{v['verdict']}; Ray's own CPU {share}; Ray cold start "
             f"{cold['ray_connect_s'] + cold['ray_warmup_s']:.2f}s; consistent: {w['all_rounds_consistent']}"
         )
-    out = (
-        args.output
-        or RESULTS / f"grid-{datetime.now(timezone.utc):%Y%m%d}-{report['environment']['hostname']}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=lambda o: o.model_dump(mode="json")) + "\n")
     console.print(f"written {out}")
 
 

@@ -15,22 +15,19 @@ stays bounded (the data lives in the object store once; trials get references, n
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from rayscale import environment
+from _results import header, write  # bench/_results.py
 from rayscale.cluster import ray_session
 from rayscale.datasets import load_dataset
 from rayscale.grids import TrialSpec
 from rayscale.runners import RayGridRunner
 from rayscale.stats import Stats
 
-RESULTS = Path(__file__).resolve().parent / "results"
 FLAT_WITHIN = 1.25  # the 2,000-config overhead per trial within 25 % of the 200-config one
 
 
@@ -60,6 +57,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    started = header("load")
     dataset = load_dataset("friedman1:20000")
     data_mb = (dataset.X_train.nbytes + dataset.y_train.nbytes + dataset.X_test.nbytes) / 2**20
     rows = []
@@ -89,9 +87,7 @@ def main() -> None:
             )
     small, large = rows[0], rows[-1]
     report = {
-        "benchmark": "load",
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": environment.capture(),
+        **started,
         "rows": rows,
         "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "dataset": dataset.describe() | {"megabytes": data_mb},
@@ -118,9 +114,7 @@ def main() -> None:
     console = Console(width=120)
     console.print(table)
     console.print(f"targets: {report['targets']}")
-    out = RESULTS / f"load-{datetime.now(timezone.utc):%Y%m%d}-{report['environment']['hostname']}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"written {out}")
+    console.print(f"written {write(report)}")
 
 
 if __name__ == "__main__":

@@ -9,21 +9,17 @@ user would make: do the runs' 95 % speedup intervals overlap (one range common t
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from rayscale import environment
+from _results import header, write  # bench/_results.py
 from rayscale.bundle import load_result
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _run(out: Path) -> float:
@@ -41,7 +37,7 @@ def main() -> None:
     parser.add_argument("--note", default="", help="how the given bundles were made, kept in the JSON")
     parser.add_argument("--output", type=Path, default=None, help="JSON [bench/results/repeat-<date>.json]")
     args = parser.parse_args()
-    before = environment.machine_state()
+    report = header("repeat")
     walls: list[float | None] = []
     bundles = list(args.bundles or [])
     if not bundles:
@@ -69,10 +65,7 @@ def main() -> None:
             }
         )
     low, high = max(r["speedup_ci"][0] for r in runs), min(r["speedup_ci"][1] for r in runs)
-    report = {
-        "benchmark": "repeat",
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": {**environment.capture(), "before": before, "after": environment.machine_state()},
+    report |= {
         "source": args.note or ("fresh runs by this script" if walls else "given bundles"),
         "runs": runs,
         "common_speedup_range": [low, high] if low <= high else None,
@@ -105,12 +98,7 @@ def main() -> None:
         f"all intervals overlap: {report['all_overlap']}"
         + (f" (common range {low:.2f}–{high:.2f})" if low <= high else "")
     )
-    out = (
-        args.output
-        or RESULTS / f"repeat-{datetime.now(timezone.utc):%Y%m%d}-{report['environment']['hostname']}.json"
-    )
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"written {out}")
+    console.print(f"written {write(report, args.output)}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -109,12 +108,12 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from rayscale import environment
+    from _results import header, write  # bench/_results.py
     from rayscale.stats import Stats, paired_ratio
 
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
     console = Console(width=150)
-    before = environment.machine_state()
+    report = header("startup")
     samples: dict[str, list[dict]] = {v: [] for v in chosen}
     for i in range(args.samples):
         for variant in chosen:
@@ -141,10 +140,7 @@ def main() -> None:
         for f in ("init_s", "warmup_s", "tune_first_trial_s", "round_cpu_share", "idle_cpu_share"):
             ratio, ci = paired_ratio([s[f] for s in samples[variant]], [s[f] for s in samples[chosen[0]]])
             versus[variant][f] = {"ratio_to_default": ratio, "ci": ci}
-    report = {
-        "benchmark": "startup",
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": {**environment.capture(), "before": before, "after": environment.machine_state()},
+    report |= {
         "variants": {v: VARIANTS[v] for v in chosen},
         "samples": samples,
         "medians": summary,
@@ -168,12 +164,7 @@ def main() -> None:
             console.print(
                 f"{variant} / default, {f}: {v['ratio_to_default']:.3f} (95% CI {low:.3f}–{high:.3f})"
             )
-    path = (
-        args.output
-        or RESULTS / f"startup-{datetime.now(timezone.utc):%Y%m%d}-{report['environment']['hostname']}.json"
-    )
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"written {path}")
+    console.print(f"written {write(report, args.output)}")
 
 
 if __name__ == "__main__":

@@ -17,23 +17,19 @@ per trial (wall − start-up − Σ compute / CPUs) × CPUs / trials ≤ 100 ms,
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from rayscale import environment
+from _results import header, write  # bench/_results.py
 from rayscale.cluster import ray_session
 from rayscale.datasets import Dataset, load_dataset
 from rayscale.schema import TuneResult
 from rayscale.tune import TuneOptions, booster_params, run_sweep
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def plain_loop(dataset: Dataset, configs: list[dict], opts: TuneOptions) -> dict:
@@ -126,12 +122,9 @@ def main() -> None:
     args = parser.parse_args()
     specs = {"diabetes": "diabetes", "heavy": args.heavy}
     console = Console(width=150)
-    report = {
-        "benchmark": "tune",
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": environment.capture(),
-        "workloads": [bench_workload(w, specs[w], console) for w in args.workloads.split(",") if w],
-    }
+    report = header("tune")
+    report["workloads"] = [bench_workload(w, specs[w], console) for w in args.workloads.split(",") if w]
+    out = write(report, args.output)
     table = Table(title="bench/tune.py")
     for column in (
         "workload",
@@ -178,12 +171,6 @@ def main() -> None:
             f"ASHA regret {w['regret_pct']:.2f}% on {w['rayscale']['rounds_share']:.0%} of the rounds; "
             f"targets {w['targets']}"
         )
-    out = (
-        args.output
-        or RESULTS / f"tune-{datetime.now(timezone.utc):%Y%m%d}-{report['environment']['hostname']}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"written {out}")
 
 

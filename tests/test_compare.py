@@ -8,6 +8,7 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 
+from factories import trial  # tests/factories.py
 from rayscale.bundle import SCALE_FILE, write_scale_bundle
 from rayscale.compare import compare, figures, parse_thresholds, write_junit
 from rayscale.errors import RayscaleError
@@ -19,7 +20,6 @@ from rayscale.schema import (
     ScalePoint,
     ScaleResult,
     SequentialPhase,
-    TrialRecord,
 )
 
 
@@ -104,25 +104,7 @@ def _run(seed: int, slower: float = 1.0, noise: float = 0.1) -> Result:
     """A grid run bundle with 5 noisy interleaved rounds (uniform ±noise); ``slower`` multiplies
     every parallel round's times."""
     rng = np.random.default_rng(seed)
-    trials = [
-        TrialRecord(
-            index=i,
-            params={"n_estimators": 10 + i},
-            cost=1.0,
-            rmse=50.0 + i,
-            r2=0.5,
-            mae=40.0,
-            fit_s=1.0,
-            predict_s=0.001,
-            queue_s=0.0,
-            node="n",
-            node_id="n1",
-            pid=1,
-            start_ts=float(i),
-            end_ts=float(i) + 1.0,
-        )
-        for i in range(4)
-    ]
+    trials = [trial(i, rmse=50.0 + i, start=float(i), end=float(i) + 1.0, node="n") for i in range(4)]
 
     def rounds(wall: float, factor: float) -> list[Round]:
         return [

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from factories import trial  # tests/factories.py
 from promstack import QUERIES, RULES, PromStack, binary, free_port  # tests/promstack.py
 from rayscale.errors import RayscaleError
 from rayscale.metrics import RunMetrics, redact_url, validate_gateway, validate_port
@@ -28,21 +29,15 @@ from rayscale.schema import TrialRecord
 
 
 def _trial(index: int, node: str = "10.0.0.1") -> TrialRecord:
-    return TrialRecord(
-        index=index,
-        params={"n_estimators": 10},
-        cost=1.0,
+    return trial(
+        index,
         rmse=50.0 + index,
-        r2=0.5,
-        mae=40.0,
-        fit_s=0.2,
+        end=0.2,
+        params={"n_estimators": 10},
         predict_s=0.01,
         queue_s=0.03,
         node=node,
         node_id="n",
-        pid=1,
-        start_ts=0.0,
-        end_ts=0.2,
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from factories import trial  # tests/factories.py
 from rayscale.bundle import load_any
 from rayscale.runners import mismatches
 from rayscale.schema import (
@@ -15,7 +16,6 @@ from rayscale.schema import (
     Result,
     Round,
     SequentialPhase,
-    TrialRecord,
     TrialState,
     TuneTrial,
     best_of,
@@ -23,27 +23,6 @@ from rayscale.schema import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _trial(index: int, rmse: float = 50.0, start: float = 0.0, end: float = 1.0, **kw: float) -> TrialRecord:
-    fields = dict(
-        index=index,
-        params={"n_estimators": 10 + index},
-        cost=1.0,
-        rmse=rmse,
-        r2=0.5,
-        mae=40.0,
-        fit_s=end - start,
-        predict_s=0.001,
-        queue_s=0.0,
-        node="10.0.0.1",
-        node_id="n1",
-        pid=1,
-        start_ts=start,
-        end_ts=end,
-    )
-    fields.update(kw)
-    return TrialRecord(**fields)
 
 
 def test_lower_bound_is_total_work_over_slots_when_work_spreads() -> None:
@@ -61,33 +40,33 @@ def test_lower_bound_edge_cases() -> None:
 
 
 def test_round_spans_first_start_to_last_end() -> None:
-    r = Round.of(3.0, [_trial(0, start=10.0, end=11.0), _trial(1, start=10.5, end=12.5)])
+    r = Round.of(3.0, [trial(0, start=10.0, end=11.0), trial(1, start=10.5, end=12.5)])
     assert (r.span_s, r.busy_s, r.longest_s) == (2.5, 3.0, 2.0)
     assert Round.of(1.0, []).span_s == 0.0
 
 
 def test_best_is_lowest_rmse_and_ties_go_to_the_first_config() -> None:
-    best = best_of([_trial(0, rmse=53.0), _trial(1, rmse=52.4), _trial(2, rmse=52.4)])
+    best = best_of([trial(0, rmse=53.0), trial(1, rmse=52.4), trial(2, rmse=52.4)])
     assert best.index == 1 and best.rmse == 52.4 and best.params == {"n_estimators": 11}
 
 
 def test_best_is_selected_on_validation_when_there_is_one() -> None:
-    trials = [_trial(0, rmse=50.0, val_rmse=60.0), _trial(1, rmse=55.0, val_rmse=58.0)]
+    trials = [trial(0, rmse=50.0, val_rmse=60.0), trial(1, rmse=55.0, val_rmse=58.0)]
     best = best_of(trials)
     assert best.index == 1 and best.rmse == 55.0 and best.val_rmse == 58.0
 
 
 def test_mismatches_finds_differing_and_missing_configs() -> None:
-    a = [_trial(0), _trial(1, rmse=52.0)]
-    assert mismatches(a, [_trial(0), _trial(1, rmse=52.0)]) == []
-    problems = mismatches(a, [_trial(0), _trial(1, rmse=52.5), _trial(2)])
+    a = [trial(0), trial(1, rmse=52.0)]
+    assert mismatches(a, [trial(0), trial(1, rmse=52.0)]) == []
+    problems = mismatches(a, [trial(0), trial(1, rmse=52.5), trial(2)])
     assert problems == ["config 1: rmse 52.0 != 52.5", "config 2 missing from the first run"]
-    assert mismatches(a, [_trial(1, rmse=52.0)]) == ["config 0 missing from the second run"]
+    assert mismatches(a, [trial(1, rmse=52.0)]) == ["config 0 missing from the second run"]
 
 
 def test_trial_states_and_durations() -> None:
-    assert _trial(0).state is TrialState.ok and _trial(0, retries=1).state is TrialState.retried
-    assert _trial(0, start=0.0, end=2.0).duration_s == 2.0
+    assert trial(0).state is TrialState.ok and trial(0, retries=1).state is TrialState.retried
+    assert trial(0, start=0.0, end=2.0).duration_s == 2.0
     tune = TuneTrial(
         index=0,
         trial_id="t_00000",
@@ -109,8 +88,8 @@ def test_trial_states_and_durations() -> None:
 
 
 def _grid(seq_walls: list[float], par_walls: list[float], cpus: int = 2) -> GridResult:
-    seq_trials = [_trial(i, start=i * 1.0, end=i * 1.0 + 0.9) for i in range(4)]  # Σ fit 3.6, longest 0.9
-    par_trials = [_trial(i, start=0.1 + (i // 2) * 1.1, end=0.1 + (i // 2) * 1.1 + 1.0) for i in range(4)]
+    seq_trials = [trial(i, start=i * 1.0, end=i * 1.0 + 0.9) for i in range(4)]  # Σ fit 3.6, longest 0.9
+    par_trials = [trial(i, start=0.1 + (i // 2) * 1.1, end=0.1 + (i // 2) * 1.1 + 1.0) for i in range(4)]
     return GridResult(
         configs=4,
         cpus=cpus,
