@@ -1,21 +1,31 @@
-"""Fixed costs of an embedded Ray, profiled: what a user pays before the first trial, and what Ray's
-own processes cost while idle and during a round.
+"""Fixed costs of an embedded Ray: part by part, and `rayscale run` end to end, before and after.
 
-Each sample is a fresh process (as `make run` is), and the variants interleave sample by sample so
-that drift hits them alike. A variant is a set of environment variables applied before Ray starts;
-``default`` is rayscale as shipped. Per sample it records:
+Two measurements, each sample a fresh process (as `make run` is), the variants interleaved sample
+by sample so that drift on the machine hits them alike:
+
+**Profile** (``--samples`` per variant) of rayscale's own code, started two ways: ``ray-defaults``
+(``ray_session(lean=False)``: Ray's own local start) and ``lean`` (what rayscale now does: no
+dashboard process, autoscaler monitor or log monitor; minimal agents). Per sample:
 
 * ``import_ray_s``: ``import ray``;
-* ``init_s``: ``ray.init`` of an embedded Ray (GCS, raylet, agents started and registered);
+* ``init_s``: ``ray_session`` connect (GCS, raylet, agents started and registered);
 * ``first_task_s``: the first no-op task (a worker process started and connected);
-* ``warmup_s``: one task per CPU importing scikit-learn and fitting a tiny model (rayscale's warm-up);
+* ``warmup_s``: rayscale's warm-up (one task per trial slot importing scikit-learn, fitting a tiny
+  model); ``cold_start_s`` = ``init_s`` + ``warmup_s``, what a user waits before the first round;
+* ``idle_cpu_share`` / ``round_cpu_share``: CPU seconds of Ray's own processes (raylet, GCS,
+  monitors, agents) over 5 s idle and over one parallel round of the seed grid, as a share of
+  CPUs × wall;
+* ``contention``: Σ sequential fit / Σ Ray fit on that round (1.0: fits as fast inside Ray), and
+  ``pool_contention``: the same for a plain ``ProcessPoolExecutor`` of as many processes (no Ray):
+  the machine's own floor for two fits side by side;
 * ``tune_first_trial_s``: Tune's ``fit()`` to its first trial starting (a 2-trial XGBoost sweep);
-* ``idle_cpu_share`` / ``round_cpu_share``: CPU seconds of Ray's own processes (raylet, GCS, agents)
-  over 5 s idle and over one parallel round of the seed grid, as a share of CPUs × wall;
-* ``contention``: Σ sequential fit / Σ Ray fit on that round (1.0: fits as fast inside Ray);
 * ``import_xgboost_s``: ``import xgboost`` in a fresh interpreter (what each Tune actor pays).
 
-    python bench/startup.py [--samples 5] [--variants default,reporter-slow]
+**End to end** (``--runs`` per tree): ``rayscale run`` with default options, from the source
+tree at ``--before`` (a git worktree of that commit: rayscale as it was) and from this tree;
+total wall, and the run's own cold start, Tune start-up, contention and Ray CPU share.
+
+    python bench/startup.py [--samples 5] [--runs 5] [--before 3b9a2e3]
 """
 
 from __future__ import annotations
@@ -25,68 +35,81 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
-# Candidate settings, each measured against the default in the same run.
-VARIANTS: dict[str, dict[str, str]] = {
-    "default": {},
-    # The dashboard agent's reporter polls every process of the node (psutil) every 2.5 s by default.
-    "reporter-slow": {
-        "RAY_DASHBOARD_REPORTER_UPDATE_INTERVAL_MS": "60000",
-        "REPORTER_UPDATE_INTERVAL_MS": "60000",
-    },
-}
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = {"ray-defaults": False, "lean": True}
+PROFILE_FIGURES = (
+    "init_s",
+    "warmup_s",
+    "cold_start_s",
+    "tune_first_trial_s",
+    "round_cpu_share",
+    "idle_cpu_share",
+)
+RUN_FIGURES = ("total_s", "cold_start_s", "tune_first_trial_s", "contention", "ray_cpu_share")
 
 
-def _sample() -> dict:
-    """One fresh-process measurement (run as a child: `startup.py --child`)."""
+def _profile(lean: bool) -> dict:
+    """One fresh-process profile (run as a child: `startup.py --child lean|ray-defaults`)."""
     out: dict = {}
     started = time.perf_counter()
     import ray
 
     out["import_ray_s"] = time.perf_counter() - started
-    import logging
-
+    from rayscale.cluster import ray_session
     from rayscale.datasets import load_dataset
     from rayscale.grids import load_grid
     from rayscale.runners import RayGridRunner, RayProcesses, run_sequential, warm_driver
 
     dataset = load_dataset("diabetes")
     specs = load_grid("seed")
-    started = time.perf_counter()
-    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    out["init_s"] = time.perf_counter() - started
-    cpus = int(ray.cluster_resources()["CPU"])
-    started = time.perf_counter()
-    ray.get(ray.remote(lambda: None).remote())
-    out["first_task_s"] = time.perf_counter() - started
-    runner = RayGridRunner(dataset, cpus_per_trial=1, cluster_cpus=cpus)
-    out["warmup_s"] = runner.warm_up()
-    processes = RayProcesses.find()
-    assert processes is not None
-    before, mark = processes.cpu_s(), time.perf_counter()
-    time.sleep(5)
-    out["idle_cpu_share"] = (processes.cpu_s() - before) / (cpus * (time.perf_counter() - mark))
-    warm_driver(dataset)
-    _, seq_trials = run_sequential(specs, dataset)
-    before = processes.cpu_s()
-    wall, ray_trials = runner.run(specs)
-    out["round_cpu_share"] = (processes.cpu_s() - before) / (cpus * wall)
-    out["contention"] = sum(t.fit_s for t in seq_trials) / sum(t.fit_s for t in ray_trials)
-    out["tune_first_trial_s"] = _tune_first_trial(dataset)
-    ray.shutdown()
+    with ray_session("", lean=lean) as cluster:
+        out["init_s"] = cluster.connect_s
+        started = time.perf_counter()
+        ray.get(ray.remote(lambda: None).remote())
+        out["first_task_s"] = time.perf_counter() - started
+        runner = RayGridRunner(dataset, cpus_per_trial=1, cluster_cpus=cluster.cpus)
+        out["warmup_s"] = runner.warm_up()
+        out["cold_start_s"] = out["init_s"] + out["warmup_s"]
+        processes = RayProcesses.find()
+        assert processes is not None
+        before, mark = processes.cpu_s(), time.perf_counter()
+        time.sleep(5)
+        out["idle_cpu_share"] = (processes.cpu_s() - before) / (cluster.cpus * (time.perf_counter() - mark))
+        warm_driver(dataset)
+        _, seq_trials = run_sequential(specs, dataset)
+        before = processes.cpu_s()
+        wall, ray_trials = runner.run(specs)
+        out["round_cpu_share"] = (processes.cpu_s() - before) / (cluster.cpus * wall)
+        seq_fit = sum(t.fit_s for t in seq_trials)
+        out["contention"] = seq_fit / sum(t.fit_s for t in ray_trials)
+        out["pool_contention"] = seq_fit / _pool_fit_s(specs, dataset, cluster.cpus)
+        out["tune_first_trial_s"] = _tune_first_trial(dataset, cluster.cpus)
     return out
 
 
-def _tune_first_trial(dataset) -> float:
+def _pool_fit_s(specs, dataset, processes: int) -> float:
+    """Σ fit of the same grid in a plain process pool (each worker warmed first), no Ray."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from rayscale.runners import arrays, fit_and_score, warm_driver
+
+    data = arrays(dataset)
+    with ProcessPoolExecutor(processes) as pool:
+        list(pool.map(warm_driver, [dataset] * processes))
+        outcomes = pool.map(fit_and_score, [s.params for s in specs], [data] * len(specs))
+        return sum(o["fit_s"] for o in outcomes)
+
+
+def _tune_first_trial(dataset, cpus: int) -> float:
     from rayscale.tune import TuneOptions, run_sweep
 
-    with_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"rayscale-startup-{os.getpid()}"
-    opts = TuneOptions(space={"max_depth": [2, 3]}, max_rounds=20, scheduler="none", report_every=10)
-    result = run_sweep(dataset, opts, 2, with_dir)
-    return result.startup_s
+    with tempfile.TemporaryDirectory() as scratch:
+        opts = TuneOptions(space={"max_depth": [2, 3]}, max_rounds=20, scheduler="none", report_every=10)
+        return run_sweep(dataset, opts, cpus, Path(scratch)).startup_s
 
 
 def _import_xgboost_s() -> float:
@@ -95,75 +118,143 @@ def _import_xgboost_s() -> float:
     return float(out.stdout.strip())
 
 
+def _child(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
+    return out
+
+
+def _end_to_end(src: Path, bundle: Path) -> dict:
+    """One `rayscale run` (default options) with rayscale imported from ``src``."""
+    from rayscale.bundle import load_result
+
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    started = time.perf_counter()
+    _child(["-m", "rayscale", "run", "--output", str(bundle)], env)
+    total = time.perf_counter() - started
+    result = load_result(bundle / "result.json")
+    grid, tune = result.grid, result.tune
+    assert grid is not None and grid.parallel is not None and grid.breakdown is not None and tune is not None
+    return {
+        "total_s": total,
+        "cold_start_s": grid.parallel.connect_s + grid.parallel.warmup_s,
+        "connect_s": grid.parallel.connect_s,
+        "warmup_s": grid.parallel.warmup_s,
+        "tune_first_trial_s": tune.startup_s,
+        "contention": grid.breakdown["contention"],
+        "ray_cpu_share": grid.ray_cpu_share,
+        "speedup": grid.speedup,
+        "sequential_s": grid.sequential.wall_s if grid.sequential else None,
+        "parallel_s": grid.parallel.wall_s,
+    }
+
+
+def _worktree(ref: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="rayscale-before-")) / "tree"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+def _compare(samples: dict[str, list[dict]], first: str, second: str, figures: tuple[str, ...]) -> dict:
+    """Medians of each figure, and the paired ratio second / first with its 95 % CI."""
+    from rayscale.stats import Stats, paired_ratio
+
+    out = {}
+    for f in figures:
+        a, b = [s[f] for s in samples[first]], [s[f] for s in samples[second]]
+        ratio, ci = paired_ratio(b, a)
+        out[f] = {first: Stats(a).median, second: Stats(b).median, "ratio": ratio, "ci": ci}
+    return out
+
+
+def _table(title: str, compared: dict, first: str, second: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("figure", first, second, f"{second} / {first} (95% CI)"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    for f, v in compared.items():
+        share = f.endswith("share")
+        cell = (
+            (lambda x: f"{x:.1%}")
+            if share
+            else (lambda x: f"{x:.3f}")
+            if f == "contention"
+            else (lambda x: f"{x:.2f}s")
+        )
+        low, high = v["ci"]
+        table.add_row(f, cell(v[first]), cell(v[second]), f"{v['ratio']:.3f} ({low:.3f}–{high:.3f})")
+    return table
+
+
 def main() -> None:
-    if sys.argv[1:] == ["--child"]:
-        print(json.dumps(_sample()))
+    if sys.argv[1:2] == ["--child"]:
+        print(json.dumps(_profile(PROFILES[sys.argv[2]])))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=5)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--samples", type=int, default=5, help="profiles per start-up variant")
+    parser.add_argument("--runs", type=int, default=5, help="`rayscale run`s per source tree")
+    parser.add_argument("--before", default="3b9a2e3", help="the commit whose rayscale is 'before'")
     parser.add_argument("--output", type=Path, default=None, help="JSON [bench/results/startup-<date>.json]")
     args = parser.parse_args()
 
     from rich.console import Console
-    from rich.table import Table
 
     from _results import header, write  # bench/_results.py
-    from rayscale.stats import Stats, paired_ratio
 
-    chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
     console = Console(width=150)
     report = header("startup")
-    samples: dict[str, list[dict]] = {v: [] for v in chosen}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    profiles: dict[str, list[dict]] = {v: [] for v in PROFILES}
     for i in range(args.samples):
-        for variant in chosen:
-            console.log(f"sample {i + 1}/{args.samples}: {variant}")
-            env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **VARIANTS[variant]}
-            out = subprocess.run(
-                [sys.executable, __file__, "--child"], capture_output=True, text=True, env=env, check=False
-            )
-            if out.returncode != 0:
-                raise SystemExit(f"{variant} sample failed:\n{out.stderr[-3000:]}")
-            row = json.loads(out.stdout.strip().splitlines()[-1])
+        for variant in PROFILES:
+            console.log(f"profile {i + 1}/{args.samples}: {variant}")
+            row = json.loads(_child([__file__, "--child", variant], env).stdout.strip().splitlines()[-1])
             row["import_xgboost_s"] = _import_xgboost_s()
-            samples[variant].append(row)
-    figures = list(samples[chosen[0]][0])
-    summary = {
-        v: {
-            f: {"median": Stats([s[f] for s in rows]).median, "values": [s[f] for s in rows]} for f in figures
-        }
-        for v, rows in samples.items()
-    }
-    versus = {}
-    for variant in chosen[1:]:
-        versus[variant] = {}
-        for f in ("init_s", "warmup_s", "tune_first_trial_s", "round_cpu_share", "idle_cpu_share"):
-            ratio, ci = paired_ratio([s[f] for s in samples[variant]], [s[f] for s in samples[chosen[0]]])
-            versus[variant][f] = {"ratio_to_default": ratio, "ci": ci}
+            profiles[variant].append(row)
+    trees = {"before": _worktree(args.before) / "src", "after": ROOT / "src"}
+    runs: dict[str, list[dict]] = {t: [] for t in trees}
+    scratch = Path(tempfile.mkdtemp(prefix="rayscale-startup-"))
+    try:
+        for i in range(args.runs):
+            for name, src in trees.items():
+                console.log(f"rayscale run {i + 1}/{args.runs}: {name}")
+                runs[name].append(_end_to_end(src, scratch / f"{name}-{i}"))
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees["before"].parent)],
+            check=False,
+            capture_output=True,
+        )
+    profile_figures = (*PROFILE_FIGURES, "first_task_s", "import_ray_s", "contention", "pool_contention")
     report |= {
-        "variants": {v: VARIANTS[v] for v in chosen},
-        "samples": samples,
-        "medians": summary,
-        "versus_default": versus,
+        "before": args.before,
+        "profiles": profiles,
+        "profile_compared": _compare(profiles, "ray-defaults", "lean", profile_figures),
+        "runs": runs,
+        "runs_compared": _compare(runs, "before", "after", RUN_FIGURES),
     }
-    table = Table(title=f"bench/startup.py — medians of {args.samples} fresh processes per variant")
-    table.add_column("figure")
-    for v in chosen:
-        table.add_column(v, justify="right")
-    for f in figures:
-        unit = "%" if f.endswith("share") else "" if f == "contention" else "s"
-        cells = []
-        for v in chosen:
-            m = summary[v][f]["median"]
-            cells.append(f"{m:.1%}" if unit == "%" else f"{m:.3f}" if not unit else f"{m:.2f}s")
-        table.add_row(f, *cells)
-    console.print(table)
-    for variant, figs in versus.items():
-        for f, v in figs.items():
-            low, high = v["ci"]
-            console.print(
-                f"{variant} / default, {f}: {v['ratio_to_default']:.3f} (95% CI {low:.3f}–{high:.3f})"
-            )
+    console.print(
+        _table(
+            f"Profile: medians of {args.samples} fresh processes",
+            report["profile_compared"],
+            "ray-defaults",
+            "lean",
+        )
+    )
+    console.print(
+        _table(
+            f"rayscale run, {args.before} vs this tree: medians of {args.runs}",
+            report["runs_compared"],
+            "before",
+            "after",
+        )
+    )
     console.print(f"written {write(report, args.output)}")
 
 

@@ -9,7 +9,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from typing import Any
 
 from rayscale.errors import RayscaleError
 from rayscale.schema import ClusterInfo
@@ -85,16 +86,65 @@ def describe(address: str, mode: str, connect_s: float) -> ClusterInfo:
 
 
 @contextmanager
+def _swapped(owner: Any, name: str, value: Any) -> Iterator[None]:
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+@contextmanager
+def _lean_start() -> Iterator[None]:
+    """While ``ray.init`` starts a local Ray: only the processes a run uses.
+
+    Started: the GCS, the raylet and its two agents (the raylet refuses to start without them;
+    the dashboard agent runs ``--minimal``, without the reporter module that polls every process
+    of the node). Left out: the dashboard process (with ``include_dashboard=False`` it serves only
+    usage stats), the autoscaler monitor (an embedded Ray never resizes) and the log monitor
+    (rayscale runs with ``log_to_driver=False``). bench/startup.py measures the difference.
+
+    It swaps two private Ray hooks for the duration of the call only; Ray is pinned
+    (constraints.txt) and tests/test_cluster.py checks the processes that result.
+    """
+    import ray._private.node as node_module
+    import ray._private.utils as ray_utils
+
+    class LeanNode(node_module.Node):
+        def __init__(self, ray_params: Any, *args: Any, **kwargs: Any) -> None:
+            ray_params.no_monitor = True
+            ray_params.include_log_monitor = False
+            super().__init__(ray_params, *args, **kwargs)
+
+        def start_api_server(self, *, include_dashboard: bool | None, raise_on_failure: bool) -> None:
+            """No dashboard process."""
+
+    def minimal() -> ImportError:
+        return ImportError("rayscale starts the agents minimal")
+
+    with (
+        _swapped(node_module, "Node", LeanNode),
+        _swapped(ray_utils, "get_dashboard_dependency_error", minimal),
+    ):
+        yield
+
+
+@contextmanager
 def ray_session(
-    address: str | None, num_cpus: int | None = None, metrics_port: int | None = None
+    address: str | None,
+    num_cpus: int | None = None,
+    metrics_port: int | None = None,
+    lean: bool = True,
 ) -> Iterator[ClusterInfo]:
     """Start an embedded Ray (empty address) or connect to ``address``; always shut down after.
 
     ``metrics_port`` fixes the port an embedded Ray exports its own Prometheus metrics on
     (``ray_node_cpu_utilization``, ``ray_resources``, …); by default Ray picks one.
-    ``RAY_AUTH_MODE`` is honoured as Ray documents it: with ``token`` an embedded Ray generates
-    a token, and connecting to a cluster needs the same token (``RAY_AUTH_TOKEN`` or
-    ``RAY_AUTH_TOKEN_PATH``).
+    An embedded Ray starts ``lean`` (:func:`_lean_start`) unless it is to export its own metrics,
+    which its dashboard agent does in full. ``RAY_AUTH_MODE`` is honoured as Ray documents it:
+    with ``token`` an embedded Ray generates a token, and connecting to a cluster needs the same
+    token (``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``).
     """
     address = validate_address(address)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -105,16 +155,17 @@ def ray_session(
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            # "local" always starts a new instance; without it ray.init() would join any cluster
-            # already running on this machine (found through /tmp/ray/ray_current_cluster).
-            ray.init(
-                address="local",
-                num_cpus=num_cpus,
-                include_dashboard=False,
-                _metrics_export_port=metrics_port,
-                logging_level=logging.WARNING,
-                log_to_driver=False,
-            )
+            with _lean_start() if lean and metrics_port is None else nullcontext():
+                # "local" always starts a new instance; without it ray.init() would join any cluster
+                # already running on this machine (found through /tmp/ray/ray_current_cluster).
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    _metrics_export_port=metrics_port,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         ray.shutdown()
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -8,8 +8,11 @@ phase's rounds, ``on_trial`` per trial, ``on_phase_end`` per phase) → write th
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
@@ -58,9 +61,31 @@ def load_work(opts: RunOptions) -> tuple[Dataset, list[TrialSpec]]:
     return dataset, load_grid(opts.grid, seed=opts.seed, max_trials=opts.max_trials)
 
 
+def import_ahead(opts: RunOptions) -> threading.Thread:
+    """Import, on a background thread, the libraries the run's later steps will need (the Tune
+    phase's ``ray.tune`` and XGBoost, the plots' matplotlib), while the main thread loads the data
+    and waits for Ray to start. Python's import lock makes a later import of the same module wait
+    for this one, so nothing is imported twice; an import that fails here fails again, with its
+    real error, where the run needs it."""
+    names = ["sklearn.ensemble"]
+    if "tune" in opts.phases:
+        names += ["xgboost", "ray.tune"]
+    names.append("matplotlib.figure")
+
+    def load() -> None:
+        for name in names:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="rayscale-import-ahead", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Result, Path]:
     """Run the selected phases and write the bundle; return the result and its directory."""
     validate(opts)
+    import_ahead(opts)
     dataset, specs = load_work(opts)
     run_id = new_run_id()
     out_dir = opts.output or Path("results") / run_id

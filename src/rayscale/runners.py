@@ -136,8 +136,11 @@ def warm_driver(dataset: Dataset) -> float:
 
 
 class RayProcesses:
-    """CPU time of this Ray session's own processes on this machine (raylet, GCS, agents,
-    monitors), read from /proc. Trial workers (``ray::…``) and the driver are not among them."""
+    """CPU time of this Ray session's own processes on this machine (raylet, GCS, monitors, and
+    the raylet's agents, which retitle themselves ``ray::DashboardAgent``/``ray::RuntimeEnvAgent``),
+    read from /proc. Trial workers (``ray::IDLE``, ``ray::<task>``) and the driver are not among them."""
+
+    AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 
     def __init__(self, pids: list[int]) -> None:
         self.pids = pids
@@ -152,16 +155,20 @@ class RayProcesses:
         proc = Path("/proc")
         if not session or not proc.is_dir():
             return None
-        pids = []
+        own, agents = [], []
         for entry in proc.iterdir():
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
             try:
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
             if session in command and not command.startswith("ray::"):
-                pids.append(int(entry.name))
+                own.append(int(entry.name))
+            elif command.startswith(cls.AGENTS):
+                agents.append((int(entry.name), parent))
+        pids = own + [pid for pid, parent in agents if parent in own]
         return cls(pids) if pids else None
 
     def cpu_s(self) -> float:
