@@ -22,10 +22,11 @@ dashboard process, autoscaler monitor or log monitor; minimal agents). Per sampl
 * ``import_xgboost_s``: ``import xgboost`` in a fresh interpreter (what each Tune actor pays).
 
 **End to end** (``--runs`` per tree): ``rayscale run`` with default options, from the source
-tree at ``--before`` (a git worktree of that commit: rayscale as it was) and from this tree;
-total wall, and the run's own cold start, Tune start-up, contention and Ray CPU share.
+tree at ``--before`` (rayscale as it was) and at ``--after`` (default HEAD), each a git worktree
+so that edits made while the benchmark runs cannot leak in; total wall, and the run's own cold
+start, Tune start-up, contention and Ray CPU share. The profiles run the ``--after`` tree too.
 
-    python bench/startup.py [--samples 5] [--runs 5] [--before 3b9a2e3]
+    python bench/startup.py [--samples 5] [--runs 5] [--before 3b9a2e3] [--after HEAD]
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from rayscale.bundle import load_result
+from rayscale.stats import Stats, paired_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = {"ray-defaults": False, "lean": True}
@@ -127,8 +131,6 @@ def _child(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[
 
 def _end_to_end(src: Path, bundle: Path) -> dict:
     """One `rayscale run` (default options) with rayscale imported from ``src``."""
-    from rayscale.bundle import load_result
-
     env = {**os.environ, "PYTHONPATH": str(src)}
     started = time.perf_counter()
     _child(["-m", "rayscale", "run", "--output", str(bundle)], env)
@@ -151,7 +153,7 @@ def _end_to_end(src: Path, bundle: Path) -> dict:
 
 
 def _worktree(ref: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="rayscale-before-")) / "tree"
+    path = Path(tempfile.mkdtemp(prefix="rayscale-tree-")) / "tree"
     subprocess.run(
         ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref],
         check=True,
@@ -162,8 +164,6 @@ def _worktree(ref: str) -> Path:
 
 def _compare(samples: dict[str, list[dict]], first: str, second: str, figures: tuple[str, ...]) -> dict:
     """Medians of each figure, and the paired ratio second / first with its 95 % CI."""
-    from rayscale.stats import Stats, paired_ratio
-
     out = {}
     for f in figures:
         a, b = [s[f] for s in samples[first]], [s[f] for s in samples[second]]
@@ -200,6 +200,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=5, help="profiles per start-up variant")
     parser.add_argument("--runs", type=int, default=5, help="`rayscale run`s per source tree")
     parser.add_argument("--before", default="3b9a2e3", help="the commit whose rayscale is 'before'")
+    parser.add_argument("--after", default="HEAD", help="the commit whose rayscale is 'after'")
     parser.add_argument("--output", type=Path, default=None, help="JSON [bench/results/startup-<date>.json]")
     args = parser.parse_args()
 
@@ -209,31 +210,34 @@ def main() -> None:
 
     console = Console(width=150)
     report = header("startup")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    trees = {"before": _worktree(args.before), "after": _worktree(args.after)}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(trees["after"] / "src")}
     profiles: dict[str, list[dict]] = {v: [] for v in PROFILES}
-    for i in range(args.samples):
-        for variant in PROFILES:
-            console.log(f"profile {i + 1}/{args.samples}: {variant}")
-            row = json.loads(_child([__file__, "--child", variant], env).stdout.strip().splitlines()[-1])
-            row["import_xgboost_s"] = _import_xgboost_s()
-            profiles[variant].append(row)
-    trees = {"before": _worktree(args.before) / "src", "after": ROOT / "src"}
     runs: dict[str, list[dict]] = {t: [] for t in trees}
     scratch = Path(tempfile.mkdtemp(prefix="rayscale-startup-"))
     try:
+        for i in range(args.samples):
+            for variant in PROFILES:
+                console.log(f"profile {i + 1}/{args.samples}: {variant}")
+                child = [str(trees["after"] / "bench" / "startup.py"), "--child", variant]
+                row = json.loads(_child(child, env).stdout.strip().splitlines()[-1])
+                row["import_xgboost_s"] = _import_xgboost_s()
+                profiles[variant].append(row)
         for i in range(args.runs):
             for name, src in trees.items():
                 console.log(f"rayscale run {i + 1}/{args.runs}: {name}")
-                runs[name].append(_end_to_end(src, scratch / f"{name}-{i}"))
+                runs[name].append(_end_to_end(src / "src", scratch / f"{name}-{i}"))
     finally:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees["before"].parent)],
-            check=False,
-            capture_output=True,
-        )
+        for tree in trees.values():
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                check=False,
+                capture_output=True,
+            )
     profile_figures = (*PROFILE_FIGURES, "first_task_s", "import_ray_s", "contention", "pool_contention")
     report |= {
         "before": args.before,
+        "after": args.after,
         "profiles": profiles,
         "profile_compared": _compare(profiles, "ray-defaults", "lean", profile_figures),
         "runs": runs,

@@ -119,6 +119,7 @@ class TuneReport(_Model):
     rmse: float
     compute_s: float
     val_rmse: float | None = None
+    ts: float | None = None  # when the trial sent it (wall clock); the order ASHA saw reports in
 
 
 class TuneTrial(Trial):

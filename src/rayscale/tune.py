@@ -345,7 +345,11 @@ def _tune_trial(
         val_rmse=m.get("val_rmse"),
         reports=[
             TuneReport(
-                rounds=r["rounds"], rmse=r["rmse"], compute_s=r["compute_s"], val_rmse=r.get("val_rmse")
+                rounds=r["rounds"],
+                rmse=r["rmse"],
+                compute_s=r["compute_s"],
+                val_rmse=r.get("val_rmse"),
+                ts=r.get("end_ts"),
             )
             for r in reports
         ],
