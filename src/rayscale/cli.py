@@ -303,6 +303,61 @@ def scale(
 
 
 @app.command()
+def predict(
+    bundle: Annotated[
+        Path, typer.Argument(metavar="BUNDLE", help="A run or scale bundle (directory or its JSON).")
+    ],
+    nodes: Annotated[str, typer.Option(help="Node counts: 1,2,4 or 1..1024 (powers of two).")] = "1..1024",
+    cpus_per_node: Annotated[
+        int | None, typer.Option(help="CPUs per node (default: as measured).", show_default=False)
+    ] = None,
+    provision_s: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds to start a node (default: a measured resize, else 0).", show_default=False
+        ),
+    ] = None,
+    bandwidth_mbps: Annotated[
+        float | None, typer.Option(help="Network to each node; the data's transfer.")
+    ] = None,
+    price_per_node_hour: Annotated[float | None, typer.Option(help="Price of one node for an hour.")] = None,
+    deadline: Annotated[
+        float | None, typer.Option(help="Seconds; report the cheapest node count within it.")
+    ] = None,
+    validate: Annotated[
+        bool, typer.Option("--validate", help="Predict every measured point from the smallest one alone.")
+    ] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="PNG (default: predict.png in the bundle).", show_default=False)
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Forecast a bundle at other node counts: the grid's schedule and the Tune sweep's ASHA, simulated."""
+    from rayscale.predict import run_forecast
+    from rayscale.report import print_forecast
+
+    forecast, costs, png = run_forecast(
+        bundle,
+        nodes,
+        cpus_per_node,
+        provision_s,
+        bandwidth_mbps,
+        price_per_node_hour,
+        deadline,
+        validate,
+        plot,
+    )
+    if json_out:
+        import json
+
+        typer.echo(
+            json.dumps({"validated": forecast.validated, "base": forecast.base, "points": forecast.rows()})
+        )
+    else:
+        print_forecast(forecast, costs, Console(), png)
+
+
+@app.command()
 def compare(
     a: Annotated[
         Path, typer.Argument(metavar="A", help="Baseline bundle (result.json, scale.json or directory).")

@@ -16,6 +16,7 @@ from rayscale.stats import NOISY_HALF_WIDTH, half_width, repeats_to_narrow
 if TYPE_CHECKING:
     from rayscale.compare import Row
     from rayscale.journal import Partial
+    from rayscale.predict import Costs, Forecast
 
 PLOTS = ("rmse_vs_trees.png", "r2_vs_trees.png", "timeline.png")
 TUNE_PLOTS = ("tune_timeline.png", "tune_rmse_vs_rounds.png")
@@ -737,6 +738,124 @@ def write_scale_plot(result: ScaleResult, out_dir: Path) -> Path:
     )
     fig.tight_layout()
     path = out_dir / "scaling.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def forecast_tables(forecast: Forecast, priced: bool) -> list[Table]:
+    """One table per phase: predicted (and, where measured, measured) wall per node count."""
+    tables = []
+    for phase, base in forecast.base.items():
+        points = [p for p in forecast.points if p.extra["phase"] == phase]
+        what = "each point predicted from" if forecast.validated else "predicted from"
+        table = Table(title=f"{phase}: {what} the {plural(base, 'node')} point")
+        columns = ["nodes", "wall", "measured", "error", "total", "speedup"]
+        columns += ["rounds", "best RMSE", "extrap."] if phase == "tune" else ["par. eff.", "sched. eff."]
+        columns += ["cost"] if priced else []
+        for name in columns:
+            table.add_column(name, justify="right")
+        for p in points:
+            row = [
+                str(p.nodes),
+                f"{p.wall_s:.2f}s",
+                f"{p.measured_wall_s:.2f}s ({p.measured_min_s:.2f}–{p.measured_max_s:.2f})"
+                if p.measured_wall_s is not None
+                else "",
+                f"{p.error_pct:+.1f}%" if p.error_pct is not None else "",
+                f"{p.total_s:.2f}s",
+                f"{p.speedup:.2f}x",
+            ]
+            if phase == "tune":
+                row += [
+                    str(p.extra["rounds_run"]),
+                    f"{p.extra['best_rmse']:.2f}",
+                    str(p.extra["extrapolated_reports"]),
+                ]
+            else:
+                row += [f"{p.parallel_efficiency:.2f}", f"{p.schedule_efficiency:.2f}"]
+            row += [f"{p.cost:.4f}" if p.cost is not None else ""] if priced else []
+            table.add_row(*row)
+        tables.append(table)
+    return tables
+
+
+def print_forecast(forecast: Forecast, costs: Costs, console: Console, plot: Path | None) -> None:
+    for table in forecast_tables(forecast, costs.price_per_node_hour is not None):
+        console.print(table)
+    console.print(
+        "wall: one warm round (grid) or the sweep (tune), as the bundle measures them; measured: "
+        "median (min–max) of its rounds; speedup: against the same work on one slot; total adds "
+        f"provisioning ({costs.provision_s:g}s per added node), the data's transfer"
+        f"{'' if costs.bandwidth_mbps else ' (not modelled: no --bandwidth-mbps)'} and the warm-up",
+        highlight=False,
+    )
+    for phase, p in forecast.cheapest.items():
+        if costs.deadline_s is None or costs.price_per_node_hour is None:
+            continue
+        if p is None:
+            console.print(f"{phase}: no node count meets the {costs.deadline_s:g}s deadline", highlight=False)
+        else:
+            console.print(
+                f"cheapest {phase} meeting the {costs.deadline_s:g}s deadline: {plural(p.nodes, 'node')}, "
+                f"{p.cost:.4f} at {costs.price_per_node_hour:g}/node-hour ({p.total_s:.2f}s)",
+                highlight=False,
+            )
+    if plot is not None:
+        console.print(f"plot: {plot}", highlight=False)
+
+
+def write_forecast_plot(forecast: Forecast, costs: Costs, path: Path) -> Path:
+    """Predicted wall vs nodes per phase with the measured points (min–max whiskers); beside it,
+    cost (or, without a price, total time) vs nodes with the deadline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_w, ax_c) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=100)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    priced = costs.price_per_node_hour is not None
+    for i, phase in enumerate(forecast.base):
+        c = colours[i % len(colours)]
+        pts = sorted((p for p in forecast.points if p.extra["phase"] == phase), key=lambda p: p.nodes)
+        n = [p.nodes for p in pts]
+        ax_w.plot(n, [p.wall_s for p in pts], "-", color=c, label=f"{phase}: predicted")
+        seen = [p for p in pts if p.measured_wall_s is not None]
+        if seen:
+            ax_w.errorbar(
+                [p.nodes for p in seen],
+                [p.measured_wall_s for p in seen],
+                yerr=[
+                    [p.measured_wall_s - p.measured_min_s for p in seen],  # type: ignore[operator]
+                    [p.measured_max_s - p.measured_wall_s for p in seen],  # type: ignore[operator]
+                ],
+                fmt="o",
+                color=c,
+                capsize=4,
+                label=f"{phase}: measured (median, min–max)",
+            )
+        ys = [p.cost for p in pts] if priced else [p.total_s for p in pts]
+        ax_c.plot(n, ys, "o-", color=c, markersize=3, label=phase)
+    if costs.deadline_s is not None and not priced:
+        ax_c.axhline(
+            costs.deadline_s, color="k", linestyle="--", linewidth=1, label=f"deadline {costs.deadline_s:g}s"
+        )
+    if costs.deadline_s is not None and priced:
+        for phase, p in forecast.cheapest.items():
+            if p is not None:
+                ax_c.annotate(f"cheapest {phase} within {costs.deadline_s:g}s", (p.nodes, p.cost or 0.0))
+    for ax in (ax_w, ax_c):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("nodes")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    ax_w.set_yscale("log")
+    ax_w.set_ylabel("wall (s)")
+    ax_w.set_title("predicted vs measured wall")
+    ax_c.set_ylabel(f"cost (at {costs.price_per_node_hour:g}/node-hour)" if priced else "total (s)")
+    ax_c.set_title("cost vs nodes" if priced else "total time vs nodes")
+    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
