@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export RAY_AUTH_MODE ?= token
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load bench-repeat bench-startup lint e2e-kind dashboard constraints clean
+.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load bench-repeat bench-startup bench-predict lint e2e-kind dashboard constraints clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,11 @@ bench-load: install
 bench-repeat: install  ## five fresh `rayscale run`s: do their speedup intervals overlap?
 	$(BIN)/python bench/repeat.py $(ARGS)
 
-bench-startup: install  ## the fixed costs of an embedded Ray, part by part
+bench-startup: install  ## the fixed costs of an embedded Ray, part by part, and `rayscale run` before/after
 	$(BIN)/python bench/startup.py $(ARGS)
+
+bench-predict: install  ## rayscale predict: 2 local nodes predicted from 1, and 10,000 trials on 1..1,024 nodes
+	$(BIN)/python bench/predict.py $(ARGS)
 
 e2e-kind: install  ## chart + image + RayJob on a kind cluster (needs docker, kind, kubectl)
 	$(BIN)/pytest -m kind tests/e2e $(ARGS)
