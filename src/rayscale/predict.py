@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import median
+from statistics import fmean, median
 from typing import Any
 
 from rayscale.errors import RayscaleError
@@ -42,8 +42,9 @@ class Costs:
 
 
 def worker_gap(trials: Sequence[TrialRecord] | Sequence[TuneTrial]) -> float:
-    """Median idle time of a worker between the end of one of its trials and the start of its next
-    (the dispatch latency a slot pays per task); 0 when no worker ran two."""
+    """Mean idle time of a worker between the end of one of its trials and the start of its next
+    (the dispatch latency a slot pays per task; the mean, since a makespan adds them up); 0 when
+    no worker ran two."""
     by_worker: dict[tuple[str, int], list[Any]] = {}
     for t in trials:
         by_worker.setdefault((t.node_id, t.pid), []).append(t)
@@ -52,7 +53,7 @@ def worker_gap(trials: Sequence[TrialRecord] | Sequence[TuneTrial]) -> float:
         for tasks in by_worker.values()
         for a, b in itertools.pairwise(sorted(tasks, key=lambda t: t.start_ts))
     ]
-    return median(gaps) if gaps else 0.0
+    return fmean(gaps) if gaps else 0.0
 
 
 def list_schedule(durations: Sequence[float], slots: int, gap_s: float = 0.0) -> float:
@@ -80,7 +81,7 @@ class GridTrace:
 
     durations: list[float]  # each trial's task time, in submission order (longest expected first)
     costs: list[float]  # the cost model's figure for each, same order
-    gap_s: float  # median idle time of a worker between two of its tasks
+    gap_s: float  # mean idle time of a worker between two of its tasks
     collect_s: float  # median round wall − span (the driver collecting the last results)
     warmup_s: float
     cpus_per_trial: float
@@ -228,8 +229,8 @@ class TuneTrace:
     reduction_factor: int
     cpus_per_trial: int
     fixed_s: float  # the sweep's wall less its trials' span: fit() to the first trial, and the tail
-    gap_s: float  # median time between a trial ending and the next starting on its actor
-    setup_s: float  # median wall of a trial beyond its boosting compute (its DMatrix, its reports)
+    gap_s: float  # mean time between a trial ending and the next starting on its actor
+    setup_s: float  # mean wall of a trial beyond its boosting compute (its DMatrix, its reports)
 
     @classmethod
     def of(cls, trials: Sequence[TuneTrial], options: dict[str, Any], rounds: Sequence[Round]) -> TuneTrace:
@@ -248,7 +249,7 @@ class TuneTrace:
             cpus_per_trial=int(tune.get("cpus_per_trial") or 1),
             fixed_s=median(max(0.0, r.wall_s - r.span_s) for r in rounds) if rounds else 0.0,
             gap_s=worker_gap(ordered),
-            setup_s=median(setups) if setups else 0.0,
+            setup_s=fmean(setups) if setups else 0.0,
         )
 
     def scheduler_object(self) -> Any:
