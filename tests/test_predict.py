@@ -190,6 +190,7 @@ def test_predict_bad_input_is_one_line(tmp_path: Path) -> None:
         ([str(tmp_path), "--nodes", "4..2"], "a range is LOW..HIGH"),
         ([str(tmp_path), "--deadline", "-1"], "--deadline must be a positive number"),
         ([str(tmp_path), "--cpus-per-node", "0"], "--cpus-per-node must be at least 1"),
+        ([str(tmp_path), "--grid", "seed", "--validate"], "choose one"),
     ]
     for args, fragment in cases:
         result = CliRunner().invoke(app, ["predict", *args])
@@ -224,3 +225,12 @@ def test_a_real_two_node_cluster_is_predicted_from_its_one_node_point(tmp_path: 
     assert abs(points[("grid", 2)]["error_pct"]) < 30
     assert abs(points[("tune", 2)]["error_pct"]) < 30
     assert (out / "predict.png").stat().st_size > 10_000
+    # Other configs on the same machine, timed by the cost model fitted to the measured trials.
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("product:\n  n_estimators: [50, 100]\n  max_depth: [2, 4]\n")
+    other = CliRunner().invoke(app, ["predict", str(out), "--grid", str(grid), "--nodes", "1,4", "--json"])
+    assert other.exit_code == 0, other.stderr
+    walls = {
+        p["nodes"]: p["predicted_wall_s"] for p in json.loads(other.stdout)["points"] if p["phase"] == "grid"
+    }
+    assert set(walls) == {1, 4} and walls[4] < walls[1]

@@ -327,6 +327,10 @@ def predict(
     validate: Annotated[
         bool, typer.Option("--validate", help="Predict every measured point from the smallest one alone.")
     ] = False,
+    grid: Annotated[
+        str | None,
+        typer.Option(help="Predict this grid instead ('seed' or a YAML), timed by the fitted cost model."),
+    ] = None,
     plot: Annotated[
         Path | None, typer.Option(help="PNG (default: predict.png in the bundle).", show_default=False)
     ] = None,
@@ -346,6 +350,7 @@ def predict(
         deadline,
         validate,
         plot,
+        grid,
     )
     if json_out:
         import json

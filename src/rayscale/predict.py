@@ -21,7 +21,7 @@ import heapq
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import fmean, median
 from typing import Any
@@ -86,7 +86,6 @@ class GridTrace:
     warmup_s: float
     cpus_per_trial: float
     data_bytes: int
-    rounds: list[Round]
 
     @classmethod
     def of(
@@ -107,7 +106,6 @@ class GridTrace:
             warmup_s=warmup_s,
             cpus_per_trial=cpus_per_trial,
             data_bytes=rows * (int(dataset.get("n_features") or 0) + 1) * 8,
-            rounds=rounds,
         )
 
     def seconds_per_cost(self) -> float:
@@ -127,7 +125,6 @@ class GridTrace:
             warmup_s=self.warmup_s,
             cpus_per_trial=self.cpus_per_trial,
             data_bytes=self.data_bytes,
-            rounds=[],
         )
 
 
@@ -504,11 +501,22 @@ class Forecast:
 
 
 def forecast(
-    bundle: Result | ScaleResult, nodes: Sequence[int], costs: Costs, validate: bool = False
+    bundle: Result | ScaleResult,
+    nodes: Sequence[int],
+    costs: Costs,
+    validate: bool = False,
+    grid_costs: Sequence[float] | None = None,
 ) -> Forecast:
     """Predict each phase of ``bundle`` at ``nodes`` from its smallest measured point; with
-    ``validate``, predict every measured point instead and attach what was measured."""
+    ``validate``, predict every measured point instead and attach what was measured. With
+    ``grid_costs`` (the cost model's figure for each config of another grid) the grid phase runs
+    those configs, timed by the cost model fitted to the measured trials."""
     measured = measured_points(bundle)
+    if grid_costs is not None:
+        measured = [
+            replace(m, trace=m.trace.with_costs(grid_costs)) if isinstance(m.trace, GridTrace) else m
+            for m in measured
+        ]
     if not measured:
         raise RayscaleError("the bundle has no grid-parallel or Tune phase to predict from")
     points: list[Point] = []
@@ -583,6 +591,7 @@ def run_forecast(
     deadline_s: float | None,
     validate: bool,
     plot: Path | None,
+    grid: str | None = None,
 ) -> tuple[Forecast, Costs, Path]:
     """``rayscale predict``: load, check the options, simulate, write the plot."""
     from rayscale.bundle import load_any
@@ -598,6 +607,8 @@ def run_forecast(
             not math.isfinite(value) or value < 0 or (value == 0 and name != "--provision-s")
         ):
             raise RayscaleError(f"{name} must be a positive number, got {value:g}")
+    if grid is not None and validate:
+        raise RayscaleError("--grid predicts other configs, --validate the measured ones: choose one")
     if cpus_per_node is not None and cpus_per_node < 1:
         raise RayscaleError(f"--cpus-per-node must be at least 1, got {cpus_per_node}")
     counts = parse_node_counts(nodes_text)
@@ -615,7 +626,17 @@ def run_forecast(
         price_per_node_hour=price_per_node_hour,
         deadline_s=deadline_s,
     )
-    result = forecast(bundle, counts, costs, validate)
+    grid_costs = None
+    if grid is not None:
+        if validate:
+            raise RayscaleError(
+                "--grid predicts other configs; --validate checks the measured ones: choose one"
+            )
+        from rayscale.grids import load_grid
+
+        n, f = int(bundle.dataset.get("n_train") or 0), int(bundle.dataset.get("n_features") or 0)
+        grid_costs = [spec.cost(n, f) for spec in load_grid(grid)]
+    result = forecast(bundle, counts, costs, validate, grid_costs)
     folder = path if path.is_dir() else path.parent
     png = write_forecast_plot(result, costs, plot or folder / "predict.png")
     return result, costs, png

@@ -786,7 +786,7 @@ def print_forecast(forecast: Forecast, costs: Costs, console: Console, plot: Pat
     console.print(
         "wall: one warm round (grid) or the sweep (tune), as the bundle measures them; measured: "
         "median (min–max) of its rounds; speedup: against the same work on one slot; total adds "
-        f"provisioning ({costs.provision_s:g}s per added node), the data's transfer"
+        f"provisioning ({costs.provision_s:g}s, once, when nodes are added), the data's transfer"
         f"{'' if costs.bandwidth_mbps else ' (not modelled: no --bandwidth-mbps)'} and the warm-up",
         highlight=False,
     )
@@ -812,6 +812,7 @@ def write_forecast_plot(forecast: Forecast, costs: Costs, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     fig, (ax_w, ax_c) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=100)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -841,16 +842,20 @@ def write_forecast_plot(forecast: Forecast, costs: Costs, path: Path) -> Path:
         ax_c.axhline(
             costs.deadline_s, color="k", linestyle="--", linewidth=1, label=f"deadline {costs.deadline_s:g}s"
         )
-    if costs.deadline_s is not None and priced:
-        for phase, p in forecast.cheapest.items():
-            if p is not None:
-                ax_c.annotate(f"cheapest {phase} within {costs.deadline_s:g}s", (p.nodes, p.cost or 0.0))
+    for i, (phase, p) in enumerate(forecast.cheapest.items()):
+        if p is not None and p.cost is not None:
+            label = f"cheapest {phase} within {costs.deadline_s:g}s: {plural(p.nodes, 'node')}"
+            ax_c.plot([p.nodes], [p.cost], "*", markersize=14, color=colours[i % len(colours)], label=label)
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
     for ax in (ax_w, ax_c):
         ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(plain)
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("nodes")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    ax_w.set_yscale("log")
     ax_w.set_ylabel("wall (s)")
     ax_w.set_title("predicted vs measured wall")
     ax_c.set_ylabel(f"cost (at {costs.price_per_node_hour:g}/node-hour)" if priced else "total (s)")
