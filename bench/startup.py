@@ -4,9 +4,9 @@ Two measurements, each sample a fresh process (as `make run` is), the variants i
 by sample so that drift on the machine hits them alike:
 
 **Profile** (``--samples`` per variant) of rayscale's own code, started three ways, each change on
-its own: ``ray-defaults`` (Ray's own local start), ``lean`` (no dashboard process, autoscaler
-monitor or log monitor; minimal agents) and ``rayscale`` (lean, and workers at the driver's
-priority, ``worker_niceness`` 0 instead of Ray's 15): what rayscale now does. Per sample:
+its own: ``ray-defaults`` (Ray's own local start), ``lean`` (what rayscale does: no dashboard
+process, autoscaler monitor or log monitor; minimal agents) and ``lean-nice0`` (lean, and workers
+at the driver's priority, ``RAY_worker_niceness=0`` instead of Ray's 15; not adopted). Per sample:
 
 * ``import_ray_s``: ``import ray``;
 * ``init_s``: ``ray_session`` connect (GCS, raylet, agents started and registered);
@@ -45,8 +45,14 @@ from rayscale.bundle import load_result
 from rayscale.stats import Stats, paired_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
-# Variant -> ray_session(lean=..., worker_niceness=...); "rayscale" is what rayscale now does.
-PROFILES = {"ray-defaults": (False, None), "lean": (True, None), "rayscale": (True, 0)}
+# Variant -> (ray_session's lean, environment for Ray). "lean" is what rayscale does; "lean-nice0"
+# also runs the workers at the driver's priority (Ray's worker_niceness 0 instead of 15): measured
+# on its own, no difference, so not adopted.
+PROFILES = {
+    "ray-defaults": (False, {}),
+    "lean": (True, {}),
+    "lean-nice0": (True, {"RAY_worker_niceness": "0"}),
+}
 PROFILE_FIGURES = (
     "init_s",
     "warmup_s",
@@ -59,7 +65,7 @@ PROFILE_FIGURES = (
 RUN_FIGURES = ("total_s", "cold_start_s", "tune_first_trial_s", "contention")
 
 
-def _profile(lean: bool, worker_niceness: int | None) -> dict:
+def _profile(lean: bool) -> dict:
     """One fresh-process profile (run as a child: `startup.py --child VARIANT`)."""
     out: dict = {}
     started = time.perf_counter()
@@ -73,7 +79,7 @@ def _profile(lean: bool, worker_niceness: int | None) -> dict:
 
     dataset = load_dataset("diabetes")
     specs = load_grid("seed")
-    with ray_session("", lean=lean, worker_niceness=worker_niceness) as cluster:
+    with ray_session("", lean=lean) as cluster:
         out["init_s"] = cluster.connect_s
         started = time.perf_counter()
         ray.get(ray.remote(lambda: None).remote())
@@ -197,11 +203,11 @@ def _table(title: str, compared: dict, first: str, second: str):
 
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
-        print(json.dumps(_profile(*PROFILES[sys.argv[2]])))
+        print(json.dumps(_profile(PROFILES[sys.argv[2]][0])))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=5, help="profiles per start-up variant")
-    parser.add_argument("--runs", type=int, default=5, help="`rayscale run`s per source tree")
+    parser.add_argument("--samples", type=int, default=5, help="profiles per start-up variant (0: none)")
+    parser.add_argument("--runs", type=int, default=5, help="`rayscale run`s per source tree (0: none)")
     parser.add_argument("--before", default="3b9a2e3", help="the commit whose rayscale is 'before'")
     parser.add_argument("--after", default="HEAD", help="the commit whose rayscale is 'after'")
     parser.add_argument("--output", type=Path, default=None, help="JSON [bench/results/startup-<date>.json]")
@@ -223,7 +229,7 @@ def main() -> None:
             for variant in PROFILES:
                 console.log(f"profile {i + 1}/{args.samples}: {variant}")
                 child = [str(trees["after"] / "bench" / "startup.py"), "--child", variant]
-                row = json.loads(_child(child, env).stdout.strip().splitlines()[-1])
+                row = json.loads(_child(child, env | PROFILES[variant][1]).stdout.strip().splitlines()[-1])
                 row["import_xgboost_s"] = _import_xgboost_s()
                 profiles[variant].append(row)
         for i in range(args.runs):
@@ -238,20 +244,21 @@ def main() -> None:
                 capture_output=True,
             )
     profile_figures = (*PROFILE_FIGURES, "first_task_s", "import_ray_s", "contention", "pool_contention")
-    pairs = [("ray-defaults", "lean"), ("lean", "rayscale"), ("ray-defaults", "rayscale")]
+    pairs = [("ray-defaults", "lean"), ("lean", "lean-nice0")] if args.samples else []
     report |= {
         "before": args.before,
         "after": args.after,
         "profiles": profiles,
         "profile_compared": {f"{b} vs {a}": _compare(profiles, a, b, profile_figures) for a, b in pairs},
         "runs": runs,
-        "runs_compared": _compare(runs, "before", "after", RUN_FIGURES),
+        "runs_compared": _compare(runs, "before", "after", RUN_FIGURES) if args.runs else {},
     }
     for a, b in pairs:
         title = f"Profile, {b} vs {a}: medians of {args.samples} fresh processes"
         console.print(_table(title, report["profile_compared"][f"{b} vs {a}"], a, b))
-    title = f"rayscale run, {args.before} vs {args.after}: medians of {args.runs}"
-    console.print(_table(title, report["runs_compared"], "before", "after"))
+    if args.runs:
+        title = f"rayscale run, {args.before} vs {args.after}: medians of {args.runs}"
+        console.print(_table(title, report["runs_compared"], "before", "after"))
     console.print(f"written {write(report, args.output)}")
 
 

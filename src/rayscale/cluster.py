@@ -136,16 +136,13 @@ def ray_session(
     num_cpus: int | None = None,
     metrics_port: int | None = None,
     lean: bool = True,
-    worker_niceness: int | None = 0,
 ) -> Iterator[ClusterInfo]:
     """Start an embedded Ray (empty address) or connect to ``address``; always shut down after.
 
     ``metrics_port`` fixes the port an embedded Ray exports its own Prometheus metrics on
     (``ray_node_cpu_utilization``, ``ray_resources``, …); by default Ray picks one.
     An embedded Ray starts ``lean`` (:func:`_lean_start`) unless it is to export its own metrics,
-    which its dashboard agent does in full. Its workers run at ``worker_niceness`` 0, the priority
-    of the driver that runs the sequential fits they are compared with (Ray's default, 15, lets
-    every other process on the machine go first; None keeps it). ``RAY_AUTH_MODE`` is honoured as
+    which its dashboard agent does in full. ``RAY_AUTH_MODE`` is honoured as
     Ray documents it: with ``token`` an embedded Ray generates a token, and connecting to a cluster
     needs the same token (``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``).
     """
@@ -158,7 +155,6 @@ def ray_session(
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            config = None if worker_niceness is None else {"worker_niceness": worker_niceness}
             with _lean_start() if lean and metrics_port is None else nullcontext():
                 # "local" always starts a new instance; without it ray.init() would join any cluster
                 # already running on this machine (found through /tmp/ray/ray_current_cluster).
@@ -167,7 +163,6 @@ def ray_session(
                     num_cpus=num_cpus,
                     include_dashboard=False,
                     _metrics_export_port=metrics_port,
-                    _system_config=config,
                     logging_level=logging.WARNING,
                     log_to_driver=False,
                 )
