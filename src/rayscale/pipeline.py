@@ -61,7 +61,7 @@ def load_work(opts: RunOptions) -> tuple[Dataset, list[TrialSpec]]:
     return dataset, load_grid(opts.grid, seed=opts.seed, max_trials=opts.max_trials)
 
 
-def import_ahead(opts: RunOptions) -> threading.Thread:
+def import_ahead(opts: RunOptions) -> None:
     """Import, on a background thread, the libraries the run's later steps will need (the Tune
     phase's ``ray.tune`` and XGBoost, the plots' matplotlib), while the main thread loads the data
     and waits for Ray to start. Python's import lock makes a later import of the same module wait
@@ -77,9 +77,7 @@ def import_ahead(opts: RunOptions) -> threading.Thread:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
 
-    thread = threading.Thread(target=load, name="rayscale-import-ahead", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=load, name="rayscale-import-ahead", daemon=True).start()
 
 
 def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Result, Path]:

@@ -117,19 +117,12 @@ class GridTrace:
         """The same machine running other configs: durations from the fitted cost model."""
         k = self.seconds_per_cost()
         ordered = sorted(costs, reverse=True)
-        return GridTrace(
-            durations=[k * c for c in ordered],
-            costs=list(ordered),
-            gap_s=self.gap_s,
-            collect_s=self.collect_s,
-            warmup_s=self.warmup_s,
-            cpus_per_trial=self.cpus_per_trial,
-            data_bytes=self.data_bytes,
-        )
+        return replace(self, durations=[k * c for c in ordered], costs=ordered)
 
 
 @dataclass(frozen=True)
 class Point:
+    phase: str  # "grid" or "tune"
     nodes: int
     slots: int
     wall_s: float  # one warm round, as the bundle's parallel wall
@@ -141,7 +134,7 @@ class Point:
     measured_wall_s: float | None = None
     measured_min_s: float | None = None
     measured_max_s: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # the Tune replay's own figures
 
     @property
     def error_pct(self) -> float | None:
@@ -151,6 +144,7 @@ class Point:
 
     def row(self) -> dict[str, Any]:
         return {
+            "phase": self.phase,
             "nodes": self.nodes,
             "slots": self.slots,
             "predicted_wall_s": self.wall_s,
@@ -198,6 +192,7 @@ def predict_grid(trace: GridTrace, nodes: Sequence[int], costs: Costs) -> list[P
         speedup = work / wall
         points.append(
             Point(
+                phase="grid",
                 nodes=n,
                 slots=slots,
                 wall_s=wall,
@@ -415,13 +410,10 @@ class MeasuredPoint:
 
 def measured_points(bundle: Result | ScaleResult) -> list[MeasuredPoint]:
     """Every phase-and-node-count a bundle measured (a run bundle: one per phase)."""
-    out: list[MeasuredPoint] = []
     if isinstance(bundle, ScaleResult):
         run = bundle.options.get("run") or {}
-        for p in bundle.points:
-            out.append(_measured(p.phase, p.nodes, bundle.cpus_per_node, p.rounds, p, run, bundle.dataset))
-        return out
-    options = bundle.options
+        return [_measured(p, bundle.cpus_per_node, run, bundle.dataset) for p in bundle.points]
+    out: list[MeasuredPoint] = []
     grid, tune = bundle.grid, bundle.tune
     if grid is not None and grid.parallel is not None:
         par = grid.parallel
@@ -432,45 +424,37 @@ def measured_points(bundle: Result | ScaleResult) -> list[MeasuredPoint]:
     if tune is not None:
         nodes = bundle.cluster.nodes if bundle.cluster else 1
         rounds = [Round.of(tune.wall_s, tune.trials)]
-        trace_t = TuneTrace.of(tune.trials, options, rounds)
+        trace_t = TuneTrace.of(tune.trials, bundle.options, rounds)
         per_node = max(1, tune.cpus // max(1, nodes))
         out.append(MeasuredPoint("tune", nodes, per_node, tune.wall_s, tune.wall_s, tune.wall_s, trace_t))
     return out
 
 
 def _measured(
-    phase: str,
-    nodes: int,
-    per_node: int,
-    rounds: list[Round],
-    point: ScalePoint,
-    run: dict[str, Any],
-    dataset: dict[str, Any],
+    point: ScalePoint, per_node: int, run: dict[str, Any], dataset: dict[str, Any]
 ) -> MeasuredPoint:
+    """One point of a scale bundle (its ``run`` options, its dataset)."""
+    rounds = point.rounds
     walls = [r.wall_s for r in rounds]
     trace: GridTrace | TuneTrace
-    if phase == "tune":
+    if point.phase == "tune":
         trace = TuneTrace.of([t for t in point.trials if isinstance(t, TuneTrial)], run, rounds)
     else:
         records = [t for t in point.trials if isinstance(t, TrialRecord)]
         trace = GridTrace.of(records, rounds, point.warmup_s, float(run.get("cpus_per_trial") or 1), dataset)
-    name = "tune" if phase == "tune" else "grid"
-    return MeasuredPoint(name, nodes, per_node, median(walls), min(walls), max(walls), trace)
+    name = "tune" if point.phase == "tune" else "grid"
+    return MeasuredPoint(name, point.nodes, per_node, median(walls), min(walls), max(walls), trace)
 
 
-def forecast_point(base: MeasuredPoint, nodes: int, costs: Costs) -> Point:
-    """``base``'s work predicted on ``nodes`` nodes of ``costs.cpus_per_node`` CPUs."""
-    if isinstance(base.trace, GridTrace):
-        point = predict_grid(base.trace, [nodes], costs)[0]
-        return Point(**{**point.__dict__, "extra": {"phase": "grid"}})
-    trace = base.trace
+def predict_tune(trace: TuneTrace, nodes: int, costs: Costs, alone_s: float) -> Point:
+    """The sweep replayed on ``nodes`` nodes; ``alone_s`` is its replay on one slot (the speedup's base)."""
     slots = _slots(nodes, costs, trace.cpus_per_trial)
     replay = replay_tune(trace, slots)
-    alone = replay_tune(trace, 1).wall_s if slots > 1 else replay.wall_s
     span = max(1e-9, replay.wall_s - trace.fixed_s)
     total = (costs.provision_s if nodes > 1 else 0.0) + replay.wall_s
-    speedup = alone / replay.wall_s
+    speedup = alone_s / replay.wall_s
     return Point(
+        phase="tune",
         nodes=nodes,
         slots=slots,
         wall_s=replay.wall_s,
@@ -480,7 +464,6 @@ def forecast_point(base: MeasuredPoint, nodes: int, costs: Costs) -> Point:
         schedule_efficiency=min(1.0, max(replay.busy_s / slots, replay.longest_s) / span),
         cost=_cost(nodes, total, costs),
         extra={
-            "phase": "tune",
             "rounds_run": replay.rounds_run,
             "best_rmse": replay.best_rmse,
             "stopped_early": replay.stopped_early,
@@ -501,17 +484,16 @@ class Forecast:
 
 
 def forecast(
-    bundle: Result | ScaleResult,
+    measured: list[MeasuredPoint],
     nodes: Sequence[int],
     costs: Costs,
     validate: bool = False,
     grid_costs: Sequence[float] | None = None,
 ) -> Forecast:
-    """Predict each phase of ``bundle`` at ``nodes`` from its smallest measured point; with
-    ``validate``, predict every measured point instead and attach what was measured. With
+    """Predict each phase at ``nodes`` from its smallest ``measured`` point (:func:`measured_points`);
+    with ``validate``, predict every measured point instead and attach what was measured. With
     ``grid_costs`` (the cost model's figure for each config of another grid) the grid phase runs
     those configs, timed by the cost model fitted to the measured trials."""
-    measured = measured_points(bundle)
     if grid_costs is not None:
         measured = [
             replace(m, trace=m.trace.with_costs(grid_costs)) if isinstance(m.trace, GridTrace) else m
@@ -527,34 +509,32 @@ def forecast(
             continue
         smallest = mine[0]
         base[phase] = smallest.nodes
-        if validate:
-            if len(mine) < 2:
-                raise RayscaleError(
-                    f"--validate needs a scale bundle with two or more node counts; the {phase} phase "
-                    f"has {len(mine)}"
-                )
-            for m in mine:
-                p = forecast_point(smallest, m.nodes, replace_cpus(costs, m.cpus_per_node))
-                points.append(_with_measured(p, m))
-            continue
-        known = {m.nodes: m for m in mine if m.cpus_per_node == costs.cpus_per_node}
-        for n in nodes:
-            p = forecast_point(smallest, n, costs)
-            points.append(_with_measured(p, known[n]) if n in known else p)
-    cheapest = {phase: _cheapest([p for p in points if p.extra["phase"] == phase], costs) for phase in base}
+        if validate and len(mine) < 2:
+            raise RayscaleError(
+                f"--validate needs a scale bundle with two or more node counts; the {phase} phase "
+                f"has {len(mine)}"
+            )
+        trace = smallest.trace
+        alone_s = replay_tune(trace, 1).wall_s if isinstance(trace, TuneTrace) else 0.0
+        by_nodes = {m.nodes: m for m in mine}
+        for n in [m.nodes for m in mine] if validate else nodes:
+            seen = by_nodes.get(n)
+            # Validation predicts each point on its own node size; a forecast shows what was measured
+            # only where the node size is the one asked for.
+            at = replace(costs, cpus_per_node=seen.cpus_per_node) if validate and seen else costs
+            if seen is not None and seen.cpus_per_node != at.cpus_per_node:
+                seen = None
+            if isinstance(trace, GridTrace):
+                p = predict_grid(trace, [n], at)[0]
+            else:
+                p = predict_tune(trace, n, at, alone_s)
+            points.append(p if seen is None else _with_measured(p, seen))
+    cheapest = {phase: _cheapest([p for p in points if p.phase == phase], costs) for phase in base}
     return Forecast(points, validate, base, cheapest)
 
 
-def replace_cpus(costs: Costs, cpus_per_node: int) -> Costs:
-    return Costs(
-        cpus_per_node, costs.provision_s, costs.bandwidth_mbps, costs.price_per_node_hour, costs.deadline_s
-    )
-
-
 def _with_measured(p: Point, m: MeasuredPoint) -> Point:
-    return Point(
-        **{**p.__dict__, "measured_wall_s": m.wall_s, "measured_min_s": m.min_s, "measured_max_s": m.max_s}
-    )
+    return replace(p, measured_wall_s=m.wall_s, measured_min_s=m.min_s, measured_max_s=m.max_s)
 
 
 def _cheapest(points: list[Point], costs: Costs) -> Point | None:
@@ -636,7 +616,7 @@ def run_forecast(
 
         n, f = int(bundle.dataset.get("n_train") or 0), int(bundle.dataset.get("n_features") or 0)
         grid_costs = [spec.cost(n, f) for spec in load_grid(grid)]
-    result = forecast(bundle, counts, costs, validate, grid_costs)
+    result = forecast(measured, counts, costs, validate, grid_costs)
     folder = path if path.is_dir() else path.parent
     png = write_forecast_plot(result, costs, plot or folder / "predict.png")
     return result, costs, png

@@ -634,6 +634,14 @@ def karp_flatt_notes(result: ScaleResult) -> list[str]:
     return notes
 
 
+def cheapest_line(phase: str, nodes: int, cost: float, wall_s: float, price: float, deadline_s: float) -> str:
+    """The one sentence naming the cheapest node count within a deadline (scale and predict)."""
+    return (
+        f"cheapest {phase} meeting the {deadline_s:g}s deadline: {plural(nodes, 'node')}, "
+        f"{cost:.4f} at {price:g}/node-hour ({wall_s:.2f}s)"
+    )
+
+
 def print_scale_report(result: ScaleResult, console: Console, bundle: Path | None = None) -> None:
     console.print(
         f"[bold]rayscale[/] scale {result.run_id} · dataset {result.dataset['spec']} · "
@@ -645,11 +653,11 @@ def print_scale_report(result: ScaleResult, console: Console, bundle: Path | Non
     for line in karp_flatt_notes(result):
         console.print(line, highlight=False)
     for c in result.cheapest:
-        console.print(
-            f"cheapest {c.phase} meeting the {result.deadline_s:g}s deadline: {plural(c.nodes, 'node')}, "
-            f"{c.cost:.4f} at {result.price_per_node_hour:g}/node-hour ({c.wall_s:.2f}s)",
-            highlight=False,
+        assert result.deadline_s is not None and result.price_per_node_hour is not None
+        line = cheapest_line(
+            c.phase, c.nodes, c.cost, c.wall_s, result.price_per_node_hour, result.deadline_s
         )
+        console.print(line, highlight=False)
     if bundle is not None:
         console.print(f"bundle: {bundle}", highlight=False)
 
@@ -747,7 +755,7 @@ def forecast_tables(forecast: Forecast, priced: bool) -> list[Table]:
     """One table per phase: predicted (and, where measured, measured) wall per node count."""
     tables = []
     for phase, base in forecast.base.items():
-        points = [p for p in forecast.points if p.extra["phase"] == phase]
+        points = [p for p in forecast.points if p.phase == phase]
         what = "each point predicted from" if forecast.validated else "predicted from"
         table = Table(title=f"{phase}: {what} the {plural(base, 'node')} point")
         columns = ["nodes", "wall", "measured", "error", "total", "speedup"]
@@ -785,7 +793,8 @@ def print_forecast(forecast: Forecast, costs: Costs, console: Console, plot: Pat
         console.print(table)
     console.print(
         "wall: one warm round (grid) or the sweep (tune), as the bundle measures them; measured: "
-        "median (min–max) of its rounds; speedup: against the same work on one slot; total adds "
+        "median (min–max) of its rounds; speedup: against the same grid, or the same sweep replayed, on one "
+        "slot; total adds "
         f"provisioning ({costs.provision_s:g}s, once, when nodes are added), the data's transfer"
         f"{'' if costs.bandwidth_mbps else ' (not modelled: no --bandwidth-mbps)'} and the warm-up",
         highlight=False,
@@ -796,11 +805,10 @@ def print_forecast(forecast: Forecast, costs: Costs, console: Console, plot: Pat
         if p is None:
             console.print(f"{phase}: no node count meets the {costs.deadline_s:g}s deadline", highlight=False)
         else:
-            console.print(
-                f"cheapest {phase} meeting the {costs.deadline_s:g}s deadline: {plural(p.nodes, 'node')}, "
-                f"{p.cost:.4f} at {costs.price_per_node_hour:g}/node-hour ({p.total_s:.2f}s)",
-                highlight=False,
+            line = cheapest_line(
+                phase, p.nodes, p.cost or 0.0, p.total_s, costs.price_per_node_hour, costs.deadline_s
             )
+            console.print(line, highlight=False)
     if plot is not None:
         console.print(f"plot: {plot}", highlight=False)
 
@@ -819,7 +827,7 @@ def write_forecast_plot(forecast: Forecast, costs: Costs, path: Path) -> Path:
     priced = costs.price_per_node_hour is not None
     for i, phase in enumerate(forecast.base):
         c = colours[i % len(colours)]
-        pts = sorted((p for p in forecast.points if p.extra["phase"] == phase), key=lambda p: p.nodes)
+        pts = sorted((p for p in forecast.points if p.phase == phase), key=lambda p: p.nodes)
         n = [p.nodes for p in pts]
         ax_w.plot(n, [p.wall_s for p in pts], "-", color=c, label=f"{phase}: predicted")
         seen = [p for p in pts if p.measured_wall_s is not None]
