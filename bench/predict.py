@@ -26,9 +26,11 @@ from rich.console import Console
 
 from _results import RESULTS, header, write  # bench/_results.py
 from rayscale.bundle import load_any
-from rayscale.predict import Costs, GridTrace, measured_points, predict_grid
+from rayscale.forecast import ForecastCosts
+from rayscale.options import GRID_PARALLEL
+from rayscale.predict import GridTrace, measured_points, predict_grid
 
-TARGETS = {"grid": 10.0, "tune": 15.0}
+TARGETS = {GRID_PARALLEL.key: 10.0, "tune": 15.0}
 
 
 def _rayscale(*args: str) -> str:
@@ -42,17 +44,20 @@ def _rayscale(*args: str) -> str:
 
 def _speed(bundle: Path) -> dict:
     """10,000 trials drawn from the bundle's smallest grid point, simulated on 1..1,024 nodes."""
-    base = min((m for m in measured_points(load_any(bundle)) if m.phase == "grid"), key=lambda m: m.nodes)
+    base = min(
+        (s for s in measured_points(load_any(bundle)) if s.measured.phase == GRID_PARALLEL.key),
+        key=lambda s: s.measured.nodes,
+    )
     assert isinstance(base.trace, GridTrace)
     rng = random.Random(42)
     picks = [rng.randrange(len(base.trace.durations)) for _ in range(10_000)]
     big = base.trace.with_costs([base.trace.costs[i] for i in picks])
     nodes = [2**k for k in range(11)]
     started = time.perf_counter()
-    points = predict_grid(big, nodes, Costs(cpus_per_node=base.cpus_per_node))
+    points = predict_grid(big, nodes, ForecastCosts(cpus_per_node=base.cpus_per_node))
     all_s = time.perf_counter() - started
     started = time.perf_counter()
-    predict_grid(big, [1024], Costs(cpus_per_node=base.cpus_per_node))
+    predict_grid(big, [1024], ForecastCosts(cpus_per_node=base.cpus_per_node))
     one_s = time.perf_counter() - started
     return {
         "trials": len(big.durations),
@@ -60,7 +65,7 @@ def _speed(bundle: Path) -> dict:
         "seconds_1_to_1024": all_s,
         "seconds_at_1024": one_s,
         "target_s": 5.0,
-        "walls": {p.nodes: p.wall_s for p in points},
+        "walls": {p.nodes: p.predicted_wall_s for p in points},
     }
 
 

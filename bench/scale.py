@@ -20,9 +20,9 @@ from pathlib import Path
 from rich.console import Console
 
 from rayscale import environment
-from rayscale.options import RunOptions
-from rayscale.report import print_scale_report
-from rayscale.scale import ScaleOptions, parse_nodes, run_scale
+from rayscale.options import RunOptions, ScaleOptions, parse_nodes
+from rayscale.report import show_scale
+from rayscale.scale import run_scale
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_EFFICIENCY_AT_2 = 0.90
@@ -55,7 +55,7 @@ def main() -> None:
         nodes=parse_nodes(args.nodes), cpus_per_node=args.cpus_per_node, local_cluster=True, run=run
     )
     result, bundle = run_scale(opts)
-    print_scale_report(result, Console(width=140), bundle)
+    show_scale(result, bundle, json_out=False)
     grid = {p.nodes: p for p in result.points if p.phase == "grid_parallel"}
     fastest_fit = min(t.duration_s for p in grid.values() for t in p.trials)
     summary = {

@@ -118,7 +118,8 @@ def _pool_fit_s(specs, dataset, processes: int) -> float:
 
 
 def _tune_first_trial(dataset, cpus: int) -> float:
-    from rayscale.tune import TuneOptions, run_sweep
+    from rayscale.options import TuneOptions
+    from rayscale.tune import run_sweep
 
     with tempfile.TemporaryDirectory() as scratch:
         opts = TuneOptions(space={"max_depth": [2, 3]}, max_rounds=20, scheduler="none", report_every=10)

@@ -28,8 +28,9 @@ from rich.table import Table
 from _results import header, write  # bench/_results.py
 from rayscale.cluster import ray_session
 from rayscale.datasets import Dataset, load_dataset
+from rayscale.options import TuneOptions
 from rayscale.schema import TuneResult
-from rayscale.tune import TuneOptions, booster_params, run_sweep
+from rayscale.tune import booster_params, run_sweep
 
 
 def plain_loop(dataset: Dataset, configs: list[dict], opts: TuneOptions) -> dict:

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from rayscale.bundle import RESULT_FILE, TRIALS_FILE, load_result, write_bundle
+from rayscale.bundle import load_result, write_bundle
 from rayscale.errors import RayscaleError
+from rayscale.layout import RESULT_FILE, TRIALS_FILE
 from rayscale.options import RunOptions
 from rayscale.pipeline import run_benchmark
 from rayscale.schema import SCHEMA_VERSION, Result
@@ -75,7 +76,7 @@ def test_load_of_a_missing_bundle(tmp_path: Path) -> None:
 
 def test_stored_options_redact_credentials_for_run_and_scale_alike() -> None:
     from rayscale.bundle import redacted_command, stored_options
-    from rayscale.scale import ScaleOptions
+    from rayscale.options import ScaleOptions
 
     url = "http://user:s3cret@gw:9091"
     run = RunOptions(push_gateway=url, command=["rayscale", "run", f"--push-gateway={url}"])

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from rayscale.cluster import validate_address
 from rayscale.errors import RayscaleError
+from rayscale.options import validate_address
 
 
 @pytest.mark.parametrize(

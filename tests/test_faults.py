@@ -69,7 +69,7 @@ def test_losing_the_head_mid_run_is_reported_and_the_bundle_kept(tmp_path: Path)
 
     from ray.cluster_utils import Cluster
 
-    from rayscale.bundle import JOURNAL_FILE, MANIFEST_FILE
+    from rayscale.layout import JOURNAL_FILE, MANIFEST_FILE
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rayscale.bundle import JOURNAL_FILE, MANIFEST_FILE, RESULT_FILE
+from rayscale.bundle import read_partial
 from rayscale.cli import app
 from rayscale.errors import RayscaleError
-from rayscale.journal import Journal, read_partial
+from rayscale.journal import Journal
+from rayscale.layout import JOURNAL_FILE, MANIFEST_FILE, RESULT_FILE
 from rayscale.options import RunOptions
 from rayscale.pipeline import run_benchmark
 

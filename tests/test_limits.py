@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from rayscale.cli import app
 from rayscale.errors import RayscaleError
-from rayscale.limits import WallLimitReached, check_max_wall, wall_limit
+from rayscale.limits import WallLimitReached, wall_limit
+from rayscale.options import check_max_wall
 
 
 def test_the_limit_interrupts_the_block_and_is_cleared_after() -> None:

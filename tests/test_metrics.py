@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from factories import trial  # tests/factories.py
 from promstack import QUERIES, RULES, PromStack, binary, free_port  # tests/promstack.py
 from rayscale.errors import RayscaleError
-from rayscale.metrics import RunMetrics, redact_url, validate_gateway, validate_port
+from rayscale.metrics import RunMetrics
+from rayscale.options import redact_url, validate_gateway, validate_port
 from rayscale.schema import TrialRecord
 
 

@@ -9,6 +9,7 @@ import pytest
 from rayscale.bundle import load_result
 from rayscale.options import RunOptions
 from rayscale.pipeline import run_benchmark
+from rayscale.plots import write_plots
 
 pytestmark = pytest.mark.slow
 
@@ -44,5 +45,6 @@ def test_seed_experiment_is_reproduced(tmp_path: Path) -> None:
     assert tune is not None and len(tune.trials) == 32
     assert tune.best.rmse <= tune.baseline.rmse
     assert 0 < tune.rounds_run < tune.rounds_budget
+    write_plots(result, out)  # the views the CLI draws after the work
     assert (out / "tune_timeline.png").is_file() and (out / "tune_rmse_vs_rounds.png").is_file()
     assert load_result(out) == result

@@ -12,12 +12,12 @@ from typer.testing import CliRunner
 from factories import trial
 from rayscale.cli import app
 from rayscale.errors import RayscaleError
+from rayscale.forecast import ForecastCosts
+from rayscale.options import parse_nodes
 from rayscale.predict import (
-    Costs,
     GridTrace,
     TuneTrace,
     list_schedule,
-    parse_node_counts,
     predict_grid,
     replay_in_order,
     replay_tune,
@@ -78,20 +78,20 @@ def test_a_grid_forecast_is_the_schedule_plus_what_surrounds_it() -> None:
     trace = _trace([4.0, 3.0, 2.0, 1.0])
     assert trace.durations == [4.0, 3.0, 2.0, 1.0] and trace.collect_s == pytest.approx(0.1)
     assert trace.data_bytes == 1250 * 10 * 8
-    costs = Costs(
+    costs = ForecastCosts(
         cpus_per_node=1, provision_s=30.0, bandwidth_mbps=0.1, price_per_node_hour=3.6, deadline_s=40
     )
     one, two, four = predict_grid(trace, [1, 2, 4], costs)
-    assert one.wall_s == pytest.approx(10.1)  # every trial one after another, + collect
-    assert two.wall_s == pytest.approx(5.1)  # 4+1 | 3+2
-    assert four.wall_s == pytest.approx(4.1)  # the longest
+    assert one.predicted_wall_s == pytest.approx(10.1)  # every trial one after another, + collect
+    assert two.predicted_wall_s == pytest.approx(5.1)  # 4+1 | 3+2
+    assert four.predicted_wall_s == pytest.approx(4.1)  # the longest
     transfer = 100_000 * 8 / 0.1e6  # 8 s at 0.1 Mbit/s
-    assert one.total_s == pytest.approx(transfer + 1.0 + 10.1)  # no provisioning for the first node
-    assert two.total_s == pytest.approx(30.0 + transfer + 1.0 + 5.1)
+    assert one.predicted_total_s == pytest.approx(transfer + 1.0 + 10.1)  # no provisioning for the first node
+    assert two.predicted_total_s == pytest.approx(30.0 + transfer + 1.0 + 5.1)
     assert two.speedup == pytest.approx(10.0 / 5.1)
     assert two.parallel_efficiency == pytest.approx(two.speedup / 2)
     assert four.schedule_efficiency == pytest.approx(4.0 / 4.1)  # bound: the longest trial
-    assert two.cost == pytest.approx(2 * 3.6 * two.total_s / 3600)
+    assert two.cost == pytest.approx(2 * 3.6 * two.predicted_total_s / 3600)
 
 
 def test_the_cost_model_prices_configs_that_were_not_measured() -> None:
@@ -99,16 +99,16 @@ def test_the_cost_model_prices_configs_that_were_not_measured() -> None:
     assert trace.seconds_per_cost() == pytest.approx(1.0)
     other = trace.with_costs([1.0, 6.0, 3.0])
     assert other.durations == pytest.approx([6.0, 3.0, 1.0])
-    assert predict_grid(other, [2], Costs(cpus_per_node=1))[0].wall_s == pytest.approx(6.1)
+    assert predict_grid(other, [2], ForecastCosts(cpus_per_node=1))[0].predicted_wall_s == pytest.approx(6.1)
 
 
 def test_node_counts_parse_as_lists_or_power_of_two_ranges() -> None:
-    assert parse_node_counts("1..1024") == (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-    assert parse_node_counts("3..12") == (3, 6, 12)
-    assert parse_node_counts("4,1,2") == (1, 2, 4)
+    assert parse_nodes("1..1024", ranges=True) == (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+    assert parse_nodes("3..12", ranges=True) == (3, 6, 12)
+    assert parse_nodes("4,1,2", ranges=True) == (1, 2, 4)
     for bad in ("8..2", "0..4", "1..x", "a,b", ""):
         with pytest.raises(RayscaleError):
-            parse_node_counts(bad)
+            parse_nodes(bad, ranges=True)
 
 
 def _tune_trial(
@@ -213,16 +213,16 @@ def test_a_real_two_node_cluster_is_predicted_from_its_one_node_point(tmp_path: 
     run = CliRunner().invoke(app, ["predict", str(out), "--validate", "--json"])
     assert run.exit_code == 0, run.stderr
     document = json.loads(run.stdout)
-    assert document["validated"] and document["base"] == {"grid": 1, "tune": 1}
+    assert document["validated"] and document["base"] == {"grid_parallel": 1, "tune": 1}
     points = {(p["phase"], p["nodes"]): p for p in document["points"]}
-    assert set(points) == {("grid", 1), ("grid", 2), ("tune", 1), ("tune", 2)}
+    assert set(points) == {("grid_parallel", 1), ("grid_parallel", 2), ("tune", 1), ("tune", 2)}
     for p in points.values():
         assert p["measured_wall_s"] > 0 and p["predicted_wall_s"] > 0
         assert p["error_pct"] == pytest.approx(100 * (p["predicted_wall_s"] / p["measured_wall_s"] - 1))
     # Two nodes halve the grid's slots' work: the prediction sees it, and lands near what was measured
     # (the bench holds the 10 % target; on a shared 2-CPU machine a test allows its noise).
-    assert points[("grid", 2)]["predicted_wall_s"] < points[("grid", 1)]["predicted_wall_s"]
-    assert abs(points[("grid", 2)]["error_pct"]) < 30
+    assert points[("grid_parallel", 2)]["predicted_wall_s"] < points[("grid_parallel", 1)]["predicted_wall_s"]
+    assert abs(points[("grid_parallel", 2)]["error_pct"]) < 30
     assert abs(points[("tune", 2)]["error_pct"]) < 30
     assert (out / "predict.png").stat().st_size > 10_000
     # Other configs on the same machine, timed by the cost model fitted to the measured trials.
@@ -231,6 +231,8 @@ def test_a_real_two_node_cluster_is_predicted_from_its_one_node_point(tmp_path: 
     other = CliRunner().invoke(app, ["predict", str(out), "--grid", str(grid), "--nodes", "1,4", "--json"])
     assert other.exit_code == 0, other.stderr
     walls = {
-        p["nodes"]: p["predicted_wall_s"] for p in json.loads(other.stdout)["points"] if p["phase"] == "grid"
+        p["nodes"]: p["predicted_wall_s"]
+        for p in json.loads(other.stdout)["points"]
+        if p["phase"] == "grid_parallel"
     }
     assert set(walls) == {1, 4} and walls[4] < walls[1]

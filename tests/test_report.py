@@ -4,17 +4,20 @@ from pathlib import Path
 
 from rich.console import Console
 
+from rayscale.layout import PLOTS
 from rayscale.options import RunOptions
 from rayscale.pipeline import run_benchmark
-from rayscale.report import PLOTS, print_report
+from rayscale.plots import write_plots
+from rayscale.tables import print_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def test_run_writes_the_seed_plots_and_timeline(tmp_path: Path, small_grid: Path) -> None:
-    _, out = run_benchmark(
+    result, out = run_benchmark(
         RunOptions(grid=str(small_grid), repeats=1, phases=("grid-seq",), output=tmp_path / "r")
     )
+    write_plots(result, out)
     for name in PLOTS:
         data = (out / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5_000, name

@@ -13,12 +13,14 @@ import yaml
 from typer.testing import CliRunner
 
 from promstack import QUERIES, PromStack  # tests/promstack.py
-from rayscale.bundle import SCALE_FILE, load_any
+from rayscale.bundle import load_any
 from rayscale.cli import app
 from rayscale.cluster import local_raylets
 from rayscale.errors import RayscaleError
-from rayscale.options import RunOptions
-from rayscale.scale import ScaleOptions, parse_nodes, run_scale
+from rayscale.layout import SCALE_FILE
+from rayscale.options import RunOptions, ScaleOptions, parse_nodes
+from rayscale.plots import write_scale_plot
+from rayscale.scale import run_scale
 from rayscale.schema import ScaleResult
 
 
@@ -56,7 +58,7 @@ def test_bad_node_lists(text: str, message: str) -> None:
         (["--nodes", "1,2", "--local-cluster", "--phases", "grid-seq"], "not 'grid-seq'"),
         (["--nodes", "1,2", "--address", "10.0.0.1:6379", "--phases", "tune"], "cannot be confined"),
         (["--nodes", "1", "--local-cluster", "--cpus-per-trial", "2"], "more than --cpus-per-node 1"),
-        (["--nodes", "1", "--local-cluster", "--price-per-node-hour", "-1"], "must be positive"),
+        (["--nodes", "1", "--local-cluster", "--price-per-node-hour", "-1"], "must be a positive number"),
     ],
 )
 def test_scale_bad_input_is_one_line(args: list[str], fragment: str, tmp_path: Path) -> None:
@@ -83,6 +85,7 @@ def test_two_node_local_cluster_spreads_trials_and_writes_the_bundle(
         run=RunOptions(grid=str(grid), repeats=2, phases=("grid-ray",), output=tmp_path / "s"),
     )
     result, out = run_scale(opts)
+    write_scale_plot(result, out)  # the view the CLI draws after the work
     assert result.mode == "local" and result.node_counts == [1, 2]
     one, two = sorted(result.points, key=lambda p: p.nodes)
     assert (one.cpus, two.cpus) == (1, 2)

@@ -10,9 +10,11 @@ import pytest
 from rayscale.cluster import ray_session
 from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
+from rayscale.options import TuneOptions
 from rayscale.runners import scores
 from rayscale.schema import ClusterInfo
-from rayscale.tune import DEFAULT_SPACE, TuneOptions, check_options, count_trials, load_space, run_sweep
+from rayscale.space import DEFAULT_SPACE, count_trials, load_space
+from rayscale.tune import run_sweep
 
 SMALL_SPACE = {"learning_rate": [0.05, 0.1], "max_depth": [2, 3], "subsample": [0.8, 1.0]}
 
@@ -34,7 +36,7 @@ def test_space_from_yaml(tmp_path: Path) -> None:
     path.write_text("space:\n  learning_rate: {loguniform: [0.01, 0.3]}\n  max_depth: [3, 5]\n")
     space = load_space(str(path))
     assert space == {"learning_rate": {"loguniform": [0.01, 0.3]}, "max_depth": [3, 5]}
-    check_options(TuneOptions(space=space, samples=4))
+    TuneOptions(space=space, samples=4).validate()
 
 
 @pytest.mark.parametrize(
@@ -49,7 +51,7 @@ def test_space_from_yaml(tmp_path: Path) -> None:
 )
 def test_bad_spaces(space: dict, samples: int | None, message: str) -> None:
     with pytest.raises(RayscaleError, match=message):
-        check_options(TuneOptions(space=space, samples=samples))
+        TuneOptions(space=space, samples=samples).validate()
 
 
 @pytest.mark.parametrize(
@@ -64,7 +66,7 @@ def test_bad_spaces(space: dict, samples: int | None, message: str) -> None:
 )
 def test_bad_tune_options(overrides: dict, message: str) -> None:
     with pytest.raises(RayscaleError, match=message):
-        check_options(TuneOptions(**overrides))
+        TuneOptions(**overrides).validate()
 
 
 def test_missing_space_file() -> None:
@@ -172,7 +174,7 @@ def test_cpus_per_trial_above_the_cluster_fails_fast(diabetes, tmp_path: Path) -
 
 
 def test_numbers_yaml_reads_as_strings_are_accepted(tmp_path: Path) -> None:
-    from rayscale.tune import load_space, validate_space
+    from rayscale.space import load_space, validate_space
 
     path = tmp_path / "space.yaml"
     path.write_text("space:\n  learning_rate: [1e-3, 0.1]\n  reg_lambda: 2E2\n")

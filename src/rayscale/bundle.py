@@ -14,24 +14,20 @@ import io
 import json
 import os
 import secrets
-import shutil
 import tempfile
-from dataclasses import asdict, is_dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
 from rayscale.errors import RayscaleError
-from rayscale.schema import SCHEMA_VERSION, Result, ScaleResult, TrialRecord, TuneTrial, upgrade
+from rayscale.layout import JOURNAL_FILE, MANIFEST_FILE, RESULT_FILE, SCALE_FILE, TRIALS_FILE
+from rayscale.options import GRID_PARALLEL, GRID_SEQUENTIAL, TUNE, check_output_dir, redact_url
+from rayscale.schema import SCHEMA_VERSION, Result, ScaleResult, TrialRecord, TuneTrial
 
-RESULT_FILE = "result.json"
-SCALE_FILE = "scale.json"
-MANIFEST_FILE = "run.json"  # written when a run starts (rayscale.journal)
-JOURNAL_FILE = "trials.jsonl"  # finished trials, appended as they finish
-TRIALS_FILE = "trials.csv"
 READABLE_VERSIONS = (1, SCHEMA_VERSION)
 
 
@@ -45,17 +41,6 @@ def utc_now() -> str:
 
 
 # -- what is stored of the options ----------------------------------------------------------
-
-
-def redact_url(url: str) -> str:
-    """The URL with any user:password replaced, for logs and result bundles."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def _redact(value: Any) -> Any:
@@ -87,29 +72,6 @@ def stored_options(options: Any) -> dict[str, Any]:
 
 
 # -- the bundle directory -------------------------------------------------------------------
-
-
-def check_output_dir(out_dir: Path) -> None:
-    """Fail before any work if ``out_dir`` already holds a result or cannot be created/written.
-
-    The nearest existing ancestor is probed by really creating (and removing) a directory in
-    it: permission bits do not tell whether a path under ``/proc`` or a read-only mount works.
-    """
-    if any((out_dir / name).exists() for name in (RESULT_FILE, SCALE_FILE, MANIFEST_FILE)):
-        raise RayscaleError(f"--output {out_dir} already holds a result; choose another directory", 3)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RayscaleError(f"--output {out_dir} exists and is not a directory", 3)
-    probe = out_dir
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise RayscaleError(f"--output {out_dir} is not writable ({probe} does not allow writing)", 3)
-    try:
-        shutil.rmtree(tempfile.mkdtemp(prefix=".rayscale-probe-", dir=probe))
-    except OSError as exc:
-        raise RayscaleError(
-            f"--output {out_dir} cannot be created ({probe}: {exc.strerror or type(exc).__name__})", 3
-        ) from None
 
 
 def make_dir(out_dir: Path) -> None:
@@ -174,11 +136,11 @@ def all_trials(result: Result) -> list[tuple[str, list[TrialRecord] | list[TuneT
     """(phase, trials) of every phase the result holds, in run order (Tune labelled ``tune``)."""
     phases: list[tuple[str, list[TrialRecord] | list[TuneTrial]]] = []
     if result.grid and result.grid.sequential:
-        phases.append(("grid_sequential", result.grid.sequential.trials))
+        phases.append((GRID_SEQUENTIAL.key, result.grid.sequential.trials))
     if result.grid and result.grid.parallel:
-        phases.append(("grid_parallel", result.grid.parallel.trials))
+        phases.append((GRID_PARALLEL.key, result.grid.parallel.trials))
     if result.tune:
-        phases.append(("tune", result.tune.trials))
+        phases.append((TUNE.key, result.tune.trials))
     return phases
 
 
@@ -234,6 +196,54 @@ def write_scale_bundle(result: ScaleResult, out_dir: Path) -> Path:
     return path
 
 
+# -- reading version 1 ------------------------------------------------------------------------
+
+
+def _v1_rounds(timing: dict[str, Any], duration: str) -> list[dict[str, Any]]:
+    """Version 1 kept every round's wall but only the median round's trials: each round gets
+    that round's busy time, longest trial and span."""
+    trials = timing.get("trials", [])
+    durations = [t[duration] for t in trials] or [0.0]
+    span = max(t["end_ts"] for t in trials) - min(t["start_ts"] for t in trials) if trials else 0.0
+    return [
+        {"wall_s": w, "busy_s": sum(durations), "longest_s": max(durations), "span_s": span}
+        for w in timing["walls_s"]
+    ]
+
+
+def _v1_timing(timing: dict[str, Any] | None, duration: str, drop: tuple[str, ...] = ()) -> Any:
+    if timing is None:
+        return None
+    rounds = _v1_rounds(timing, duration)
+    kept = {k: v for k, v in timing.items() if k not in ("walls_s", *drop)}
+    return {**kept, "rounds": rounds}
+
+
+def upgrade(document: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 document as version 2 (derived keys are recomputed on validation)."""
+    doc = dict(document, schema_version=SCHEMA_VERSION)
+    if doc.get("kind") == "scale":
+        points = []
+        for p in doc.get("points", []):
+            duration = "compute_s" if p.get("phase") == "tune" else "fit_s"
+            point = _v1_timing(p, duration, drop=("efficiency_vs_bound",))
+            point["parallel_efficiency"] = point.pop("efficiency")
+            points.append(point)
+        doc["points"] = points
+        doc["fits"] = [{**f, "points": len(doc.get("node_counts", []))} for f in doc.get("fits", [])]
+        return doc
+    grid = doc.get("grid")
+    if grid is not None:
+        doc["grid"] = {
+            **{k: v for k, v in grid.items() if k not in ("efficiency", "consistent")},
+            "sequential": _v1_timing(grid.get("sequential"), "fit_s"),
+            "parallel": _v1_timing(grid.get("parallel"), "fit_s", drop=("makespan_s",)),
+        }
+        if grid.get("parallel"):
+            doc["grid"]["cpus_per_trial"] = grid["parallel"]["cpus_per_trial"]
+    return doc
+
+
 def load_result(path: Path) -> Result:
     """Read a run bundle's ``result.json`` (or the bundle directory) and validate it."""
     loaded = load_any(path)
@@ -270,3 +280,37 @@ def load_any(path: Path) -> Result | ScaleResult:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise RayscaleError(f"{path} does not match the result schema at {where}: {first['msg']}") from None
+
+
+# -- a bundle its run never finished ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Partial:
+    """What a bundle without result.json holds."""
+
+    path: Path
+    manifest: dict[str, Any]
+    trials: dict[str, int]  # phase → trials recorded
+    torn_lines: int  # a line cut short by a crash mid-write is skipped, not fatal
+
+
+def read_partial(out_dir: Path) -> Partial:
+    """Read a bundle whose run never wrote result.json (crashed, killed or still running)."""
+    manifest_path = out_dir / MANIFEST_FILE
+    if (out_dir / RESULT_FILE).exists() or not manifest_path.is_file():
+        raise RayscaleError(f"{out_dir} is not a partial rayscale bundle")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RayscaleError(f"{manifest_path} is not valid JSON") from None
+    counts: Counter[str] = Counter()
+    torn = 0
+    journal = out_dir / JOURNAL_FILE
+    if journal.is_file():
+        for line in journal.read_text(encoding="utf-8").splitlines():
+            try:
+                counts[json.loads(line)["phase"]] += 1
+            except (json.JSONDecodeError, KeyError, TypeError):
+                torn += 1
+    return Partial(out_dir, manifest, dict(counts), torn)

@@ -1,17 +1,31 @@
-"""The ``rayscale`` command: each subcommand parses its options and calls one library function."""
+"""The ``rayscale`` command: each subcommand parses its options into one options object, makes one
+call, and shows the result through :mod:`rayscale.report`."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from rayscale import __version__
 from rayscale.errors import RayscaleError
+from rayscale.options import (
+    RUN_PHASES,
+    SCALE_PHASES,
+    PredictOptions,
+    RunOptions,
+    ScaleOptions,
+    TuneOptions,
+    parse_nodes,
+    parse_phases,
+)
+from rayscale.report import report, show_forecast, show_run, show_scale
+from rayscale.space import load_space
 
 try:  # typer >= 0.29 vendors click; its exceptions are not the `click` package's
     from typer._click import exceptions as click_exceptions
@@ -27,7 +41,23 @@ def _fail(exc: RayscaleError | click_exceptions.UsageError, exit_code: int) -> t
     return typer.Exit(exit_code)
 
 
-class _OneLineErrors(TyperGroup):
+class _FlagsWithoutType:
+    """Typer's help shows ``<bool>`` beside every flag (``--json <bool>``), which takes no value:
+    a flag's type column is left empty."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsWithoutType, TyperCommand):
+    pass
+
+
+class _OneLineErrors(_FlagsWithoutType, TyperGroup):
     """Usage errors (unknown option, a value of the wrong type) and every :class:`RayscaleError`
     as one line on stderr, with the error's exit code."""
 
@@ -105,20 +135,17 @@ def main(
     """rayscale: sequential vs Ray-parallel model grids and a Ray Tune sweep, on a local Ray or KubeRay."""
 
 
-def _run_options(values: dict[str, Any], tune: Any = None) -> Any:
+def _run_options(
+    values: dict[str, Any], allowed: tuple[str, ...], tune: TuneOptions | None = None
+) -> RunOptions:
     """The one builder of RunOptions for `run` and `scale`: from a command's parameters (its
     ``locals()``), every one named like a RunOptions field."""
-    from dataclasses import fields
-
-    from rayscale.options import RunOptions, parse_phases
-    from rayscale.tune import TuneOptions
-
     names = {f.name for f in fields(RunOptions)} - {"phases", "tune", "command"}
     chosen = {name: values[name] for name in names if name in values}
-    return RunOptions(phases=parse_phases(values["phases"]), tune=tune or TuneOptions(), **chosen)
+    return RunOptions(phases=parse_phases(values["phases"], allowed), tune=tune or TuneOptions(), **chosen)
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
     dataset: DatasetOpt = "diabetes",
     grid: GridOpt = "seed",
@@ -168,10 +195,9 @@ def run(
 ) -> None:
     """Run the grid sequentially and as parallel Ray tasks, then the Tune sweep; write the bundle."""
     from rayscale.pipeline import resume_benchmark, run_benchmark
-    from rayscale.tune import TuneOptions, load_space
 
     if resume is not None:
-        _show(*resume_benchmark(resume), json_out)
+        show_run(*resume_benchmark(resume), json_out)
         return
     tune = TuneOptions(
         space=load_space(space),
@@ -183,21 +209,11 @@ def run(
         report_every=report_every,
         storage=storage,
     )
-    opts = _run_options(locals(), tune)
-    _show(*run_benchmark(opts), json_out)
+    show_run(*run_benchmark(_run_options(locals(), RUN_PHASES, tune)), json_out)
 
 
-def _show(result: Any, bundle: Path, json_out: bool) -> None:
-    from rayscale.report import print_report
-
-    if json_out:
-        typer.echo(result.to_json(), nl=False)
-    else:
-        print_report(result, Console(), bundle)
-
-
-@app.command()
-def report(
+@app.command("report", cls=_Command)
+def report_command(
     result_path: Annotated[
         Path, typer.Argument(metavar="RESULT", help="A result.json or its bundle directory.")
     ],
@@ -205,29 +221,10 @@ def report(
     json_out: JsonOpt = False,
 ) -> None:
     """Re-render the tables (and plots) of an existing result bundle."""
-    from rayscale.bundle import RESULT_FILE, load_result
-    from rayscale.journal import read_partial
-    from rayscale.report import print_partial, print_report, write_plots
-
-    bundle = result_path if result_path.is_dir() else result_path.parent
-    if not (bundle / RESULT_FILE).exists() and (result_path.is_dir() or result_path.name == RESULT_FILE):
-        try:  # a run that crashed or is still running: show what it finished, marked partial
-            partial = read_partial(bundle)
-        except RayscaleError:
-            partial = None
-        if partial is not None:
-            print_partial(partial, Console(), as_json=json_out)
-            return
-    result = load_result(result_path)
-    if plots:
-        write_plots(result, bundle)
-    if json_out:
-        typer.echo(result.to_json(), nl=False)
-    else:
-        print_report(result, Console(), bundle)
+    report(result_path, plots, json_out)
 
 
-@app.command()
+@app.command(cls=_Command)
 def dashboard(
     bundles: Annotated[
         list[Path], typer.Argument(metavar="BUNDLE...", help="Result bundles or result.json files.")
@@ -236,13 +233,12 @@ def dashboard(
 ) -> None:
     """Draw the Grafana dashboard's panels from result bundles (when Grafana is not at hand)."""
     from rayscale.bundle import load_result
-    from rayscale.report import dashboard_png
+    from rayscale.plots import dashboard_png
 
-    results = [load_result(path) for path in bundles]
-    typer.echo(f"written {dashboard_png(results, output)}")
+    typer.echo(f"written {dashboard_png([load_result(path) for path in bundles], output)}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def scale(
     nodes: Annotated[str, typer.Option(help="Node counts to measure, e.g. 1,2,4.")],
     cpus_per_node: Annotated[int, typer.Option(help="CPUs per node (--local-cluster).")] = 1,
@@ -280,10 +276,8 @@ def scale(
     json_out: JsonOpt = False,
 ) -> None:
     """Run the same work on each node count; write speedup/efficiency curves with scaling-law fits."""
-    from rayscale.report import print_scale_report
-    from rayscale.scale import ScaleOptions, parse_nodes, run_scale
+    from rayscale.scale import run_scale
 
-    run_opts = _run_options(locals())
     opts = ScaleOptions(
         nodes=parse_nodes(nodes),
         cpus_per_node=cpus_per_node,
@@ -293,16 +287,12 @@ def scale(
         wait_timeout_s=wait_timeout,
         price_per_node_hour=price_per_node_hour,
         deadline_s=deadline,
-        run=run_opts,
+        run=_run_options(locals(), SCALE_PHASES),
     )
-    result, bundle = run_scale(opts)
-    if json_out:
-        typer.echo(result.to_json(), nl=False)
-    else:
-        print_scale_report(result, Console(), bundle)
+    show_scale(*run_scale(opts), json_out)
 
 
-@app.command()
+@app.command(cls=_Command)
 def predict(
     bundle: Annotated[
         Path, typer.Argument(metavar="BUNDLE", help="A run or scale bundle (directory or its JSON).")
@@ -338,31 +328,23 @@ def predict(
 ) -> None:
     """Forecast a bundle at other node counts: the grid's schedule and the Tune sweep's ASHA, simulated."""
     from rayscale.predict import run_forecast
-    from rayscale.report import print_forecast
 
-    forecast, costs, png = run_forecast(
-        bundle,
-        nodes,
-        cpus_per_node,
-        provision_s,
-        bandwidth_mbps,
-        price_per_node_hour,
-        deadline,
-        validate,
-        plot,
-        grid,
+    opts = PredictOptions(
+        bundle=bundle,
+        nodes=parse_nodes(nodes, ranges=True),
+        cpus_per_node=cpus_per_node,
+        provision_s=provision_s,
+        bandwidth_mbps=bandwidth_mbps,
+        price_per_node_hour=price_per_node_hour,
+        deadline_s=deadline,
+        validate_points=validate,
+        grid=grid,
+        plot=plot,
     )
-    if json_out:
-        import json
-
-        typer.echo(
-            json.dumps({"validated": forecast.validated, "base": forecast.base, "points": forecast.rows()})
-        )
-    else:
-        print_forecast(forecast, costs, Console(), png)
+    show_forecast(run_forecast(opts), bundle, plot, json_out)
 
 
-@app.command()
+@app.command(cls=_Command)
 def compare(
     a: Annotated[
         Path, typer.Argument(metavar="A", help="Baseline bundle (result.json, scale.json or directory).")
@@ -381,7 +363,7 @@ def compare(
     from rayscale.bundle import load_any
     from rayscale.compare import compare as compare_bundles
     from rayscale.compare import parse_thresholds, write_junit
-    from rayscale.report import compare_table
+    from rayscale.tables import compare_table
 
     thresholds = parse_thresholds(fail or [])
     rows, failures = compare_bundles(load_any(a), load_any(b), thresholds, allow_different)

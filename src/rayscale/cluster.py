@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -13,57 +12,8 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from rayscale.errors import RayscaleError
+from rayscale.options import validate_address
 from rayscale.schema import ClusterInfo
-
-_HOST_PORT = re.compile(r"^(?:ray://)?\[?[A-Za-z0-9_.:-]+?\]?:(\d{1,5})$")
-
-
-def validate_address(address: str | None) -> str:
-    """Return the normalised address ('' means start an embedded Ray) or raise a one-line error."""
-    address = (address or "").strip()
-    if address in ("", "local"):
-        return ""
-    if address == "auto":
-        return address
-    match = _HOST_PORT.match(address)
-    if not match or not 0 < int(match.group(1)) < 65536:
-        raise RayscaleError(
-            f"--address {address!r} is not 'auto', 'host:port' or 'ray://host:port' "
-            "(empty starts a local Ray)"
-        )
-    return address
-
-
-def check_cpus_per_trial(cpus_per_trial: float, cpus: float, where: str = "the cluster's") -> None:
-    """The one check that a trial fits: CPUs per trial at least 1 and at most what is offered."""
-    if cpus_per_trial < 1:
-        raise RayscaleError(f"--cpus-per-trial must be at least 1, got {cpus_per_trial:g}")
-    if cpus_per_trial > cpus:
-        raise RayscaleError(
-            f"--cpus-per-trial {cpus_per_trial:g} is more than {where} {cpus:g} CPUs: "
-            "no trial could ever be scheduled"
-        )
-
-
-def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
-    """Fail in seconds, not minutes, when a ``host:port`` or ``ray://`` address does not answer.
-
-    ``ray.init`` waits a long time for a GCS that is not there; a plain TCP connect tells the
-    same thing fast. Empty (embedded) and ``auto`` addresses are left to Ray.
-    """
-    address = validate_address(address)
-    if address in ("", "auto"):
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    host = host.strip("[]")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            return
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise RayscaleError(
-            f"cannot reach Ray at {address}: {reason} (is the cluster up and the port open?)", 3
-        ) from None
 
 
 def alive_nodes() -> list[dict]:

@@ -15,8 +15,9 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from rayscale.errors import RayscaleError
+from rayscale.options import GRID_PARALLEL
 from rayscale.schema import Result, ScaleResult, lower_bound
-from rayscale.stats import Stats, ratio_ci
+from rayscale.stats import Stats, ratio_ci, significant
 
 HIGHER_IS_BETTER = ("speedup", "parallel_efficiency", "schedule_efficiency")
 EXACT = ("best_rmse",)  # deterministic for a given dataset, grid and seed
@@ -70,8 +71,7 @@ class Row:
             return self.a != self.b
         if len(self.a_rounds) < 2 or len(self.b_rounds) < 2 or self.a == 0:
             return False  # one round has no spread to judge a difference by
-        low, high = ratio_ci(self.a_rounds, self.b_rounds)
-        return low > 1.0 or high < 1.0
+        return significant(ratio_ci(self.a_rounds, self.b_rounds))
 
     @property
     def verdict(self) -> str:
@@ -112,20 +112,15 @@ def _grid_figures(bundle: Result) -> dict[str, Figure]:
 def _scale_figures(bundle: ScaleResult) -> dict[str, Figure]:
     out: dict[str, Figure] = {}
     for p in bundle.points:
-        base = next(
-            q
-            for q in bundle.points
-            if q.phase == p.phase and q.nodes == min(r.nodes for r in bundle.points if r.phase == p.phase)
-        )
-        speedups = [base.wall_s * base.nodes / w for w in p.rounds_s]
+        speedups = p.round_speedups
         out[f"{p.phase}.speedup@{p.nodes}"] = Figure(speedups)
         out[f"{p.phase}.parallel_efficiency@{p.nodes}"] = Figure([s / p.nodes for s in speedups])
         out[f"{p.phase}.wall_s@{p.nodes}"] = Figure(p.rounds_s)
-    curve = sorted((p for p in bundle.points if p.phase == "grid_parallel"), key=lambda p: p.nodes)
+    curve = sorted((p for p in bundle.points if p.phase == GRID_PARALLEL.key), key=lambda p: p.nodes)
     if curve:  # the headline figures: the largest node count of the grid
         top = curve[-1].nodes
         for name in ("speedup", "parallel_efficiency", "wall_s"):
-            out[name] = out[f"grid_parallel.{name}@{top}"]
+            out[name] = out[f"{GRID_PARALLEL.key}.{name}@{top}"]
     return out
 
 

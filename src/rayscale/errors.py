@@ -25,3 +25,8 @@ class TrialFailed(RayscaleError):
         super().__init__(message, 3)
         self.phase = phase
         self.trials = trials
+
+
+def first_line(error: BaseException) -> str:
+    """The error's first line (its type's name when it has no message): what a journal records."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

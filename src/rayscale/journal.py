@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import BaseModel
 
-from rayscale.bundle import JOURNAL_FILE, MANIFEST_FILE, RESULT_FILE, atomic_write, utc_now
+from rayscale.bundle import atomic_write, utc_now
 from rayscale.errors import RayscaleError
+from rayscale.layout import JOURNAL_FILE, MANIFEST_FILE, PHASES_DIR
 from rayscale.schema import SCHEMA_VERSION, Trial
-
-PHASES_DIR = "phases"  # one JSON file per finished phase, for --resume
 
 
 class Journal:
@@ -104,34 +101,3 @@ class Journal:
         for key in [k for k, v in changes.items() if v is None]:
             self.manifest.pop(key, None)
         atomic_write(self.out_dir / MANIFEST_FILE, json.dumps(self.manifest, indent=2) + "\n")
-
-
-@dataclass(frozen=True)
-class Partial:
-    """What a bundle without result.json holds."""
-
-    path: Path
-    manifest: dict[str, Any]
-    trials: dict[str, int]  # phase → trials recorded
-    torn_lines: int  # a line cut short by a crash mid-write is skipped, not fatal
-
-
-def read_partial(out_dir: Path) -> Partial:
-    """Read a bundle whose run never wrote result.json (crashed, killed or still running)."""
-    manifest_path = out_dir / MANIFEST_FILE
-    if (out_dir / RESULT_FILE).exists() or not manifest_path.is_file():
-        raise RayscaleError(f"{out_dir} is not a partial rayscale bundle")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise RayscaleError(f"{manifest_path} is not valid JSON") from None
-    counts: Counter[str] = Counter()
-    torn = 0
-    journal = out_dir / JOURNAL_FILE
-    if journal.is_file():
-        for line in journal.read_text(encoding="utf-8").splitlines():
-            try:
-                counts[json.loads(line)["phase"]] += 1
-            except (json.JSONDecodeError, KeyError, TypeError):
-                torn += 1
-    return Partial(out_dir, manifest, dict(counts), torn)

@@ -23,11 +23,6 @@ class WallLimitReached(RayscaleError):
         super().__init__(f"--max-wall {seconds:g}s reached; stopped. {after}", 3)
 
 
-def check_max_wall(seconds: float | None) -> None:
-    if seconds is not None and not seconds > 0:
-        raise RayscaleError(f"--max-wall must be a positive number of seconds, got {seconds:g}")
-
-
 @contextmanager
 def wall_limit(seconds: float | None, after: str = "") -> Iterator[None]:
     """Raise :class:`WallLimitReached` in the main thread once ``seconds`` have passed inside the

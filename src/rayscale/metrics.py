@@ -25,8 +25,8 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import basic_auth_handler, default_handler, pushadd_to_gateway
 from prometheus_client.registry import Collector
 
-from rayscale.bundle import redact_url
 from rayscale.errors import RayscaleError
+from rayscale.options import redact_url
 from rayscale.schema import Trial
 
 # 10 ms to 1 h, roughly ×2.5 apart.
@@ -34,26 +34,6 @@ DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 10
 TRIAL_LABELS = ("run_id", "phase", "workload", "nodes", "cpus", "node")
 PHASE_LABELS = ("run_id", "phase", "workload", "nodes", "cpus")
 PUSH_TIMEOUT_S = 5.0
-
-
-def validate_gateway(url: str | None) -> str | None:
-    """``http(s)://host[:port][/path]`` or None; anything else is a one-line error."""
-    if url is None or url == "":
-        return None
-    parts = urlsplit(url)
-    try:
-        port_ok = parts.port is None or 0 < parts.port < 65536
-    except ValueError:
-        port_ok = False
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        raise RayscaleError(f"--push-gateway {redact_url(url)!r} is not an http(s)://host[:port] URL")
-    return url
-
-
-def validate_port(port: int | None) -> int | None:
-    if port is not None and not 0 < port < 65536:
-        raise RayscaleError(f"--metrics-port must be between 1 and 65535, got {port}")
-    return port
 
 
 class _PhaseMetrics:

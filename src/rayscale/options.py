@@ -1,18 +1,254 @@
-"""What ``rayscale run`` takes, checked before any work; ``rayscale scale`` wraps the same options."""
+"""Every command's options, and the one place they are checked before any work.
+
+``rayscale run`` takes :class:`RunOptions` (with its :class:`TuneOptions`), ``rayscale scale`` a
+:class:`ScaleOptions` wrapping a RunOptions, ``rayscale predict`` a :class:`PredictOptions`. Each
+has ``validate()``, built from the checks below, each written once. The phases are named in one
+table, :data:`PHASES`: their key in bundles and metrics, their ``--phases`` option and their label.
+"""
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import shutil
+import socket
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from rayscale.errors import RayscaleError
-from rayscale.tune import TuneOptions
+from rayscale.layout import MANIFEST_FILE, RESULT_FILE, SCALE_FILE
+from rayscale.space import DEFAULT_SPACE, validate_space
 
-PHASES = ("grid-seq", "grid-ray", "tune")
-RAY_PHASES = ("grid-ray", "tune")
+# -- the phases ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhaseName:
+    """The names of one phase, each for one audience."""
+
+    key: str  # in bundles, the journal, predict and the metrics' ``phase`` label
+    option: str  # in --phases
+    label: str  # on the progress bar and in table titles
+    group: str  # phases of one group interleave their rounds
+
+
+GRID_SEQUENTIAL = PhaseName("grid_sequential", "grid-seq", "sequential grid", "grid")
+GRID_PARALLEL = PhaseName("grid_parallel", "grid-ray", "Ray grid", "grid")
+TUNE = PhaseName("tune", "tune", "Tune sweep (XGBoost)", "tune")
+PHASES = (GRID_SEQUENTIAL, GRID_PARALLEL, TUNE)
+RUN_PHASES = tuple(p.option for p in PHASES)
+SCALE_PHASES = (GRID_PARALLEL.option, TUNE.option)  # the phases that run on a cluster
+
+
+def parse_phases(text: str, allowed: tuple[str, ...] = RUN_PHASES) -> tuple[str, ...]:
+    """``grid-seq,grid-ray`` → a checked tuple in run order, of the phases in ``allowed``."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise RayscaleError(f"--phases is empty; choose from {', '.join(allowed)}")
+    for name in names:
+        if name not in RUN_PHASES:
+            raise RayscaleError(f"unknown phase {name!r} in --phases; choose from {', '.join(allowed)}")
+        if name not in allowed:
+            raise RayscaleError(f"--phases: this command runs {', '.join(allowed)}; not {name!r}")
+    return tuple(p for p in allowed if p in names)
+
+
+def parse_nodes(text: str, ranges: bool = False) -> tuple[int, ...]:
+    """``1,2,4`` → (1, 2, 4): whole positive numbers, no duplicates. With ``ranges``, also
+    ``1..1024``: every power of two from the first to the last."""
+    if ranges and ".." in text:
+        low, _, high = text.partition("..")
+        first, last = parse_nodes(low), parse_nodes(high)
+        if len(first) != 1 or len(last) != 1 or first[0] > last[0]:
+            raise RayscaleError(f"--nodes {text!r}: a range is LOW..HIGH, e.g. 1..1024")
+        powers, n = [], first[0]
+        while n <= last[0]:
+            powers.append(n)
+            n *= 2
+        return tuple(powers)
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise RayscaleError(f"--nodes {text!r} must be a comma list of node counts, e.g. 1,2,4")
+    counts: list[int] = []
+    for part in parts:
+        try:
+            value = int(part)
+        except ValueError:
+            raise RayscaleError(f"--nodes: {part!r} is not a whole number") from None
+        if value < 1:
+            raise RayscaleError(f"--nodes: node counts must be at least 1, got {value}")
+        if value in counts:
+            raise RayscaleError(f"--nodes: {value} is listed twice")
+        counts.append(value)
+    return tuple(sorted(counts))
+
+
+# -- the checks the options share ---------------------------------------------------------------
+
+_HOST_PORT = re.compile(r"^(?:ray://)?\[?[A-Za-z0-9_.:-]+?\]?:(\d{1,5})$")
+
+
+def validate_address(address: str | None) -> str:
+    """Return the normalised address ('' means start an embedded Ray) or raise a one-line error."""
+    address = (address or "").strip()
+    if address in ("", "local"):
+        return ""
+    if address == "auto":
+        return address
+    match = _HOST_PORT.match(address)
+    if not match or not 0 < int(match.group(1)) < 65536:
+        raise RayscaleError(
+            f"--address {address!r} is not 'auto', 'host:port' or 'ray://host:port' "
+            "(empty starts a local Ray)"
+        )
+    return address
+
+
+def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when a ``host:port`` or ``ray://`` address does not answer.
+
+    ``ray.init`` waits a long time for a GCS that is not there; a plain TCP connect tells the
+    same thing fast. Empty (embedded) and ``auto`` addresses are left to Ray.
+    """
+    address = validate_address(address)
+    if address in ("", "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise RayscaleError(
+            f"cannot reach Ray at {address}: {reason} (is the cluster up and the port open?)", 3
+        ) from None
+
+
+def check_cpus_per_trial(cpus_per_trial: float, cpus: float, where: str = "the cluster's") -> None:
+    """The one check that a trial fits: CPUs per trial at least 1 and at most what is offered."""
+    if cpus_per_trial < 1:
+        raise RayscaleError(f"--cpus-per-trial must be at least 1, got {cpus_per_trial:g}")
+    if cpus_per_trial > cpus:
+        raise RayscaleError(
+            f"--cpus-per-trial {cpus_per_trial:g} is more than {where} {cpus:g} CPUs: "
+            "no trial could ever be scheduled"
+        )
+
+
+def check_max_wall(seconds: float | None) -> None:
+    if seconds is not None and not seconds > 0:
+        raise RayscaleError(f"--max-wall must be a positive number of seconds, got {seconds:g}")
+
+
+def check_at_least(option: str, value: float | None, minimum: float = 1) -> None:
+    if value is not None and value < minimum:
+        raise RayscaleError(f"{option} must be at least {minimum:g}, got {value:g}")
+
+
+def check_positive(option: str, value: float | None, zero_ok: bool = False) -> None:
+    """A finite number above 0 (or at least 0 with ``zero_ok``), when given."""
+    if value is not None and (not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok)):
+        raise RayscaleError(f"{option} must be a positive number, got {value:g}")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any user:password replaced, for logs and result bundles."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def validate_gateway(url: str | None) -> str | None:
+    """``http(s)://host[:port][/path]`` or None; anything else is a one-line error."""
+    if url is None or url == "":
+        return None
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise RayscaleError(f"--push-gateway {redact_url(url)!r} is not an http(s)://host[:port] URL")
+    return url
+
+
+def validate_port(port: int | None) -> int | None:
+    if port is not None and not 0 < port < 65536:
+        raise RayscaleError(f"--metrics-port must be between 1 and 65535, got {port}")
+    return port
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Fail before any work if ``out_dir`` already holds a result or cannot be created/written.
+
+    The nearest existing ancestor is probed by really creating (and removing) a directory in
+    it: permission bits do not tell whether a path under ``/proc`` or a read-only mount works.
+    """
+    if any((out_dir / name).exists() for name in (RESULT_FILE, SCALE_FILE, MANIFEST_FILE)):
+        raise RayscaleError(f"--output {out_dir} already holds a result; choose another directory", 3)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RayscaleError(f"--output {out_dir} exists and is not a directory", 3)
+    probe = out_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise RayscaleError(f"--output {out_dir} is not writable ({probe} does not allow writing)", 3)
+    try:
+        shutil.rmtree(tempfile.mkdtemp(prefix=".rayscale-probe-", dir=probe))
+    except OSError as exc:
+        raise RayscaleError(
+            f"--output {out_dir} cannot be created ({probe}: {exc.strerror or type(exc).__name__})", 3
+        ) from None
+
+
+# -- rayscale run -------------------------------------------------------------------------------
+
+
+@dataclass
+class TuneOptions:
+    """How the sweep runs. The defaults are the fast path; ``tune_defaults()`` is Tune's own."""
+
+    space: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPACE))
+    samples: int | None = None  # None: grid over list values; N: random sampling of N configs
+    max_rounds: int = 300
+    scheduler: Literal["asha", "none"] = "asha"
+    grace_period: int = 50
+    reduction_factor: int = 3
+    report_every: int = 25
+    cpus_per_trial: int = 1
+    max_concurrent: int | None = None  # None: cluster CPUs // cpus_per_trial
+    reuse_actors: bool = True
+    checkpoint: bool = False
+    loggers: bool = False
+    max_failures: int = 2
+    storage: str | None = None  # None: <bundle>/tune
+    seed: int = 42
+    metric: Literal["rmse", "val_rmse"] = "rmse"  # what ASHA and the best go by
+
+    @classmethod
+    def tune_defaults(cls, **overrides: Any) -> TuneOptions:
+        """Tune as it comes: per-round reports, a checkpoint each report, loggers, fresh actors."""
+        base = {"report_every": 1, "checkpoint": True, "loggers": True, "reuse_actors": False}
+        return cls(**{**base, **overrides})
+
+    def validate(self) -> None:
+        """Everything about the sweep that can be checked before any cluster work."""
+        validate_space(self.space, self.samples)
+        for name in ("max_rounds", "report_every", "grace_period", "cpus_per_trial", "samples"):
+            check_at_least(f"--{name.replace('_', '-')}", getattr(self, name))
+        check_at_least("--reduction-factor", self.reduction_factor, 2)
+        if self.scheduler == "asha" and self.grace_period > self.max_rounds:
+            raise RayscaleError(f"--grace-period {self.grace_period} exceeds --max-rounds {self.max_rounds}")
 
 
 @dataclass
@@ -28,7 +264,7 @@ class RunOptions:
     cpus_per_trial: int = 1
     address: str | None = None
     output: Path | None = None
-    phases: tuple[str, ...] = PHASES
+    phases: tuple[str, ...] = RUN_PHASES
     max_trials: int | None = None
     ray_metrics_port: int | None = None  # where an embedded Ray exports its own metrics
     metrics_port: int | None = None
@@ -40,46 +276,31 @@ class RunOptions:
 
     @property
     def needs_ray(self) -> bool:
-        return any(p in self.phases for p in RAY_PHASES)
+        return any(p in self.phases for p in SCALE_PHASES)
 
+    def check_work(self, allowed: tuple[str, ...]) -> None:
+        """The checks every command that runs phases makes, cheapest first."""
+        check_at_least("--repeats", self.repeats)
+        check_cpus_per_trial(self.cpus_per_trial, math.inf)
+        check_at_least("--max-trials", self.max_trials)
+        if not 0.0 <= self.validation_size < 1.0:
+            raise RayscaleError(
+                f"--validation-size must be at least 0 and below 1, got {self.validation_size}"
+            )
+        parse_phases(",".join(self.phases), allowed)
+        check_max_wall(self.max_wall)
+        validate_address(self.address)
+        validate_port(self.metrics_port)
+        validate_gateway(self.push_gateway)
+        if TUNE.option in self.phases:
+            self.tune.validate()
+        if self.output is not None:
+            check_output_dir(self.output)
 
-def parse_phases(text: str, allowed: tuple[str, ...] = PHASES) -> tuple[str, ...]:
-    """``grid-seq,grid-ray`` → a checked tuple in run order."""
-    names = [p.strip() for p in text.split(",") if p.strip()]
-    if not names:
-        raise RayscaleError(f"--phases is empty; choose from {', '.join(allowed)}")
-    for name in names:
-        if name not in PHASES:
-            raise RayscaleError(f"unknown phase {name!r} in --phases; choose from {', '.join(allowed)}")
-    return tuple(p for p in PHASES if p in names)
-
-
-def validate(opts: RunOptions) -> None:
-    """Everything about the options that can be checked before any work, cheapest first."""
-    from rayscale.bundle import check_output_dir
-    from rayscale.cluster import check_cpus_per_trial, check_reachable, validate_address
-    from rayscale.limits import check_max_wall
-    from rayscale.metrics import validate_gateway, validate_port
-    from rayscale.tune import check_options
-
-    if opts.repeats < 1:
-        raise RayscaleError(f"--repeats must be at least 1, got {opts.repeats}")
-    check_cpus_per_trial(opts.cpus_per_trial, math.inf)
-    if opts.max_trials is not None and opts.max_trials < 1:
-        raise RayscaleError(f"--max-trials must be at least 1, got {opts.max_trials}")
-    if not 0.0 <= opts.validation_size < 1.0:
-        raise RayscaleError(f"--validation-size must be at least 0 and below 1, got {opts.validation_size}")
-    parse_phases(",".join(opts.phases))
-    check_max_wall(opts.max_wall)
-    validate_address(opts.address)
-    validate_port(opts.metrics_port)
-    validate_gateway(opts.push_gateway)
-    if "tune" in opts.phases:
-        check_options(opts.tune)
-    if opts.output is not None:
-        check_output_dir(opts.output)
-    if opts.needs_ray:
-        check_reachable(opts.address)
+    def validate(self) -> None:
+        self.check_work(RUN_PHASES)
+        if self.needs_ray:
+            check_reachable(self.address)
 
 
 def from_stored(stored: dict[str, Any], run_dir: Path) -> RunOptions:
@@ -92,3 +313,73 @@ def from_stored(stored: dict[str, Any], run_dir: Path) -> RunOptions:
     if fields.get("push_gateway") and "***@" in fields["push_gateway"]:
         fields["push_gateway"] = None  # its credentials were never stored; pushes stay off on resume
     return RunOptions(**fields, tune=tune)
+
+
+# -- rayscale scale -----------------------------------------------------------------------------
+
+
+@dataclass
+class ScaleOptions:
+    nodes: tuple[int, ...]
+    cpus_per_node: int = 1
+    local_cluster: bool = False
+    kuberay: str | None = None
+    namespace: str = ""  # empty: the pod's own namespace, else "default"
+    wait_timeout_s: float = 600.0
+    price_per_node_hour: float | None = None
+    deadline_s: float | None = None
+    run: RunOptions = field(default_factory=lambda: RunOptions(phases=(GRID_PARALLEL.option,)))
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
+
+    @property
+    def mode(self) -> Literal["local", "kuberay", "address"]:
+        return "local" if self.local_cluster else "kuberay" if self.kuberay else "address"
+
+    def validate(self) -> None:
+        run = self.run
+        if self.local_cluster and self.kuberay:
+            raise RayscaleError("choose one of --local-cluster and --kuberay")
+        if self.mode == "address" and not validate_address(run.address):
+            raise RayscaleError(
+                "rayscale scale needs --local-cluster, --kuberay NAME, or --address of a cluster"
+            )
+        if self.local_cluster and run.address:
+            raise RayscaleError("--local-cluster starts its own cluster; drop --address")
+        check_at_least("--cpus-per-node", self.cpus_per_node)
+        if self.local_cluster:
+            check_cpus_per_trial(run.cpus_per_trial, self.cpus_per_node, "--cpus-per-node")
+        run.check_work(SCALE_PHASES)
+        if self.mode == "address" and TUNE.option in run.phases:
+            raise RayscaleError(
+                "the tune phase cannot be confined to a subset of nodes; use --local-cluster or --kuberay"
+            )
+        check_positive("--price-per-node-hour", self.price_per_node_hour)
+        check_positive("--deadline", self.deadline_s)
+        if self.mode != "local":
+            check_reachable(run.address)
+
+
+# -- rayscale predict ---------------------------------------------------------------------------
+
+
+@dataclass
+class PredictOptions:
+    bundle: Path
+    nodes: tuple[int, ...] = tuple(2**k for k in range(11))  # 1..1024
+    cpus_per_node: int | None = None  # None: as measured
+    provision_s: float | None = None  # None: the bundle's measured resize, else 0
+    bandwidth_mbps: float | None = None  # None: the data's transfer is not modelled
+    price_per_node_hour: float | None = None
+    deadline_s: float | None = None
+    validate_points: bool = False  # predict every measured point from the smallest
+    grid: str | None = None  # predict these configs instead, timed by the fitted cost model
+    plot: Path | None = None  # None: predict.png in the bundle
+
+    def validate(self) -> None:
+        check_positive("--provision-s", self.provision_s, zero_ok=True)
+        check_positive("--bandwidth-mbps", self.bandwidth_mbps)
+        check_positive("--price-per-node-hour", self.price_per_node_hour)
+        check_positive("--deadline", self.deadline_s)
+        if self.grid is not None and self.validate_points:
+            raise RayscaleError("--grid predicts other configs, --validate the measured ones: choose one")
+        check_at_least("--cpus-per-node", self.cpus_per_node)

@@ -1,9 +1,10 @@
 """``rayscale run``: the grid sequentially and as Ray tasks, then the Tune sweep, into one bundle.
 
-The loop, on one screen (:func:`execute`): validate → connect → ``on_run_start`` (the journal
-is opened here, so a refused run leaves nothing) → :func:`rayscale.phases.run_phases` (each
-phase's rounds, ``on_trial`` per trial, ``on_phase_end`` per phase) → write the bundle →
-``on_run_end(status, error)``, the one place a run ends, by success, exception or a lost head.
+The run, on one screen (:func:`execute`): validate → connect → :func:`rayscale.loop.run_phases`
+(``on_run_start``, where the journal is opened, so a refused run leaves nothing; each phase's
+rounds, ``on_trial`` per trial, ``on_phase_end`` per phase) → write the bundle →
+:meth:`rayscale.loop.Context.end`, the one place a run ends, by success, exception or a lost head.
+The plots are the caller's (a view, :mod:`rayscale.report`).
 """
 
 from __future__ import annotations
@@ -23,33 +24,26 @@ from rich.console import Console
 
 from rayscale import environment
 from rayscale.bundle import (
-    JOURNAL_FILE,
-    RESULT_FILE,
-    check_output_dir,
     make_dir,
     new_run_id,
+    read_partial,
     redacted_command,
     stored_options,
     utc_now,
     write_bundle,
 )
-from rayscale.callbacks import (
-    CallbackList,
-    JournalCallback,
-    MetricsCallback,
-    ProgressCallback,
-    stderr_console,
-)
-from rayscale.cluster import HeadWatch, check_cpus_per_trial, gcs_address, ray_session
+from rayscale.cluster import HeadWatch, gcs_address, ray_session
 from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
 from rayscale.grids import TrialSpec, load_grid
-from rayscale.journal import Journal, read_partial
+from rayscale.journal import Journal
+from rayscale.layout import JOURNAL_FILE, RESULT_FILE
 from rayscale.limits import wall_limit
+from rayscale.loop import CallbackList, Context, run_phases
 from rayscale.metrics import RunMetrics, workload_label
-from rayscale.options import RunOptions, from_stored, validate
-from rayscale.phases import Context, build, run_phases
-from rayscale.report import write_plots
+from rayscale.observers import JournalCallback, MetricsCallback, ProgressCallback, stderr_console
+from rayscale.options import TUNE, RunOptions, check_cpus_per_trial, check_output_dir, from_stored
+from rayscale.phases import build
 from rayscale.schema import ClusterInfo, Result, TuneTrial
 
 
@@ -68,7 +62,7 @@ def import_ahead(opts: RunOptions) -> None:
     for this one, so nothing is imported twice; an import that fails here fails again, with its
     real error, where the run needs it."""
     names = ["sklearn.ensemble"]
-    if "tune" in opts.phases:
+    if TUNE.option in opts.phases:
         names += ["xgboost", "ray.tune"]
     names.append("matplotlib.figure")
 
@@ -82,7 +76,7 @@ def import_ahead(opts: RunOptions) -> None:
 
 def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Result, Path]:
     """Run the selected phases and write the bundle; return the result and its directory."""
-    validate(opts)
+    opts.validate()
     import_ahead(opts)
     dataset, specs = load_work(opts)
     run_id = new_run_id()
@@ -107,10 +101,10 @@ def resume_benchmark(run_dir: Path, console: Console | None = None) -> tuple[Res
     if manifest.get("kind") != "run" or "options" not in manifest:
         raise RayscaleError(f"--resume {run_dir}: run.json does not describe a rayscale run")
     opts = from_stored(manifest["options"], run_dir)
-    validate(replace(opts, output=None))
+    replace(opts, output=None).validate()
     dataset, specs = load_work(opts)
     journal = Journal.reopen(run_dir)
-    finished = [TuneTrial.model_validate(row) for row in journal.rows("tune")]
+    finished = [TuneTrial.model_validate(row) for row in journal.rows(TUNE.key)]
     tune_started = opts.tune.storage is not None or (run_dir / "tune" / "sweep").is_dir()
     header = {k: manifest[k] for k in ("kind", "run_id", "command", "options")}
     header["created_utc"] = manifest.get("created_utc", utc_now())
@@ -162,7 +156,6 @@ def execute(
             if cluster is not None:
                 check_cpus_per_trial(opts.cpus_per_trial, cluster.cpus)
             make_dir(out_dir)
-            callbacks.on_run_start(ctx)
             run_phases(ctx, saved or {})
         result = Result(
             **header,
@@ -170,14 +163,13 @@ def execute(
             dataset=dataset.describe(),
             cluster=cluster,
             grid=ctx.grid(),
-            tune=ctx.results.get("tune"),
+            tune=ctx.results.get(TUNE.key),
         )
         write_bundle(result, out_dir)
-        write_plots(result, out_dir)
     except BaseException as exc:
-        callbacks.on_run_end("failed", exc)
+        ctx.end("failed", exc)
         raise
-    callbacks.on_run_end(result.status, None)
+    ctx.end(result.status)
     if result.grid is not None and result.grid.mismatches:
         raise RayscaleError(
             f"parallel and sequential metrics differ for {len(result.grid.mismatches)} config(s), "
@@ -208,7 +200,7 @@ def _head_watch(cluster: ClusterInfo | None, ctx: Context) -> AbstractContextMan
             f"in {ctx.out_dir / JOURNAL_FILE}; continue with: rayscale run --resume {ctx.out_dir}"
         )
         print(f"error: {message}", file=sys.stderr, flush=True)
-        ctx.callbacks.on_run_end("failed", RayscaleError(message, 3))
+        ctx.end("failed", RayscaleError(message, 3))
         os._exit(3)
 
     return HeadWatch(gcs_address(), lost)

@@ -19,26 +19,18 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from statistics import fmean, median
 from typing import Any
 
+from rayscale.bundle import load_any
 from rayscale.errors import RayscaleError
-from rayscale.schema import Result, Round, ScalePoint, ScaleResult, TrialRecord, TuneTrial
-
-
-@dataclass(frozen=True)
-class Costs:
-    """What a forecast adds around the measured work (all optional)."""
-
-    cpus_per_node: int
-    provision_s: float = 0.0  # a new node's pod start (KubeRay), paid once before the work
-    bandwidth_mbps: float | None = None  # None: the data's transfer is not modelled
-    price_per_node_hour: float | None = None
-    deadline_s: float | None = None
+from rayscale.forecast import Forecast, ForecastCosts, ForecastPoint
+from rayscale.grids import load_grid
+from rayscale.options import GRID_PARALLEL, TUNE, PredictOptions
+from rayscale.scaling import Measurement, cheapest_meeting_deadline, node_hours
+from rayscale.schema import Result, Round, ScaleResult, TrialRecord, TuneTrial, lower_bound, trial_slots
 
 
 def worker_gap(trials: Sequence[TrialRecord] | Sequence[TuneTrial]) -> float:
@@ -120,49 +112,8 @@ class GridTrace:
         return replace(self, durations=[k * c for c in ordered], costs=ordered)
 
 
-@dataclass(frozen=True)
-class Point:
-    phase: str  # "grid" or "tune"
-    nodes: int
-    slots: int
-    wall_s: float  # one warm round, as the bundle's parallel wall
-    total_s: float  # provisioning + transfer + warm-up + the round
-    speedup: float  # Σ durations (the work on one slot) / wall
-    parallel_efficiency: float  # speedup / CPUs
-    schedule_efficiency: float  # lower bound / wall
-    cost: float | None
-    measured_wall_s: float | None = None
-    measured_min_s: float | None = None
-    measured_max_s: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # the Tune replay's own figures
-
-    @property
-    def error_pct(self) -> float | None:
-        if self.measured_wall_s is None:
-            return None
-        return 100.0 * (self.wall_s - self.measured_wall_s) / self.measured_wall_s
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "phase": self.phase,
-            "nodes": self.nodes,
-            "slots": self.slots,
-            "predicted_wall_s": self.wall_s,
-            "predicted_total_s": self.total_s,
-            "speedup": self.speedup,
-            "parallel_efficiency": self.parallel_efficiency,
-            "schedule_efficiency": self.schedule_efficiency,
-            "cost": self.cost,
-            "measured_wall_s": self.measured_wall_s,
-            "measured_min_s": self.measured_min_s,
-            "measured_max_s": self.measured_max_s,
-            "error_pct": self.error_pct,
-            **self.extra,
-        }
-
-
-def _slots(nodes: int, costs: Costs, cpus_per_trial: float) -> int:
-    per_node = int(costs.cpus_per_node // cpus_per_trial)
+def _slots(nodes: int, costs: ForecastCosts, cpus_per_trial: float) -> int:
+    per_node = trial_slots(costs.cpus_per_node, cpus_per_trial)
     if per_node < 1:
         raise RayscaleError(
             f"--cpus-per-node {costs.cpus_per_node} cannot fit one trial of {cpus_per_trial:g} CPUs"
@@ -170,33 +121,33 @@ def _slots(nodes: int, costs: Costs, cpus_per_trial: float) -> int:
     return nodes * per_node
 
 
-def _overheads(trace_warmup_s: float, data_bytes: int, costs: Costs, nodes: int) -> float:
+def _overheads(trace_warmup_s: float, data_bytes: int, costs: ForecastCosts, nodes: int) -> float:
     transfer = 0.0 if not costs.bandwidth_mbps else data_bytes * 8 / (costs.bandwidth_mbps * 1e6)
     return (costs.provision_s if nodes > 1 else 0.0) + transfer + trace_warmup_s
 
 
-def _cost(nodes: int, total_s: float, costs: Costs) -> float | None:
+def _cost(nodes: int, total_s: float, costs: ForecastCosts) -> float | None:
     if costs.price_per_node_hour is None:
         return None
-    return nodes * costs.price_per_node_hour * total_s / 3600.0
+    return node_hours(total_s, nodes) * costs.price_per_node_hour
 
 
-def predict_grid(trace: GridTrace, nodes: Sequence[int], costs: Costs) -> list[Point]:
+def predict_grid(trace: GridTrace, nodes: Sequence[int], costs: ForecastCosts) -> list[ForecastPoint]:
     work = sum(trace.durations)
     points = []
     for n in nodes:
         slots = _slots(n, costs, trace.cpus_per_trial)
         wall = list_schedule(trace.durations, slots, trace.gap_s) + trace.collect_s
-        bound = max(work / slots, max(trace.durations, default=0.0))
+        bound = lower_bound(work, max(trace.durations, default=0.0), slots)
         total = _overheads(trace.warmup_s, trace.data_bytes, costs, n) + wall
         speedup = work / wall
         points.append(
-            Point(
-                phase="grid",
+            ForecastPoint(
+                phase=GRID_PARALLEL.key,
                 nodes=n,
                 slots=slots,
-                wall_s=wall,
-                total_s=total,
+                predicted_wall_s=wall,
+                predicted_total_s=total,
                 speedup=speedup,
                 parallel_efficiency=speedup / (n * costs.cpus_per_node),
                 schedule_efficiency=bound / wall,
@@ -298,7 +249,7 @@ def _report_at(trace: TuneTrace, trial: TuneTrial, step: int, every: int) -> tup
     return rounds, metric, r.compute_s / max(1, r.rounds) * rounds
 
 
-def _verdict(scheduler: Any, trace: TuneTrace, trial_id: str, rounds: int, metric: float) -> bool:
+def _ends(scheduler: Any, trace: TuneTrace, trial_id: str, rounds: int, metric: float) -> bool:
     """Feed one report to the scheduler as Tune's controller does; True when the trial ends here."""
     from ray.tune.schedulers import TrialScheduler
 
@@ -342,7 +293,7 @@ def replay_tune(trace: TuneTrace, slots: int) -> TuneReplay:
         now, _, run = heapq.heappop(events)
         rounds, metric, compute = _report_at(trace, run.trial, run.step, every)
         extrapolated += run.step >= len(run.trial.reports)
-        if _verdict(scheduler, trace, run.trial.trial_id, rounds, metric):
+        if _ends(scheduler, trace, run.trial.trial_id, rounds, metric):
             final[run.trial.trial_id] = (rounds, metric)
             took.append(now - began[run.trial.trial_id])
             end = max(end, now)
@@ -387,7 +338,7 @@ def replay_in_order(trace: TuneTrace) -> dict[str, int]:
         if trial.trial_id in ended:
             continue
         metric = r.rmse if trace.metric == "rmse" else (r.val_rmse or r.rmse)
-        if _verdict(scheduler, trace, trial.trial_id, r.rounds, metric):
+        if _ends(scheduler, trace, trial.trial_id, r.rounds, metric):
             ended[trial.trial_id] = r.rounds
     return ended
 
@@ -396,97 +347,121 @@ def replay_in_order(trace: TuneTrace) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class MeasuredPoint:
-    """One phase measured at one node count, as the simulation reads it."""
+class _Source:
+    """One measured point and the trace its simulation replays."""
 
-    phase: str  # "grid" or "tune"
-    nodes: int
+    measured: Measurement
     cpus_per_node: int
-    wall_s: float  # median of its rounds
-    min_s: float
-    max_s: float
     trace: GridTrace | TuneTrace
 
 
-def measured_points(bundle: Result | ScaleResult) -> list[MeasuredPoint]:
-    """Every phase-and-node-count a bundle measured (a run bundle: one per phase)."""
+def measured_points(bundle: Result | ScaleResult) -> list[_Source]:
+    """Every phase-and-node-count a bundle measured (a run bundle: one per phase), with its trace."""
     if isinstance(bundle, ScaleResult):
         run = bundle.options.get("run") or {}
-        return [_measured(p, bundle.cpus_per_node, run, bundle.dataset) for p in bundle.points]
-    out: list[MeasuredPoint] = []
+        cpus_per_trial = float(run.get("cpus_per_trial") or 1)
+        out = []
+        for p in bundle.points:
+            m = Measurement.of(p, trial_slots(p.cpus, cpus_per_trial))
+            out.append(_Source(m, bundle.cpus_per_node, _trace(m, cpus_per_trial, run, bundle.dataset)))
+        return out
+    sources: list[_Source] = []
     grid, tune = bundle.grid, bundle.tune
-    if grid is not None and grid.parallel is not None:
+    if grid is not None and grid.parallel is not None and grid.lower_bound_s is not None:
         par = grid.parallel
+        m = Measurement(
+            GRID_PARALLEL.key,
+            grid.nodes,
+            grid.cpus,
+            grid.slots,
+            par.rounds,
+            par.trials,
+            grid.lower_bound_s,
+            warmup_s=par.warmup_s,
+        )
         per_node = max(1, grid.cpus // max(1, grid.nodes))
-        trace = GridTrace.of(par.trials, par.rounds, par.warmup_s, par.cpus_per_trial, bundle.dataset)
-        walls = [r.wall_s for r in par.rounds]
-        out.append(MeasuredPoint("grid", grid.nodes, per_node, par.wall_s, min(walls), max(walls), trace))
+        sources.append(_Source(m, per_node, _trace(m, par.cpus_per_trial, bundle.options, bundle.dataset)))
     if tune is not None:
         nodes = bundle.cluster.nodes if bundle.cluster else 1
         rounds = [Round.of(tune.wall_s, tune.trials)]
-        trace_t = TuneTrace.of(tune.trials, bundle.options, rounds)
+        m = Measurement(
+            TUNE.key, nodes, tune.cpus, tune.max_concurrent, rounds, tune.trials, tune.lower_bound_s
+        )
         per_node = max(1, tune.cpus // max(1, nodes))
-        out.append(MeasuredPoint("tune", nodes, per_node, tune.wall_s, tune.wall_s, tune.wall_s, trace_t))
-    return out
+        sources.append(_Source(m, per_node, _trace(m, tune.cpus_per_trial, bundle.options, bundle.dataset)))
+    return sources
 
 
-def _measured(
-    point: ScalePoint, per_node: int, run: dict[str, Any], dataset: dict[str, Any]
-) -> MeasuredPoint:
-    """One point of a scale bundle (its ``run`` options, its dataset)."""
-    rounds = point.rounds
-    walls = [r.wall_s for r in rounds]
-    trace: GridTrace | TuneTrace
-    if point.phase == "tune":
-        trace = TuneTrace.of([t for t in point.trials if isinstance(t, TuneTrial)], run, rounds)
-    else:
-        records = [t for t in point.trials if isinstance(t, TrialRecord)]
-        trace = GridTrace.of(records, rounds, point.warmup_s, float(run.get("cpus_per_trial") or 1), dataset)
-    name = "tune" if point.phase == "tune" else "grid"
-    return MeasuredPoint(name, point.nodes, per_node, median(walls), min(walls), max(walls), trace)
+def _trace(
+    m: Measurement, cpus_per_trial: float, options: dict[str, Any], dataset: dict[str, Any]
+) -> GridTrace | TuneTrace:
+    """What the simulation replays of a measurement (``options``: the stored run options)."""
+    if m.phase == TUNE.key:
+        return TuneTrace.of([t for t in m.trials if isinstance(t, TuneTrial)], options, m.rounds)
+    records = [t for t in m.trials if isinstance(t, TrialRecord)]
+    return GridTrace.of(records, m.rounds, m.warmup_s, cpus_per_trial, dataset)
 
 
-def predict_tune(trace: TuneTrace, nodes: int, costs: Costs, alone_s: float) -> Point:
+def predict_tune(trace: TuneTrace, nodes: int, costs: ForecastCosts, alone_s: float) -> ForecastPoint:
     """The sweep replayed on ``nodes`` nodes; ``alone_s`` is its replay on one slot (the speedup's base)."""
     slots = _slots(nodes, costs, trace.cpus_per_trial)
     replay = replay_tune(trace, slots)
     span = max(1e-9, replay.wall_s - trace.fixed_s)
     total = (costs.provision_s if nodes > 1 else 0.0) + replay.wall_s
     speedup = alone_s / replay.wall_s
-    return Point(
-        phase="tune",
+    return ForecastPoint(
+        phase=TUNE.key,
         nodes=nodes,
         slots=slots,
-        wall_s=replay.wall_s,
-        total_s=total,
+        predicted_wall_s=replay.wall_s,
+        predicted_total_s=total,
         speedup=speedup,
         parallel_efficiency=speedup / (nodes * costs.cpus_per_node),
-        schedule_efficiency=min(1.0, max(replay.busy_s / slots, replay.longest_s) / span),
+        schedule_efficiency=min(1.0, lower_bound(replay.busy_s, replay.longest_s, slots) / span),
         cost=_cost(nodes, total, costs),
-        extra={
-            "rounds_run": replay.rounds_run,
-            "best_rmse": replay.best_rmse,
-            "stopped_early": replay.stopped_early,
-            "extrapolated_reports": replay.extrapolated,
-        },
+        rounds_run=replay.rounds_run,
+        best_rmse=replay.best_rmse,
+        stopped_early=replay.stopped_early,
+        extrapolated_reports=replay.extrapolated,
     )
 
 
-@dataclass(frozen=True)
-class Forecast:
-    points: list[Point]
-    validated: bool
-    base: dict[str, int]  # phase -> the node count predicted from
-    cheapest: dict[str, Point | None]  # phase -> the cheapest point within the deadline
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [p.row() for p in self.points]
+def _predict_phase(
+    mine: list[_Source], nodes: Sequence[int], costs: ForecastCosts, validate: bool
+) -> list[ForecastPoint]:
+    """One phase at ``nodes`` (or, validating, at every measured node count) from its smallest point."""
+    trace = mine[0].trace
+    alone_s = replay_tune(trace, 1).wall_s if isinstance(trace, TuneTrace) else 0.0
+    by_nodes = {s.measured.nodes: s for s in mine}
+    points = []
+    for n in [s.measured.nodes for s in mine] if validate else nodes:
+        seen = by_nodes.get(n)
+        # Validation predicts each point on its own node size; a forecast shows what was measured
+        # only where the node size is the one asked for.
+        at = costs.model_copy(update={"cpus_per_node": seen.cpus_per_node}) if validate and seen else costs
+        if seen is not None and seen.cpus_per_node != at.cpus_per_node:
+            seen = None
+        if isinstance(trace, GridTrace):
+            p = predict_grid(trace, [n], at)[0]
+        else:
+            p = predict_tune(trace, n, at, alone_s)
+        if seen is not None:
+            walls = seen.measured.walls
+            p = p.model_copy(
+                update={
+                    "measured_wall_s": walls.median,
+                    "measured_min_s": walls.min,
+                    "measured_max_s": walls.max,
+                }
+            )
+        points.append(p)
+    return points
 
 
 def forecast(
-    measured: list[MeasuredPoint],
+    measured: list[_Source],
     nodes: Sequence[int],
-    costs: Costs,
+    costs: ForecastCosts,
     validate: bool = False,
     grid_costs: Sequence[float] | None = None,
 ) -> Forecast:
@@ -496,127 +471,54 @@ def forecast(
     those configs, timed by the cost model fitted to the measured trials."""
     if grid_costs is not None:
         measured = [
-            replace(m, trace=m.trace.with_costs(grid_costs)) if isinstance(m.trace, GridTrace) else m
-            for m in measured
+            replace(s, trace=s.trace.with_costs(grid_costs)) if isinstance(s.trace, GridTrace) else s
+            for s in measured
         ]
     if not measured:
         raise RayscaleError("the bundle has no grid-parallel or Tune phase to predict from")
-    points: list[Point] = []
+    points: list[ForecastPoint] = []
     base: dict[str, int] = {}
-    for phase in ("grid", "tune"):
-        mine = sorted((m for m in measured if m.phase == phase), key=lambda m: m.nodes)
+    for phase in (GRID_PARALLEL.key, TUNE.key):
+        mine = sorted((s for s in measured if s.measured.phase == phase), key=lambda s: s.measured.nodes)
         if not mine:
             continue
-        smallest = mine[0]
-        base[phase] = smallest.nodes
         if validate and len(mine) < 2:
             raise RayscaleError(
                 f"--validate needs a scale bundle with two or more node counts; the {phase} phase "
                 f"has {len(mine)}"
             )
-        trace = smallest.trace
-        alone_s = replay_tune(trace, 1).wall_s if isinstance(trace, TuneTrace) else 0.0
-        by_nodes = {m.nodes: m for m in mine}
-        for n in [m.nodes for m in mine] if validate else nodes:
-            seen = by_nodes.get(n)
-            # Validation predicts each point on its own node size; a forecast shows what was measured
-            # only where the node size is the one asked for.
-            at = replace(costs, cpus_per_node=seen.cpus_per_node) if validate and seen else costs
-            if seen is not None and seen.cpus_per_node != at.cpus_per_node:
-                seen = None
-            if isinstance(trace, GridTrace):
-                p = predict_grid(trace, [n], at)[0]
-            else:
-                p = predict_tune(trace, n, at, alone_s)
-            points.append(p if seen is None else _with_measured(p, seen))
+        base[phase] = mine[0].measured.nodes
+        points += _predict_phase(mine, nodes, costs, validate)
     cheapest = {phase: _cheapest([p for p in points if p.phase == phase], costs) for phase in base}
-    return Forecast(points, validate, base, cheapest)
+    return Forecast(validated=validate, base=base, costs=costs, points=points, cheapest=cheapest)
 
 
-def _with_measured(p: Point, m: MeasuredPoint) -> Point:
-    return replace(p, measured_wall_s=m.wall_s, measured_min_s=m.min_s, measured_max_s=m.max_s)
-
-
-def _cheapest(points: list[Point], costs: Costs) -> Point | None:
+def _cheapest(points: list[ForecastPoint], costs: ForecastCosts) -> int | None:
     if costs.price_per_node_hour is None or costs.deadline_s is None:
         return None
-    within = [p for p in points if p.total_s <= costs.deadline_s and p.cost is not None]
-    return min(within, key=lambda p: (p.cost, p.nodes)) if within else None
+    walls = [(p.nodes, p.predicted_total_s) for p in points]
+    best = cheapest_meeting_deadline(walls, costs.price_per_node_hour, costs.deadline_s)
+    return None if best is None else best[0]
 
 
-def parse_node_counts(text: str) -> tuple[int, ...]:
-    """``1,2,4`` or ``1..1024`` (every power of two from the first to the last)."""
-    from rayscale.scale import parse_nodes
-
-    if ".." in text:
-        low, _, high = text.partition("..")
-        first, last = parse_nodes(low), parse_nodes(high)
-        if len(first) != 1 or len(last) != 1 or first[0] > last[0]:
-            raise RayscaleError(f"--nodes {text!r}: a range is LOW..HIGH, e.g. 1..1024")
-        counts, n = [], first[0]
-        while n <= last[0]:
-            counts.append(n)
-            n *= 2
-        return tuple(counts)
-    return parse_nodes(text)
-
-
-def run_forecast(
-    path: Path,
-    nodes_text: str,
-    cpus_per_node: int | None,
-    provision_s: float | None,
-    bandwidth_mbps: float | None,
-    price_per_node_hour: float | None,
-    deadline_s: float | None,
-    validate: bool,
-    plot: Path | None,
-    grid: str | None = None,
-) -> tuple[Forecast, Costs, Path]:
-    """``rayscale predict``: load, check the options, simulate, write the plot."""
-    from rayscale.bundle import load_any
-    from rayscale.report import write_forecast_plot
-
-    for name, value in (
-        ("--provision-s", provision_s),
-        ("--bandwidth-mbps", bandwidth_mbps),
-        ("--price-per-node-hour", price_per_node_hour),
-        ("--deadline", deadline_s),
-    ):
-        if value is not None and (
-            not math.isfinite(value) or value < 0 or (value == 0 and name != "--provision-s")
-        ):
-            raise RayscaleError(f"{name} must be a positive number, got {value:g}")
-    if grid is not None and validate:
-        raise RayscaleError("--grid predicts other configs, --validate the measured ones: choose one")
-    if cpus_per_node is not None and cpus_per_node < 1:
-        raise RayscaleError(f"--cpus-per-node must be at least 1, got {cpus_per_node}")
-    counts = parse_node_counts(nodes_text)
-    bundle = load_any(path)
+def run_forecast(opts: PredictOptions) -> Forecast:
+    """``rayscale predict``: check the options, load the bundle, simulate. The plot is the caller's."""
+    opts.validate()
+    bundle = load_any(opts.bundle)
     measured = measured_points(bundle)
-    if not measured:
-        raise RayscaleError(f"{path} has no grid-parallel or Tune phase to predict from")
+    provision_s = opts.provision_s
     if provision_s is None:
         ramps = [p.resize_s for p in getattr(bundle, "points", []) if p.resize_s is not None]
         provision_s = median(ramps) if ramps else 0.0
-    costs = Costs(
-        cpus_per_node=cpus_per_node or min(m.cpus_per_node for m in measured),
+    costs = ForecastCosts(
+        cpus_per_node=opts.cpus_per_node or min((s.cpus_per_node for s in measured), default=1),
         provision_s=provision_s,
-        bandwidth_mbps=bandwidth_mbps,
-        price_per_node_hour=price_per_node_hour,
-        deadline_s=deadline_s,
+        bandwidth_mbps=opts.bandwidth_mbps,
+        price_per_node_hour=opts.price_per_node_hour,
+        deadline_s=opts.deadline_s,
     )
     grid_costs = None
-    if grid is not None:
-        if validate:
-            raise RayscaleError(
-                "--grid predicts other configs; --validate checks the measured ones: choose one"
-            )
-        from rayscale.grids import load_grid
-
+    if opts.grid is not None:
         n, f = int(bundle.dataset.get("n_train") or 0), int(bundle.dataset.get("n_features") or 0)
-        grid_costs = [spec.cost(n, f) for spec in load_grid(grid)]
-    result = forecast(measured, counts, costs, validate, grid_costs)
-    folder = path if path.is_dir() else path.parent
-    png = write_forecast_plot(result, costs, plot or folder / "predict.png")
-    return result, costs, png
+        grid_costs = [spec.cost(n, f) for spec in load_grid(opts.grid)]
+    return forecast(measured, opts.nodes, costs, opts.validate_points, grid_costs)

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from rayscale.cluster import check_cpus_per_trial
 from rayscale.datasets import Dataset
 from rayscale.errors import RayscaleError, TrialFailed
 from rayscale.grids import TrialSpec
-from rayscale.schema import TrialRecord
+from rayscale.options import GRID_PARALLEL, GRID_SEQUENTIAL, check_cpus_per_trial
+from rayscale.schema import TrialRecord, trial_slots
 
 # X_train, y_train, X_test, y_test, X_val, y_val (the validation pair is None without one)
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
@@ -115,7 +115,7 @@ def run_sequential(
         try:
             outcome = fit_and_score(spec.params, data)
         except Exception as exc:  # the model's own error: this trial failed
-            raise TrialFailed(_failure(spec, exc), "grid_sequential") from None
+            raise TrialFailed(_failure(spec, exc), GRID_SEQUENTIAL.key) from None
         record = _record(spec, spec.cost(dataset.n_train, dataset.n_features), outcome, submit_ts)
         records.append(record)
         if on_trial:
@@ -227,10 +227,7 @@ class RayGridRunner:
         self.cpus_per_trial = cpus_per_trial
         self.max_retries = max_retries
         self.nodes = list(nodes) if nodes else None
-        if self.nodes:
-            self.slots = sum(int(cpus // cpus_per_trial) for _, cpus in self.nodes)
-        else:
-            self.slots = max(1, int(cluster_cpus // cpus_per_trial))
+        self.slots = sum(self._slots().values()) if self.nodes else trial_slots(cluster_cpus, cpus_per_trial)
         self.data_ref = ray.put(arrays(dataset))
         self._fit = _remote_fit()
 
@@ -246,7 +243,7 @@ class RayGridRunner:
     def _slots(self) -> dict[str | None, int]:
         if self.nodes is None:
             return {None: self.slots}
-        return {node_id: int(cpus // self.cpus_per_trial) for node_id, cpus in self.nodes}
+        return {node_id: trial_slots(cpus, self.cpus_per_trial) for node_id, cpus in self.nodes}
 
     def warm_up(self, hold_s: float = 0.3) -> float:
         import ray
@@ -322,7 +319,7 @@ class RayGridRunner:
                     continue
                 except ray.exceptions.RayTaskError as exc:
                     cause = exc.cause if exc.cause is not None else exc
-                    raise TrialFailed(_failure(spec, cause), "grid_parallel") from None
+                    raise TrialFailed(_failure(spec, cause), GRID_PARALLEL.key) from None
                 free[node_id] += 1
                 record = _record(spec, spec.cost(n, f), outcome, submit_ts, retries)
                 records.append(record)

@@ -13,13 +13,25 @@ Given the wall time T(N) of the same work on N nodes:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize_scalar, nnls
 
-from rayscale.schema import TrialRecord
+from rayscale.schema import (
+    Cheapest,
+    Round,
+    Rounds,
+    ScaleFit,
+    ScalePoint,
+    ScaleResult,
+    StragglerRecord,
+    TrialRecord,
+    TuneTrial,
+    breakdown,
+)
 from rayscale.stats import Stats
 
 
@@ -88,16 +100,7 @@ def fit_usl(nodes: Sequence[int], speedup: Sequence[float]) -> USLFit:
     return USLFit(sigma=fit.sigma, kappa=fit.kappa, rmse=float(math.sqrt(np.mean(residual**2))))
 
 
-@dataclass(frozen=True)
-class Straggler:
-    index: int
-    node: str
-    node_id: str
-    fit_s: float
-    expected_s: float
-
-
-def stragglers(trials: Sequence[TrialRecord], mads: float = 3.0) -> list[Straggler]:
+def stragglers(trials: Sequence[TrialRecord], mads: float = 3.0) -> list[StragglerRecord]:
     """Trials slower than the cost model predicts by more than ``mads`` MADs.
 
     The model is time = k × cost with k the median seconds per cost unit. A trial's log-ratio of
@@ -113,7 +116,7 @@ def stragglers(trials: Sequence[TrialRecord], mads: float = 3.0) -> list[Straggl
     if mad == 0:
         return []
     return [
-        Straggler(t.index, t.node, t.node_id, t.fit_s, k * t.cost)
+        StragglerRecord(index=t.index, node=t.node, node_id=t.node_id, fit_s=t.fit_s, expected_s=k * t.cost)
         for t, x in zip(usable, logs.values, strict=True)
         if (x - centre) / mad > mads
     ]
@@ -126,7 +129,8 @@ def node_hours(wall_s: float, nodes: int) -> float:
 def cheapest_meeting_deadline(
     points: Sequence[tuple[int, float]], price_per_node_hour: float, deadline_s: float
 ) -> tuple[int, float] | None:
-    """(nodes, cost) of the cheapest measured node count whose wall meets ``deadline_s``."""
+    """(nodes, cost) of the cheapest node count whose wall meets ``deadline_s`` (measured by
+    ``rayscale scale``, or predicted by ``rayscale predict``); fewer nodes win a tie."""
     feasible = [(n, node_hours(w, n) * price_per_node_hour) for n, w in points if w <= deadline_s]
     return min(feasible, key=lambda p: (p[1], p[0])) if feasible else None
 
@@ -136,3 +140,172 @@ def _check(nodes: Sequence[int], values: Sequence[float]) -> None:
         raise ValueError("need one value per node count")
     if any(n < 1 for n in nodes) or any(v <= 0 for v in values):
         raise ValueError("node counts and values must be positive")
+
+
+# -- from measurements to a scaling result ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One phase at one node count, as measured: every round and the representative trials.
+    ``rayscale scale`` analyses these into points; ``rayscale predict`` replays them."""
+
+    phase: str
+    nodes: int
+    cpus: int
+    slots: int
+    rounds: list[Round]
+    trials: list[TrialRecord] | list[TuneTrial]
+    lower_bound_s: float
+    connect_s: float = 0.0
+    warmup_s: float = 0.0
+    resize_s: float | None = None
+    first_trial_s: float | None = None
+
+    @property
+    def walls(self) -> Stats:
+        return Stats([r.wall_s for r in self.rounds])
+
+    @classmethod
+    def of(cls, point: ScalePoint, slots: int) -> Measurement:
+        """A stored scale point read back as what was measured."""
+        return cls(
+            phase=point.phase,
+            nodes=point.nodes,
+            cpus=point.cpus,
+            slots=slots,
+            rounds=point.rounds,
+            trials=point.trials,
+            lower_bound_s=point.lower_bound_s,
+            connect_s=point.connect_s,
+            warmup_s=point.warmup_s,
+            resize_s=point.resize_s,
+            first_trial_s=point.first_trial_s,
+        )
+
+
+def _point(m: Measurement, base: Measurement, speedup: float, price: float | None) -> ScalePoint:
+    wall = m.walls.median
+    hours = node_hours(wall, m.nodes)
+    records = [t for t in m.trials if isinstance(t, TrialRecord)]
+    return ScalePoint(
+        phase=m.phase,  # type: ignore[arg-type]
+        nodes=m.nodes,
+        cpus=m.cpus,
+        rounds=m.rounds,
+        lower_bound_s=m.lower_bound_s,
+        speedup=speedup,
+        parallel_efficiency=speedup / m.nodes,
+        karp_flatt=karp_flatt(speedup, m.nodes),
+        node_hours=hours,
+        cost_per_trial=hours * price / len(m.trials) if price else None,
+        connect_s=m.connect_s,
+        warmup_s=m.warmup_s,
+        resize_s=m.resize_s,
+        first_trial_s=m.first_trial_s,
+        trials_per_node=dict(Counter(t.node_id for t in m.trials)),
+        stragglers=stragglers(records),
+        breakdown=breakdown(
+            Rounds(rounds=base.rounds),
+            Rounds(rounds=m.rounds),
+            m.cpus,
+            m.slots,
+            base.walls.median,
+            wall,
+            base_cpus=base.cpus,
+        ),
+        trials=m.trials,
+    )
+
+
+def _fit(phase: str, nodes: list[int], speedup: list[float]) -> ScaleFit:
+    amdahl, usl = fit_amdahl(nodes, speedup), fit_usl(nodes, speedup)
+    return ScaleFit(
+        phase=phase,
+        points=len(nodes),
+        amdahl_serial_fraction=amdahl.serial_fraction,
+        amdahl_rmse=amdahl.rmse,
+        usl_sigma=usl.sigma,
+        usl_kappa=usl.kappa,
+        usl_rmse=usl.rmse,
+        usl_peak_nodes=usl.peak_nodes,
+    )
+
+
+def analyse(
+    measured: Sequence[Measurement], price: float | None, deadline: float | None
+) -> tuple[list[ScalePoint], list[ScaleFit], list[Cheapest]]:
+    """Speedup, efficiencies, the breakdown, Karp–Flatt, fits and cost from every phase's measurements."""
+    points: list[ScalePoint] = []
+    fits: list[ScaleFit] = []
+    cheapest: list[Cheapest] = []
+    for phase in dict.fromkeys(m.phase for m in measured):
+        series = sorted((m for m in measured if m.phase == phase), key=lambda m: m.nodes)
+        nodes, walls = [m.nodes for m in series], [m.walls.median for m in series]
+        speedup = speedups(nodes, walls)
+        points += [_point(m, series[0], s, price) for m, s in zip(series, speedup, strict=True)]
+        if len(series) >= 2:
+            fits.append(_fit(phase, nodes, speedup))
+        if price is not None and deadline is not None:
+            best = cheapest_meeting_deadline(list(zip(nodes, walls, strict=True)), price, deadline)
+            if best is not None:
+                wall = walls[nodes.index(best[0])]
+                cheapest.append(Cheapest(phase=phase, nodes=best[0], cost=best[1], wall_s=wall))
+    return points, fits, cheapest
+
+
+# -- what the scaling plot draws -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One phase of a scaling result as the plot draws it: the points with min–max whiskers
+    (from every round) and, with two or more points, the fitted Amdahl and USL curves."""
+
+    phase: str
+    nodes: list[int]
+    speedup: list[float]
+    speedup_range: list[tuple[float, float]]
+    efficiency: list[float]
+    efficiency_range: list[tuple[float, float]]
+    schedule_efficiency: list[float]
+    wall: list[float]
+    wall_range: list[tuple[float, float]]
+    lower_bound: list[float]
+    fit: ScaleFit | None
+    xs: list[float]  # where the fitted curves are evaluated
+    amdahl: list[float]
+    usl: list[float]
+
+
+def curves(result: ScaleResult, samples: int = 200) -> list[Curve]:
+    top = max(max(result.node_counts), 2)
+    xs = [1 + (top - 1) * i / (samples - 1) for i in range(samples)]
+    out = []
+    for phase in dict.fromkeys(p.phase for p in result.points):
+        pts = sorted((p for p in result.points if p.phase == phase), key=lambda p: p.nodes)
+        ranges = [(min(p.round_speedups), max(p.round_speedups)) for p in pts]
+        fit = next((f for f in result.fits if f.phase == phase), None)
+        amdahl = AmdahlFit(fit.amdahl_serial_fraction, fit.amdahl_rmse) if fit else None
+        usl = USLFit(fit.usl_sigma, fit.usl_kappa, fit.usl_rmse) if fit else None
+        out.append(
+            Curve(
+                phase=phase,
+                nodes=[p.nodes for p in pts],
+                speedup=[p.speedup for p in pts],
+                speedup_range=ranges,
+                efficiency=[p.parallel_efficiency for p in pts],
+                efficiency_range=[
+                    (lo / p.nodes, hi / p.nodes) for (lo, hi), p in zip(ranges, pts, strict=True)
+                ],
+                schedule_efficiency=[p.schedule_efficiency for p in pts],
+                wall=[p.wall_s for p in pts],
+                wall_range=[(p.wall_min_s, p.wall_max_s) for p in pts],
+                lower_bound=[p.lower_bound_s for p in pts],
+                fit=fit,
+                xs=xs,
+                amdahl=[amdahl.predict(x) for x in xs] if amdahl else [],
+                usl=[usl.predict(x) for x in xs] if usl else [],
+            )
+        )
+    return out

@@ -12,7 +12,7 @@ Schema history (``SCHEMA_VERSION``; added keys keep the version, changed or remo
   ``grid.parallel_efficiency`` is speedup / CPUs and the former figure is
   ``grid.schedule_efficiency``; ``grid.breakdown``, ``grid.speedup_ci``, ``grid.end_to_end``;
   ``status`` is "inconsistent" when the two runners disagree; run and scale bundles share one
-  header (:class:`BundleHeader`). Version-1 bundles still load, through :func:`upgrade`.
+  header (:class:`BundleHeader`). Version-1 bundles still load, through :func:`rayscale.bundle.upgrade`.
   Added later (same version): ``tune.plain_loop_s`` and ``tune.end_to_end``; scale points'
   ``first_trial_s`` (the resize ramp).
 """
@@ -31,7 +31,7 @@ from rayscale.stats import Stats, paired_ratio
 SCHEMA_VERSION = 2
 
 
-class _Model(BaseModel):
+class StrictModel(BaseModel):
     """Unknown keys are refused; derived (computed) keys in a stored document are recomputed."""
 
     model_config = ConfigDict(extra="forbid")
@@ -54,7 +54,7 @@ class TrialState(str, Enum):
     retried = "retried"  # finished, after its worker or node was lost at least once
 
 
-class Trial(_Model):
+class Trial(StrictModel):
     """What every trial has, grid or Tune: its config, quality, and where and when it ran.
 
     ``rmse``/``r2``/``mae`` are on the test split; ``val_rmse`` on the validation split carved
@@ -112,7 +112,7 @@ class TrialRecord(Trial):
         return TrialState.retried if self.retries else TrialState.ok
 
 
-class TuneReport(_Model):
+class TuneReport(StrictModel):
     """One report of a Tune trial: after ``rounds`` boosting rounds, its metric and compute so far."""
 
     rounds: int
@@ -141,7 +141,7 @@ class TuneTrial(Trial):
 # -- timings --------------------------------------------------------------------------------------
 
 
-class Round(_Model):
+class Round(StrictModel):
     """One timed round of a phase, reduced to what the figures need."""
 
     wall_s: float
@@ -159,7 +159,7 @@ class Round(_Model):
         )
 
 
-class Rounds(_Model):
+class Rounds(StrictModel):
     """Every round of one timing; the figures shown are derived from all of them."""
 
     rounds: list[Round]
@@ -222,7 +222,7 @@ class ParallelPhase(Rounds):
 # -- the grid's figures -------------------------------------------------------------------------
 
 
-class BestModel(_Model):
+class BestModel(StrictModel):
     index: int
     params: dict[str, Any]
     rmse: float
@@ -239,6 +239,18 @@ def best_of(trials: list[TrialRecord]) -> BestModel:
     )
 
 
+def swept_params(trials: list[TrialRecord] | list[TuneTrial]) -> list[str]:
+    """Parameters that take more than one value across the trials (all of them for a single config)."""
+    names = sorted({name for t in trials for name in t.params})
+    varying = [n for n in names if len({repr(t.params.get(n)) for t in trials}) > 1]
+    return varying or [n for n in names if n != "random_state"]
+
+
+def trial_slots(cpus: float, cpus_per_trial: float) -> int:
+    """How many trials run at once on ``cpus`` CPUs: whole trials only (0 when not one fits)."""
+    return int(cpus // cpus_per_trial)
+
+
 def lower_bound(busy_s: float, longest_s: float, slots: int) -> float:
     """No schedule on ``slots`` trial slots can finish sooner than max(Σ duration / slots, longest)."""
     if slots <= 0:
@@ -246,7 +258,7 @@ def lower_bound(busy_s: float, longest_s: float, slots: int) -> float:
     return max(busy_s / slots, longest_s)
 
 
-class EndToEnd(_Model):
+class EndToEnd(StrictModel):
     """Did Ray help, counting its cold start? Derived from the sequential and parallel medians."""
 
     sequential_s: float
@@ -310,7 +322,7 @@ def breakdown(
     }
 
 
-class GridResult(_Model):
+class GridResult(StrictModel):
     configs: int
     cpus: int
     nodes: int
@@ -329,7 +341,7 @@ class GridResult(_Model):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def slots(self) -> int:
-        return max(1, int(self.cpus // self.cpus_per_trial))
+        return trial_slots(self.cpus, self.cpus_per_trial)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -432,7 +444,7 @@ class GridResult(_Model):
 # -- Tune ---------------------------------------------------------------------------------------
 
 
-class TuneModel(_Model):
+class TuneModel(StrictModel):
     params: dict[str, Any]
     rmse: float
     r2: float
@@ -441,7 +453,7 @@ class TuneModel(_Model):
     val_rmse: float | None = None
 
 
-class TuneResult(_Model):
+class TuneResult(StrictModel):
     """The Tune phase: wall against the compute bound, and baseline vs tuned quality."""
 
     scheduler: Literal["asha", "none"]
@@ -507,7 +519,7 @@ class TuneResult(_Model):
 # -- bundles ----------------------------------------------------------------------------------
 
 
-class ClusterInfo(_Model):
+class ClusterInfo(StrictModel):
     address: str
     mode: Literal["embedded", "existing"]
     cpus: int
@@ -516,7 +528,7 @@ class ClusterInfo(_Model):
     ray_version: str
 
 
-class BundleHeader(_Model):
+class BundleHeader(StrictModel):
     """What every bundle starts with, run or scale."""
 
     schema_version: int = SCHEMA_VERSION
@@ -543,7 +555,7 @@ class Result(BundleHeader):
         return "inconsistent" if self.grid is not None and self.grid.mismatches else "complete"
 
 
-class StragglerRecord(_Model):
+class StragglerRecord(StrictModel):
     index: int
     node: str
     node_id: str
@@ -581,8 +593,14 @@ class ScalePoint(Rounds):
     def schedule_efficiency(self) -> float:
         return self.lower_bound_s / self.wall_s
 
+    @property
+    def round_speedups(self) -> list[float]:
+        """Each round's speedup against the same base as ``speedup``: the spread behind it."""
+        work = self.speedup * self.wall_s  # T(smallest node count) × its nodes
+        return [work / w for w in self.rounds_s]
 
-class ScaleFit(_Model):
+
+class ScaleFit(StrictModel):
     phase: str
     points: int  # node counts fitted; two points make an exact interpolation, not a prediction
     amdahl_serial_fraction: float
@@ -593,7 +611,7 @@ class ScaleFit(_Model):
     usl_peak_nodes: float | None
 
 
-class Cheapest(_Model):
+class Cheapest(StrictModel):
     phase: str
     nodes: int
     cost: float
@@ -612,51 +630,3 @@ class ScaleResult(BundleHeader):
     price_per_node_hour: float | None = None
     deadline_s: float | None = None
     cheapest: list[Cheapest] = []
-
-
-# -- version 1 ----------------------------------------------------------------------------------
-
-
-def _v1_rounds(timing: dict[str, Any], duration: str) -> list[dict[str, Any]]:
-    """Version 1 kept every round's wall but only the median round's trials: each round gets
-    that round's busy time, longest trial and span."""
-    trials = timing.get("trials", [])
-    durations = [t[duration] for t in trials] or [0.0]
-    span = max(t["end_ts"] for t in trials) - min(t["start_ts"] for t in trials) if trials else 0.0
-    return [
-        {"wall_s": w, "busy_s": sum(durations), "longest_s": max(durations), "span_s": span}
-        for w in timing["walls_s"]
-    ]
-
-
-def _v1_timing(timing: dict[str, Any] | None, duration: str, drop: tuple[str, ...] = ()) -> Any:
-    if timing is None:
-        return None
-    rounds = _v1_rounds(timing, duration)
-    kept = {k: v for k, v in timing.items() if k not in ("walls_s", *drop)}
-    return {**kept, "rounds": rounds}
-
-
-def upgrade(document: dict[str, Any]) -> dict[str, Any]:
-    """A version-1 document as version 2 (derived keys are recomputed on validation)."""
-    doc = dict(document, schema_version=SCHEMA_VERSION)
-    if doc.get("kind") == "scale":
-        points = []
-        for p in doc.get("points", []):
-            duration = "compute_s" if p.get("phase") == "tune" else "fit_s"
-            point = _v1_timing(p, duration, drop=("efficiency_vs_bound",))
-            point["parallel_efficiency"] = point.pop("efficiency")
-            points.append(point)
-        doc["points"] = points
-        doc["fits"] = [{**f, "points": len(doc.get("node_counts", []))} for f in doc.get("fits", [])]
-        return doc
-    grid = doc.get("grid")
-    if grid is not None:
-        doc["grid"] = {
-            **{k: v for k, v in grid.items() if k not in ("efficiency", "consistent")},
-            "sequential": _v1_timing(grid.get("sequential"), "fit_s"),
-            "parallel": _v1_timing(grid.get("parallel"), "fit_s", drop=("makespan_s",)),
-        }
-        if grid.get("parallel"):
-            doc["grid"]["cpus_per_trial"] = grid["parallel"]["cpus_per_trial"]
-    return doc

@@ -68,6 +68,11 @@ class Stats:
         centre = self.median
         return float(statistics.median(abs(v - centre) for v in self.values))
 
+    def quantile(self, q: float) -> float:
+        """The nearest-rank ``q`` quantile (an observed value: p95 of 20 trials is the 19th)."""
+        ordered = sorted(self.values)
+        return ordered[min(self.n - 1, max(0, round(q * (self.n - 1))))]
+
     def nearest_to_median(self) -> int:
         """Index of the round closest to the median (the first of equals): the one whose trials
         are shown beside the timing."""
@@ -148,11 +153,14 @@ def repeats_to_narrow(ci: tuple[float, float], estimate: float, rounds: int) -> 
     return math.ceil(rounds * (width / NOISY_HALF_WIDTH) ** 2 - 1e-9)  # 20.000000000000004 is 20
 
 
+def significant(ci: tuple[float, float], no_change: float = 1.0) -> bool:
+    """Whether a ratio's interval excludes ``no_change``: the difference is beyond the noise."""
+    return ci[0] > no_change or ci[1] < no_change
+
+
 def verdict(ci: tuple[float, float], no_change: float = 1.0) -> str:
     """'faster' when the whole interval of a time ratio (other / this) lies above 1, 'slower'
     when below, else 'no significant difference'."""
-    if ci[0] > no_change:
-        return "faster"
-    if ci[1] < no_change:
-        return "slower"
-    return "no significant difference"
+    if not significant(ci, no_change):
+        return "no significant difference"
+    return "faster" if ci[0] > no_change else "slower"

@@ -14,162 +14,20 @@ import itertools
 import logging
 import os
 import random
-import re
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import yaml
 
-from rayscale.cluster import check_cpus_per_trial
 from rayscale.datasets import Dataset
 from rayscale.errors import RayscaleError, TrialFailed
+from rayscale.options import TUNE, TuneOptions, check_cpus_per_trial
 from rayscale.runners import Arrays, arrays, scores, where
-from rayscale.schema import TuneModel, TuneReport, TuneResult, TuneTrial
-
-# The default space: 2 values on each of 5 axes, 32 configs, from cautious to aggressive.
-DEFAULT_SPACE: dict[str, Any] = {
-    "learning_rate": [0.03, 0.1],
-    "max_depth": [2, 4],
-    "subsample": [0.8, 1.0],
-    "colsample_bytree": [0.8, 1.0],
-    "min_child_weight": [1, 5],
-}
-DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
-# Parameters xgboost.train understands that a space may sweep (a typo fails up front).
-XGB_PARAMS = {
-    "learning_rate",
-    "eta",
-    "max_depth",
-    "subsample",
-    "colsample_bytree",
-    "colsample_bylevel",
-    "colsample_bynode",
-    "min_child_weight",
-    "gamma",
-    "min_split_loss",
-    "reg_alpha",
-    "alpha",
-    "reg_lambda",
-    "lambda",
-    "max_leaves",
-    "max_bin",
-    "grow_policy",
-    "tree_method",
-    "max_delta_step",
-}
-YAML_EXPONENT = re.compile(r"^[+-]?\d+[eE][+-]?\d+$")
-TEXT_PARAMS = {"grow_policy", "tree_method"}  # every other parameter takes numbers
-
-
-@dataclass
-class TuneOptions:
-    """How the sweep runs. The defaults are the fast path; ``tune_defaults()`` is Tune's own."""
-
-    space: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPACE))
-    samples: int | None = None  # None: grid over list values; N: random sampling of N configs
-    max_rounds: int = 300
-    scheduler: Literal["asha", "none"] = "asha"
-    grace_period: int = 50
-    reduction_factor: int = 3
-    report_every: int = 25
-    cpus_per_trial: int = 1
-    max_concurrent: int | None = None  # None: cluster CPUs // cpus_per_trial
-    reuse_actors: bool = True
-    checkpoint: bool = False
-    loggers: bool = False
-    max_failures: int = 2
-    storage: str | None = None  # None: <bundle>/tune
-    seed: int = 42
-    metric: Literal["rmse", "val_rmse"] = "rmse"  # what ASHA and the best go by
-
-    @classmethod
-    def tune_defaults(cls, **overrides: Any) -> TuneOptions:
-        """Tune as it comes: per-round reports, a checkpoint each report, loggers, fresh actors."""
-        base = {"report_every": 1, "checkpoint": True, "loggers": True, "reuse_actors": False}
-        return cls(**{**base, **overrides})
-
-
-def load_space(path: str | None) -> dict[str, Any]:
-    """The search space from YAML (``space:`` mapping) or the built-in default."""
-    if path is None:
-        return dict(DEFAULT_SPACE)
-    file = Path(path)
-    if not file.is_file():
-        raise RayscaleError(f"search space file not found: {path}")
-    try:
-        document = yaml.safe_load(file.read_text())
-    except yaml.YAMLError:
-        raise RayscaleError(f"search space file {path} is not valid YAML") from None
-    if not isinstance(document, dict) or not isinstance(document.get("space"), dict) or not document["space"]:
-        raise RayscaleError(f"search space file {path} needs a non-empty 'space:' mapping")
-    return {name: _numbers(value) for name, value in document["space"].items()}
-
-
-def _number(value: Any) -> Any:
-    """YAML 1.1 reads ``1e-3`` (exponent, no dot) as a string: such a string becomes the number.
-    Anything quoted stays what it is (``"5"`` is text, and refused for a numeric parameter)."""
-    if isinstance(value, str) and YAML_EXPONENT.match(value.strip()):
-        return float(value)
-    return value
-
-
-def _numbers(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_number(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items()}
-    return _number(value)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_values(name: str, values: list[Any]) -> None:
-    """A numeric parameter takes numbers only; a text one takes text only (no mixing)."""
-    if name in TEXT_PARAMS:
-        wrong = [v for v in values if not isinstance(v, str)]
-        kind = "text"
-    else:
-        wrong = [v for v in values if not _is_number(v)]
-        kind = "numbers"
-    if wrong:
-        raise RayscaleError(f"search space: {name!r} takes {kind}; got {wrong[0]!r}")
-
-
-def validate_space(space: dict[str, Any], samples: int | None) -> None:
-    for name, value in space.items():
-        if name not in XGB_PARAMS:
-            raise RayscaleError(f"search space: unknown XGBoost parameter {name!r}")
-        if isinstance(value, list):
-            if not value:
-                raise RayscaleError(f"search space: {name!r} has no values")
-            _check_values(name, value)
-        elif isinstance(value, dict):
-            if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
-                raise RayscaleError(
-                    f"search space: {name!r} must be a list or one of {', '.join(DISTRIBUTIONS)}"
-                )
-            kind, bounds = next(iter(value.items()))
-            if not isinstance(bounds, list) or not bounds:
-                raise RayscaleError(f"search space: {name!r} {kind} needs a list of values")
-            _check_values(name, bounds)
-            if kind != "choice" and (len(bounds) != 2 or bounds[0] >= bounds[1]):
-                raise RayscaleError(f"search space: {name!r} {kind} needs [low, high] with low < high")
-            if samples is None:
-                raise RayscaleError(
-                    f"search space: {name!r} is a distribution; random sampling needs --samples N"
-                )
-        elif isinstance(value, int | float | str):
-            _check_values(name, [value])
-        else:
-            raise RayscaleError(f"search space: {name!r} must be a value, a list or a distribution")
+from rayscale.schema import TuneModel, TuneReport, TuneResult, TuneTrial, trial_slots
 
 
 def grid_configs(space: dict[str, Any], seed: int) -> list[dict[str, Any]]:
@@ -423,11 +281,24 @@ def _tidy(experiment: Path) -> None:
                 os.rmdir(folder)  # only succeeds when empty
 
 
-def count_trials(space: dict[str, Any], samples: int | None) -> int:
-    """How many trials a space yields: ``samples`` when sampling, else the grid's size."""
-    if samples is not None:
-        return samples
-    return int(np.prod([len(v) for v in space.values() if isinstance(v, list)]))
+def scheduler_for(
+    kind: str, max_rounds: int, grace_period: int, reduction_factor: int, metric: str | None = None
+) -> Any:
+    """Ray Tune's scheduler for a sweep: ASHA over boosting rounds, or FIFO (no early stopping).
+    With ``metric`` the scheduler judges that metric itself, as predict's replay needs (a live
+    sweep names its metric in ``TuneConfig`` instead, and Tune refuses it in both places)."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if kind != "asha":
+        return FIFOScheduler()
+    judged: dict[str, Any] = {"metric": metric, "mode": "min"} if metric else {}
+    return ASHAScheduler(
+        time_attr="rounds",
+        max_t=max_rounds,
+        grace_period=grace_period,
+        reduction_factor=reduction_factor,
+        **judged,
+    )
 
 
 def run_sweep(
@@ -444,8 +315,7 @@ def run_sweep(
     in the bundle's storage continues with ``Tuner.restore``: finished trials are not run again,
     unfinished ones run from their start.
     """
-    space = opts.space
-    check_options(opts)
+    opts.validate()
     check_cpus_per_trial(opts.cpus_per_trial, cluster_cpus)
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "0" if opts.loggers else "1"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new console output ignores verbose=0
@@ -453,20 +323,8 @@ def run_sweep(
     # that window would run again after a resume. Once a second is a few kB, and keeps it tight.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    max_concurrent = opts.max_concurrent or max(1, cluster_cpus // opts.cpus_per_trial)
-    scheduler = (
-        ASHAScheduler(
-            time_attr="rounds",
-            max_t=opts.max_rounds,
-            grace_period=opts.grace_period,
-            reduction_factor=opts.reduction_factor,
-        )
-        if opts.scheduler == "asha"
-        else FIFOScheduler()
-    )
+    max_concurrent = opts.max_concurrent or trial_slots(cluster_cpus, opts.cpus_per_trial)
     trainable = tune.with_resources(
         tune.with_parameters(
             xgb_trainable,
@@ -481,33 +339,38 @@ def run_sweep(
         {"cpu": opts.cpus_per_trial},
     )
     storage = opts.storage or str((bundle / "tune").resolve())
-    param_space = to_param_space(space, opts.samples, opts.seed)
-    experiment = f"{storage.rstrip('/')}/sweep"
+    param_space = to_param_space(opts.space, opts.samples, opts.seed)
     if finished is not None:
-        if not tune.Tuner.can_restore(experiment):
-            raise RayscaleError(f"no Tune sweep to resume at {experiment}", 2)
-        _REVIVED.pop(storage, None)
-        with contextlib.redirect_stdout(sys.stderr):
-            tuner = tune.Tuner.restore(
-                experiment,
-                trainable=trainable,
-                param_space=param_space,
-                resume_unfinished=True,
-                restart_errored=True,
-            )
-        collector = _REVIVED.pop(storage)
-        collector.hook = on_trial
-        return _fit_and_summarise(
-            tuner, collector, dataset, opts, cluster_cpus, max_concurrent, storage, finished
-        )
-    collector = _collector(on_trial, opts.max_rounds, storage)
-    tuner = tune.Tuner(
+        tuner, collector = _restored(trainable, param_space, storage, on_trial)
+    else:
+        collector = _collector(on_trial, opts.max_rounds, storage)
+        tuner = _tuner(trainable, param_space, opts, max_concurrent, storage, collector)
+    return _fit_and_summarise(
+        tuner, collector, dataset, opts, cluster_cpus, max_concurrent, storage, finished or []
+    )
+
+
+def _tuner(
+    trainable: Any,
+    param_space: dict[str, Any],
+    opts: TuneOptions,
+    max_concurrent: int,
+    storage: str,
+    collector: Any,
+) -> Any:
+    """A new sweep: ASHA (or FIFO) over the space, the collector as its one callback."""
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=opts.metric,
             mode="min",
-            scheduler=scheduler,
+            scheduler=scheduler_for(
+                opts.scheduler, opts.max_rounds, opts.grace_period, opts.reduction_factor
+            ),
             num_samples=opts.samples or 1,
             max_concurrent_trials=max_concurrent,
             reuse_actors=opts.reuse_actors,
@@ -523,7 +386,29 @@ def run_sweep(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1 if opts.checkpoint else None),
         ),
     )
-    return _fit_and_summarise(tuner, collector, dataset, opts, cluster_cpus, max_concurrent, storage, [])
+
+
+def _restored(
+    trainable: Any, param_space: dict[str, Any], storage: str, on_trial: Callable[[TuneTrial], None] | None
+) -> tuple[Any, Any]:
+    """An interrupted sweep in ``storage``, continued: finished trials are not run again."""
+    from ray import tune
+
+    experiment = f"{storage.rstrip('/')}/sweep"
+    if not tune.Tuner.can_restore(experiment):
+        raise RayscaleError(f"no Tune sweep to resume at {experiment}", 2)
+    _REVIVED.pop(storage, None)
+    with contextlib.redirect_stdout(sys.stderr):
+        tuner = tune.Tuner.restore(
+            experiment,
+            trainable=trainable,
+            param_space=param_space,
+            resume_unfinished=True,
+            restart_errored=True,
+        )
+    collector = _REVIVED.pop(storage)
+    collector.hook = on_trial
+    return tuner, collector
 
 
 def _fit_and_summarise(
@@ -553,7 +438,7 @@ def _fit_and_summarise(
         trial_id, where_ = next(iter(collector.errors.items()))
         raise TrialFailed(
             f"{len(collector.errors)} Tune trial(s) failed, e.g. {trial_id} ({where_})",
-            "tune",
+            TUNE.key,
             len(collector.errors),
         )
     fresh = [
@@ -586,20 +471,6 @@ def _fit_and_summarise(
         result.resumed_with = len(finished)
         result.reran_after_resume = reran
     return result
-
-
-def check_options(opts: TuneOptions) -> None:
-    """Everything about the sweep that can be checked before any cluster work."""
-    validate_space(opts.space, opts.samples)
-    for name in ("max_rounds", "report_every", "grace_period", "cpus_per_trial"):
-        if getattr(opts, name) < 1:
-            raise RayscaleError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(opts, name)}")
-    if opts.samples is not None and opts.samples < 1:
-        raise RayscaleError(f"--samples must be at least 1, got {opts.samples}")
-    if opts.reduction_factor < 2:
-        raise RayscaleError(f"--reduction-factor must be at least 2, got {opts.reduction_factor}")
-    if opts.scheduler == "asha" and opts.grace_period > opts.max_rounds:
-        raise RayscaleError(f"--grace-period {opts.grace_period} exceeds --max-rounds {opts.max_rounds}")
 
 
 def summarise(

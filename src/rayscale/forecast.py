@@ -1,0 +1,66 @@
+"""The forecast ``rayscale predict`` makes, as a versioned result like the run and scale bundles:
+typed points (grid and Tune alike), the costs it assumed, the cheapest node count; ``to_json()``."""
+
+from __future__ import annotations
+
+from pydantic import computed_field
+
+from rayscale.schema import StrictModel
+
+
+class ForecastCosts(StrictModel):
+    """What a forecast adds around the measured work (all optional)."""
+
+    cpus_per_node: int
+    provision_s: float = 0.0  # a new node's pod start (KubeRay), paid once before the work
+    bandwidth_mbps: float | None = None  # None: the data's transfer is not modelled
+    price_per_node_hour: float | None = None
+    deadline_s: float | None = None
+
+
+class ForecastPoint(StrictModel):
+    """One phase predicted at one node count (and, where it was measured, what was measured)."""
+
+    phase: str  # a phase key: grid_parallel or tune
+    nodes: int
+    slots: int
+    predicted_wall_s: float  # one warm round (grid) or the sweep (tune), as the bundle's wall
+    predicted_total_s: float  # provisioning + transfer + warm-up + the wall
+    speedup: float  # against the same work on one slot
+    parallel_efficiency: float  # speedup / CPUs
+    schedule_efficiency: float  # lower bound / wall
+    cost: float | None
+    measured_wall_s: float | None = None
+    measured_min_s: float | None = None
+    measured_max_s: float | None = None
+    rounds_run: int | None = None  # tune: boosting rounds the replayed sweep ran
+    best_rmse: float | None = None  # tune: the replayed sweep's best
+    stopped_early: int | None = None  # tune: trials ASHA stopped in the replay
+    extrapolated_reports: int | None = None  # tune: reports ASHA asked for beyond those recorded
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def error_pct(self) -> float | None:
+        if self.measured_wall_s is None:
+            return None
+        return 100.0 * (self.predicted_wall_s - self.measured_wall_s) / self.measured_wall_s
+
+
+class Forecast(StrictModel):
+    """``rayscale predict``: each phase at other node counts, from its smallest measured point."""
+
+    validated: bool  # every measured point predicted from the smallest
+    base: dict[str, int]  # phase -> the node count predicted from
+    costs: ForecastCosts
+    points: list[ForecastPoint]
+    cheapest: dict[str, int | None]  # phase -> the cheapest node count within the deadline
+
+    def of_phase(self, phase: str) -> list[ForecastPoint]:
+        return sorted((p for p in self.points if p.phase == phase), key=lambda p: p.nodes)
+
+    def cheapest_point(self, phase: str) -> ForecastPoint | None:
+        nodes = self.cheapest.get(phase)
+        return next((p for p in self.of_phase(phase) if p.nodes == nodes), None)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
