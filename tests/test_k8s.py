@@ -48,6 +48,37 @@ CRD_FILES = {
 # -- helpers --------------------------------------------------------------------------------------
 
 
+class StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a mapping key given twice.
+
+    PyYAML keeps the last of two equal keys silently, where kustomize and other strict readers reject
+    the object. Every render, job, values file and CRD in this module is read with it.
+    """
+
+
+def _mapping_without_duplicates(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def load(text: str) -> Any:
+    return yaml.load(text, Loader=StrictLoader)
+
+
+def load_all(text: str) -> list[Any]:
+    return list(yaml.load_all(text, Loader=StrictLoader))
+
+
 @pytest.fixture(scope="session")
 def helm() -> str:
     try:
@@ -62,15 +93,24 @@ def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([helm, *args], capture_output=True, text=True, check=False)
 
 
-def render(helm: str, *values: Path, release: str = "rayscale", sets: tuple[str, ...] = ()) -> list[dict]:
+def render(
+    helm: str,
+    *values: Path,
+    release: str = "rayscale",
+    sets: tuple[str, ...] = (),
+    strings: tuple[str, ...] = (),
+) -> list[dict]:
+    """``helm template`` parsed strictly (a key rendered twice fails); ``strings`` go to --set-string."""
     args = ["template", release, str(CHART), "--namespace", "bench"]
     for v in values:
         args += ["-f", str(v)]
     for s in sets:
         args += ["--set", s]
+    for s in strings:
+        args += ["--set-string", s]
     out = run_helm(helm, *args)
     assert out.returncode == 0, out.stderr
-    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    return [doc for doc in load_all(out.stdout) if doc]
 
 
 def ray_policy(docs: list[dict]) -> dict:
@@ -109,7 +149,7 @@ def _strict(schema: Any) -> Any:
 def crd_validator(api_version: str, kind: str, kuberay: str = "1.7.0") -> jsonschema.Draft7Validator:
     folder = KUBERAY_CRDS[kuberay] if api_version.startswith("ray.io/") else CRDS
     path = folder / CRD_FILES[(api_version, kind)]
-    crd = yaml.safe_load(path.read_text())
+    crd = load(path.read_text())
     version = api_version.split("/")[1]
     schema = next(v for v in crd["spec"]["versions"] if v["name"] == version)["schema"]["openAPIV3Schema"]
     schema = copy.deepcopy(schema)
@@ -180,8 +220,8 @@ def test_chart_lints_renders_and_validates(helm: str, values: Path | None) -> No
     assert lint.returncode == 0, lint.stdout + lint.stderr
     docs = render(helm, *([values] if values else []))
     assert docs
-    chosen = (yaml.safe_load(values.read_text()) if values else {}) or {}
-    default = yaml.safe_load((CHART / "values.yaml").read_text())["kuberay"]["version"]
+    chosen = (load(values.read_text()) if values else {}) or {}
+    default = load((CHART / "values.yaml").read_text())["kuberay"]["version"]
     sets = kuberay_sets(chosen.get("kuberay", {}).get("version", default))
     assert sets
     for kuberay in sets:
@@ -233,7 +273,7 @@ def test_at_least_four_scenarios() -> None:
 @pytest.mark.parametrize("job", JOBS, ids=lambda p: p.name)
 def test_jobs_validate_against_the_rayjob_crd(job: Path, kuberay: str) -> None:
     need_crds()
-    docs = [d for d in yaml.safe_load_all(job.read_text()) if d]
+    docs = [d for d in load_all(job.read_text()) if d]
     assert [d["kind"] for d in docs] == ["RayJob"]
     validate(docs[0], kuberay)
     spec = docs[0]["spec"]
@@ -252,6 +292,8 @@ def test_jobs_validate_against_the_rayjob_crd(job: Path, kuberay: str) -> None:
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
         ({"monitoring": {"interval": "soon"}}, "/monitoring/interval"),
         ({"head": {"memory": "lots"}}, "/head/memory"),
+        ({"jobStopWaitSeconds": 0}, "/jobStopWaitSeconds"),
+        ({"kuberay": {"upgradeStrategy": "RollingUpdate"}}, "/kuberay/upgradeStrategy"),
     ],
 )
 def test_values_schema_rejects_bad_values(helm: str, tmp_path: Path, values: dict, field: str) -> None:
@@ -298,6 +340,15 @@ def undocumented_values(text: str) -> list[str]:
 def test_every_values_key_is_documented() -> None:
     assert undocumented_values((CHART / "values.yaml").read_text()) == []
     assert undocumented_values("a:\n  b: 1\n# -- c\nc: 2\n") == ["line 2: b"]  # the checker can fail
+
+
+def test_renders_are_read_strictly() -> None:
+    """A key rendered twice is an error here, as it is for kustomize; PyYAML alone keeps the last."""
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key 'metrics-export-port'"):
+        load('rayStartParams:\n  metrics-export-port: "8080"\n  metrics-export-port: "9090"\n')
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key"):
+        load_all("a: 1\n---\nb: {c: 1, c: 2}\n")
+    assert load("a: &x {b: 1}\nc: *x\n") == {"a": {"b": 1}, "c": {"b": 1}}
 
 
 # -- helm-unittest-style assertions on key fields -------------------------------------------------
@@ -423,10 +474,7 @@ def test_dashboard_and_rules_come_from_the_single_source(default_docs: list[dict
     shipped = json.loads(config_map["data"]["rayscale-scaling.json"])
     assert shipped == json.loads((CHART / "files" / "rayscale-scaling.json").read_text())
     rule = one(default_docs, "PrometheusRule")
-    assert (
-        rule["spec"]["groups"]
-        == yaml.safe_load((CHART / "files" / "rayscale-rules.yaml").read_text())["groups"]
-    )
+    assert rule["spec"]["groups"] == load((CHART / "files" / "rayscale-rules.yaml").read_text())["groups"]
 
 
 def test_dashboard_json_is_generated_from_the_queries() -> None:
@@ -484,7 +532,7 @@ def test_the_scale_role_is_off_by_default(default_docs: list[dict]) -> None:
     cluster = one(default_docs, "RayCluster")["spec"]
     assert cluster["headGroupSpec"]["template"]["spec"]["automountServiceAccountToken"] is False
     assert one(default_docs, "ServiceAccount")["automountServiceAccountToken"] is False
-    scale_job = yaml.safe_load((ROOT / "jobs" / "scale.yaml").read_text())
+    scale_job = load((ROOT / "jobs" / "scale.yaml").read_text())
     assert "rbac.scaleRole=true" in (ROOT / "jobs" / "scale.yaml").read_text()  # says what it needs
     assert "--kuberay" in scale_job["spec"]["entrypoint"]
 
@@ -556,7 +604,7 @@ def test_jobs_target_the_default_release(default_docs: list[dict]) -> None:
     service = one(default_docs, "Service")
     gateway = f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
     for job in JOBS:
-        spec = yaml.safe_load(job.read_text())["spec"]
+        spec = load(job.read_text())["spec"]
         if "rayClusterSpec" in spec:
             assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
             continue
@@ -572,8 +620,8 @@ def test_jobs_target_the_default_release(default_docs: list[dict]) -> None:
 
 
 def test_jobs_name_the_image_in_one_place() -> None:
-    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    chart = load((CHART / "Chart.yaml").read_text())
+    values = load((CHART / "values.yaml").read_text())
     image = f"{values['image']['repository']}:{chart['appVersion']}"
     named = [
         (job.name, line.strip())
@@ -583,7 +631,7 @@ def test_jobs_name_the_image_in_one_place() -> None:
     ]
     assert named == [("ephemeral.yaml", "image: &image " + image)]
     # The alias resolves: every container of the self-contained job runs that image.
-    spec = yaml.safe_load((ROOT / "jobs" / "ephemeral.yaml").read_text())["spec"]["rayClusterSpec"]
+    spec = load((ROOT / "jobs" / "ephemeral.yaml").read_text())["spec"]["rayClusterSpec"]
     pods = [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
     assert {c["image"] for p in pods for c in p["spec"]["containers"]} == {image}
 
@@ -597,6 +645,281 @@ def test_jobs_comment_every_field() -> None:
                 assert lines[i - 1].strip().startswith("#"), (
                     f"{job.name}:{i + 1} {line.strip()} has no comment"
                 )
+
+
+# -- upgrades, stopped jobs, auth mode, start parameters, the submitter ---------------------------
+
+DOCS = ROOT / "docs" / "kubernetes.md"
+
+
+def words(text: str) -> str:
+    """Text with comment markers and line breaks folded away, for phrases that wrap."""
+    return " ".join(text.replace("#", " ").split())
+
+
+def comment_above(lines: list[str], at: int) -> str:
+    """The comment block right above line ``at``."""
+    block: list[str] = []
+    i = at - 1
+    while i >= 0 and lines[i].strip().startswith("#"):
+        block.insert(0, lines[i])
+        i -= 1
+    return words("\n".join(block))
+
+
+def values_comment(key: str) -> str:
+    """The comment of a values.yaml key (``section.key``), the helm-docs ``# --`` block above it."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    section, name = key.split(".") if "." in key else (None, key)
+    start = lines.index(f"{section}:") if section else 0
+    at = next(i for i in range(start, len(lines)) if re.match(rf"^\s*{re.escape(name)}:", lines[i]))
+    return comment_above(lines, at)
+
+
+def env_of(container: dict) -> dict[str, str | None]:
+    env = container.get("env", [])
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names)), f"{container.get('name', 'autoscaler')}: a variable twice: {names}"
+    return {e["name"]: e.get("value") for e in env}
+
+
+def helm_notes(helm: str, *sets: str) -> str:
+    args = ["install", "rayscale", str(CHART), "--namespace", "bench", "--dry-run=client"]
+    for s in sets:
+        args += ["--set", s]
+    out = run_helm(helm, *args)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split("NOTES:\n", 1)[1]
+
+
+def restricted_violations(pod: dict) -> list[str]:
+    """What Pod Security "restricted" (Kubernetes 1.33) rejects in a pod spec."""
+    found = [f"{k}: true" for k in ("hostNetwork", "hostPID", "hostIPC") if pod.get(k)]
+    allowed = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim"}
+    allowed |= {"projected", "secret"}
+    for volume in pod.get("volumes", []):
+        found += [f"volume {volume['name']}: {k}" for k in volume if k != "name" and k not in allowed]
+    pod_ctx = pod.get("securityContext", {})
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        ctx = c.get("securityContext", {})
+        name = c["name"]
+        if ctx.get("privileged"):
+            found.append(f"{name}: privileged")
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{name}: allowPrivilegeEscalation is not false")
+        caps = ctx.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []):
+            found.append(f"{name}: capabilities do not drop ALL")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            found.append(f"{name}: adds capabilities {caps['add']}")
+        if not ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot")):
+            found.append(f"{name}: runAsNonRoot is not true")
+        if ctx.get("runAsUser", pod_ctx.get("runAsUser")) == 0:
+            found.append(f"{name}: runAsUser 0")
+        seccomp = ctx.get("seccompProfile", pod_ctx.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{name}: seccompProfile {seccomp}")
+        if any("hostPort" in port for port in c.get("ports", [])):
+            found.append(f"{name}: hostPort")
+    return found
+
+
+def test_the_scale_role_reaches_a_running_head(helm: str) -> None:
+    """`helm upgrade --set rbac.scaleRole=true` changes the head's pod template (the token mount), which
+    no running pod takes: KubeRay 1.5.x recreates a head only when it is unhealthy, 1.6.0+ only with
+    upgradeStrategy Recreate. So the chart renders Recreate where the operator knows it (its CRD, 1.6+),
+    and values.yaml, jobs/scale.yaml, NOTES and the docs say to delete the pods on 1.5.x."""
+    need_crds()
+    cluster = one(render(helm, CHART / "ci" / "scale-role-kuberay-1.7-values.yaml"), "RayCluster")
+    assert cluster["spec"]["upgradeStrategy"] == {"type": "Recreate"}
+    assert cluster["spec"]["headGroupSpec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    validate(cluster, "1.7.0")
+    errors = list(crd_validator("ray.io/v1", "RayCluster", "1.5.1").iter_errors(cluster))
+    assert any("upgradeStrategy" in e.message for e in errors), [e.message for e in errors]
+    kept = one(render(helm, sets=("kuberay.version=1.6.0", "kuberay.upgradeStrategy=None")), "RayCluster")
+    assert kept["spec"]["upgradeStrategy"] == {"type": "None"}
+    for values in (None, CHART / "ci" / "scale-role-values.yaml"):  # KubeRay 1.5.1, the default
+        older = one(render(helm, *([values] if values else [])), "RayCluster")
+        assert "upgradeStrategy" not in older["spec"]
+    delete = "kubectl delete pod -l ray.io/cluster=rayscale"
+    scale = (ROOT / "jobs" / "scale.yaml").read_text().splitlines()
+    said = {
+        "values.yaml rbac.scaleRole": values_comment("rbac.scaleRole"),
+        "values.yaml kuberay.upgradeStrategy": values_comment("kuberay.upgradeStrategy"),
+        "jobs/scale.yaml": comment_above(scale, scale.index("apiVersion: ray.io/v1")),
+        "docs/kubernetes.md": words(DOCS.read_text()),
+    }
+    for where, text in said.items():
+        assert "Recreate" in text and "1.6" in text, where
+        if where != "values.yaml kuberay.upgradeStrategy":
+            assert delete in text, where
+    notes = helm_notes(helm, "rbac.scaleRole=true")
+    assert "kubectl -n bench delete pod -l ray.io/cluster=rayscale" in notes
+    assert "leaves running pods as they are" in notes
+    assert "recreates the Ray pods itself" in helm_notes(helm, "rbac.scaleRole=true", "kuberay.version=1.7.0")
+    assert "delete pod" not in helm_notes(helm)  # no scale Role: nothing to recreate
+
+
+def test_a_stopped_driver_has_time_to_restore_the_cluster(default_docs: list[dict], helm: str) -> None:
+    """Ray SIGKILLs a stopped job's driver RAY_JOB_STOP_WAIT_TIME_S (default 3) after its SIGTERM; a
+    scaling sweep restores the replicas on SIGTERM, which takes longer on a slow API server."""
+    cluster = one(default_docs, "RayCluster")
+    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert int(env_of(head)["RAY_JOB_STOP_WAIT_TIME_S"] or 0) >= 30
+    assert {env_of(c)["RAY_JOB_STOP_WAIT_TIME_S"] for c in _containers(cluster)} == {"30"}
+    raised = one(render(helm, sets=("jobStopWaitSeconds=120",)), "RayCluster")
+    assert {env_of(c)["RAY_JOB_STOP_WAIT_TIME_S"] for c in _containers(raised)} == {"120"}
+    for text in (values_comment("jobStopWaitSeconds"), words(DOCS.read_text())):
+        assert "RAY_JOB_STOP_WAIT_TIME_S" in text and "SIGTERM" in text and "30" in text
+
+
+def test_backoff_limit_stays_0_below_kuberay_1_6() -> None:
+    """KubeRay 1.5.x's Retrying path deletes the RayJob's cluster without checking for a clusterSelector
+    (fixed in 1.6.0): a retry of grid, tune or scale would delete the Helm-installed RayCluster."""
+    checked = []
+    for job in JOBS:
+        lines = job.read_text().splitlines()
+        spec = load(job.read_text())["spec"]
+        if "backoffLimit" not in spec:
+            continue
+        assert spec["backoffLimit"] == 0, job.name
+        comment = comment_above(lines, lines.index("  backoffLimit: 0"))
+        assert "keep 0 below kuberay 1.6" in comment.lower(), f"{job.name}: {comment}"
+        checked.append(job.name)
+    assert {"grid.yaml", "tune.yaml", "scale.yaml"} <= set(checked)
+    docs = words(DOCS.read_text()).lower()
+    assert "`backofflimit` 0 below kuberay 1.6" in docs
+
+
+def test_the_docs_say_one_job_at_a_time() -> None:
+    """KubeRay starts every RayJob whose cluster is ready: jobs applied together share the CPUs, and
+    scale's shrink deletes worker pods under the others."""
+    docs = words(DOCS.read_text())
+    assert "## One job at a time" in DOCS.read_text() and "Kueue" in docs
+    for job in JOBS:
+        lines = job.read_text().splitlines()
+        if "clusterSelector" in load(job.read_text())["spec"]:
+            header = comment_above(lines, lines.index("apiVersion: ray.io/v1"))
+            assert "one rayjob at a time" in header.lower(), job.name
+
+
+def test_ray_start_params_overrides_replace_the_defaults(helm: str) -> None:
+    """A user's rayStartParams key replaces the chart's (it used to render twice, which kustomize
+    rejects), and the metrics container port, the PodMonitor's port and the NetworkPolicy follow it."""
+    docs = render(helm, strings=("head.rayStartParams.metrics-export-port=9090",))
+    cluster = one(docs, "RayCluster")
+    head = cluster["spec"]["headGroupSpec"]
+    assert head["rayStartParams"] == {"dashboard-host": "0.0.0.0", "metrics-export-port": "9090"}
+    head_ports = {p["name"]: p["containerPort"] for p in head["template"]["spec"]["containers"][0]["ports"]}
+    assert head_ports["metrics"] == 9090
+    (workers,) = cluster["spec"]["workerGroupSpecs"]
+    assert workers["rayStartParams"] == {"metrics-export-port": "8080"}
+    monitor = next(m for m in by_kind(docs, "PodMonitor") if m["metadata"]["name"] == "rayscale-head")
+    assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= set(head_ports)  # by name
+    scraped = {p["port"] for p in ray_policy(docs)["spec"]["ingress"][-1]["ports"]}
+    assert scraped == {9090, 8080, 44217, 44227}
+
+    docs = render(helm, CHART / "ci" / "raystartparams-values.yaml")
+    cluster = one(docs, "RayCluster")
+    (workers,) = cluster["spec"]["workerGroupSpecs"]
+    assert workers["rayStartParams"] == {"metrics-export-port": "9100", "object-store-memory": "1000000000"}
+    worker_ports = {
+        p["name"]: p["containerPort"] for p in workers["template"]["spec"]["containers"][0]["ports"]
+    }
+    assert worker_ports == {"metrics": 9100}
+    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in head["ports"]}["metrics"] == 9090
+    policy = ray_policy(docs)
+    assert {p["port"] for p in policy["spec"]["ingress"][-1]["ports"]} == {9090, 9100, 44217, 44227}
+    assert "8080" not in json.dumps(policy)
+
+    out = run_helm(
+        helm, "template", "rayscale", str(CHART), "--set", "worker.rayStartParams.metrics-export-port=x"
+    )
+    assert (
+        out.returncode != 0
+        and "worker.rayStartParams.metrics-export-port must be a port number" in out.stderr
+    )
+    assert "metrics-export-port" in words(DOCS.read_text()) and "replace" in values_comment(
+        "head.rayStartParams"
+    )
+
+
+def test_every_ray_container_says_its_auth_mode(helm: str) -> None:
+    """Ray's default is moving to token auth (2.60's `ray start` with a token present, every cluster from
+    2.61), and an operator told `disabled` sends no token: RAY_AUTH_MODE is explicit in every Ray
+    container, the autoscaler sidecar's and the ephemeral job's submitter included."""
+    cases = [
+        ((), "disabled"),
+        ((CHART / "ci" / "autoscaling-values.yaml",), "disabled"),
+        ((CHART / "ci" / "auth-token-values.yaml",), "token"),
+        ((CHART / "ci" / "auth-token-kuberay-1.5-values.yaml",), "token"),
+        ((CHART / "ci" / "autoscaling-values.yaml", CHART / "ci" / "auth-token-values.yaml"), "token"),
+    ]
+    for values, mode in cases:
+        cluster = one(render(helm, *values), "RayCluster")
+        for container in _containers(cluster):
+            assert env_of(container)["RAY_AUTH_MODE"] == mode, (values, container["name"])
+        if cluster["spec"]["enableInTreeAutoscaling"]:
+            assert env_of(cluster["spec"]["autoscalerOptions"])["RAY_AUTH_MODE"] == mode, values
+    for job in JOBS:
+        spec = load(job.read_text())["spec"]
+        if "rayClusterSpec" not in spec:
+            assert spec["submissionMode"] == "HTTPMode", job.name  # no submitter pod, no Ray container
+            continue
+        mode = spec["rayClusterSpec"].get("authOptions", {}).get("mode", "disabled")
+        pods = [spec["rayClusterSpec"]["headGroupSpec"]["template"], spec["submitterPodTemplate"]]
+        pods += [g["template"] for g in spec["rayClusterSpec"]["workerGroupSpecs"]]
+        for container in (c for pod in pods for c in pod["spec"]["containers"]):
+            assert env_of(container)["RAY_AUTH_MODE"] == mode, (job.name, container["name"])
+    assert "RAY_AUTH_MODE" in values_comment("auth.mode") and "RAY_AUTH_MODE" in DOCS.read_text()
+
+
+def test_pod_monitors_name_a_job_label_that_pods_have(default_docs: list[dict]) -> None:
+    """jobLabel names a pod label whose value becomes Prometheus' job; no Ray pod has `ray-head`."""
+    cluster = one(default_docs, "RayCluster")["spec"]
+    labels = set(cluster["headGroupSpec"]["template"]["metadata"]["labels"])
+    labels |= {"ray.io/node-type", "ray.io/cluster", "ray.io/group"}  # KubeRay adds these
+    for monitor in by_kind(default_docs, "PodMonitor"):
+        assert monitor["spec"].get("jobLabel", "ray.io/node-type") in labels, monitor["metadata"]["name"]
+
+
+def test_the_ephemeral_submitter_runs_restricted(default_docs: list[dict]) -> None:
+    """KubeRay's default submitter pod has no securityContext, so Pod Security "restricted" rejects it.
+    The job brings its own template: the image through the anchor (a given template gets no image from
+    KubeRay), no command (KubeRay fills in `ray job submit ...`), restartPolicy Never (a Job's pod)."""
+    text = (ROOT / "jobs" / "ephemeral.yaml").read_text()
+    spec = load(text)["spec"]
+    submitter = spec["submitterPodTemplate"]["spec"]
+    assert submitter["restartPolicy"] == "Never"
+    assert submitter["automountServiceAccountToken"] is False
+    (container,) = submitter["containers"]
+    assert "command" not in container and "args" not in container
+    head = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    assert container["image"] == head["containers"][0]["image"]
+    assert re.search(r"^\s+image: \*image$", text.split("submitterPodTemplate:")[1], re.M)
+    lines = text.splitlines()
+    anchor = comment_above(lines, next(i for i, line in enumerate(lines) if "&image" in line))
+    assert "submitterPodTemplate" in anchor, anchor
+    res = container["resources"]
+    assert res["requests"]["cpu"] and res["limits"]["memory"]
+    pods = [submitter, head] + [g["template"]["spec"] for g in spec["rayClusterSpec"]["workerGroupSpecs"]]
+    cluster = one(default_docs, "RayCluster")["spec"]
+    pods += [cluster["headGroupSpec"]["template"]["spec"]]
+    pods += [g["template"]["spec"] for g in cluster["workerGroupSpecs"]]
+    pods += [one(default_docs, "Deployment")["spec"]["template"]["spec"]]
+    for pod in pods:
+        assert restricted_violations(pod) == [], pod["containers"][0]["name"]
+    assert restricted_violations({"containers": [{"name": "bare", "image": "x"}]})  # the check can fail
+
+
+def test_the_kubernetes_proxy_is_documented(helm: str) -> None:
+    """An operator started with --use-kubernetes-proxy reaches the dashboard through the API server's
+    service proxy, which the NetworkPolicy's operator rule (a namespace selector) does not admit."""
+    docs = words(DOCS.read_text())
+    assert "--use-kubernetes-proxy" in docs and "ipBlock" in docs and "API server" in docs
+    assert "--use-kubernetes-proxy" in values_comment("networkPolicy.dashboardClients")
+    assert "--use-kubernetes-proxy" in helm_notes(helm)
 
 
 # -- Dockerfile -----------------------------------------------------------------------------------
@@ -640,7 +963,7 @@ def test_jobs_stop_their_driver_before_kuberays_deadline() -> None:
     """On an existing cluster activeDeadlineSeconds only marks the RayJob failed; the driver's own
     --max-wall ends it (and restores replicas) first."""
     for job in JOBS:
-        spec = yaml.safe_load(job.read_text())["spec"]
+        spec = load(job.read_text())["spec"]
         match = re.search(r"--max-wall (\d+)", spec["entrypoint"])
         assert match, job.name
         assert 0 < int(match.group(1)) < spec["activeDeadlineSeconds"], job.name
@@ -661,7 +984,7 @@ def checkov() -> str:
 
 def test_every_checkov_skip_says_why() -> None:
     lines = (ROOT / ".checkov.yaml").read_text().splitlines()
-    config = yaml.safe_load("\n".join(lines))
+    config = load("\n".join(lines))
     assert config["framework"] == ["kubernetes"] and config["skip-check"]
     for check in config["skip-check"]:
         at = lines.index(f"  - {check}")

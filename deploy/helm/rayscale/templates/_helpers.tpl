@@ -59,6 +59,12 @@ validation, reject) the field. */}}
 {{- if semverCompare ">=1.6.0-0" .Values.kuberay.version }}true{{ end }}
 {{- end }}
 
+{{/* rayscale.upgradeStrategyOption: whether the operator knows RayCluster upgradeStrategy (KubeRay >=
+1.6.0). 1.5.x's CRD has no such field, and its operator recreates a pod only when it is unhealthy. */}}
+{{- define "rayscale.upgradeStrategyOption" -}}
+{{- if semverCompare ">=1.6.0-0" .Values.kuberay.version }}true{{ end }}
+{{- end }}
+
 {{- define "rayscale.authSecretName" -}}
 {{- default (include "rayscale.suffixed" (dict "root" . "suffix" "ray-auth")) .Values.auth.secretName }}
 {{- end }}
@@ -66,6 +72,48 @@ validation, reject) the field. */}}
 {{/* rayscale.pushgatewayName: name of the Pushgateway's Deployment and Service. */}}
 {{- define "rayscale.pushgatewayName" -}}
 {{- include "rayscale.suffixed" (dict "root" . "suffix" "pushgateway") }}
+{{- end }}
+
+{{/* rayscale.authModeEnv: RAY_AUTH_MODE, explicit in every Ray container, because Ray's default is
+not the chart's: Ray 2.60's `ray start` turns token mode on when a token is present and the mode unset,
+and from Ray 2.61 token is the default for every cluster. With auth.mode=disabled the operator sends no
+token, so an image bump would otherwise lock it out (401). */}}
+{{- define "rayscale.authModeEnv" -}}
+- name: RAY_AUTH_MODE
+  value: {{ .Values.auth.mode | quote }}
+{{- end }}
+
+{{/* rayscale.rayStartParams: the `ray start` parameters of the head or of the workers (dict: root,
+head), as YAML: the chart's defaults, each replaced by the same key in head.rayStartParams or
+worker.rayStartParams. One map, so a key never renders twice; every value a string, as KubeRay's
+map[string]string field wants (whole numbers without an exponent). */}}
+{{- define "rayscale.rayStartParams" -}}
+{{- $params := dict "metrics-export-port" "8080" }}
+{{- $user := .root.Values.worker.rayStartParams }}
+{{- if .head }}
+{{- $_ := set $params "dashboard-host" "0.0.0.0" }}
+{{- $user = .root.Values.head.rayStartParams }}
+{{- end }}
+{{- $strings := dict }}
+{{- range $key, $value := $user }}
+{{- /* Helm reads numbers in values files as floats: 1000000000 would print as 1e+09. */}}
+{{- if and (kindIs "float64" $value) (eq (float64 (int64 $value)) $value) }}
+{{- $value = int64 $value }}
+{{- end }}
+{{- $_ := set $strings $key (toString $value) }}
+{{- end }}
+{{- toYaml (mergeOverwrite $params $strings) }}
+{{- end }}
+
+{{/* rayscale.metricsPort: the port Ray exports metrics on, head or workers (dict: root, head): the
+metrics-export-port of rayscale.rayStartParams, so the container port "metrics" (which the PodMonitors
+scrape by name) and the NetworkPolicy follow a user's override. */}}
+{{- define "rayscale.metricsPort" -}}
+{{- $port := get (include "rayscale.rayStartParams" . | fromYaml) "metrics-export-port" }}
+{{- if not (regexMatch "^[0-9]{1,5}$" $port) }}
+{{- fail (printf "%s.rayStartParams.metrics-export-port must be a port number, not %q" (ternary "head" "worker" .head) $port) }}
+{{- end }}
+{{- $port }}
 {{- end }}
 
 {{/* rayscale.rayContainer: the Ray container shared by head and workers (dict: root, name, cpu, memory, ports). */}}
@@ -82,6 +130,11 @@ validation, reject) the field. */}}
       memory: {{ .memory | quote }}
   securityContext:
     {{- toYaml .root.Values.securityContext | nindent 4 }}
+  env:
+    {{- include "rayscale.authModeEnv" .root | nindent 4 }}
+    # Seconds Ray waits after SIGTERM before it SIGKILLs a stopped job's driver (values jobStopWaitSeconds).
+    - name: RAY_JOB_STOP_WAIT_TIME_S
+      value: {{ .root.Values.jobStopWaitSeconds | quote }}
   {{- with .ports }}
   ports:
     {{- toYaml . | nindent 4 }}
