@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export RAY_AUTH_MODE ?= token
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load bench-repeat bench-startup bench-predict lint e2e-kind dashboard constraints clean
+.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load bench-repeat bench-startup bench-predict lint e2e-kind controlplane dashboard constraints clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,9 @@ bench-predict: install  ## rayscale predict: 2 local nodes predicted from 1, and
 
 e2e-kind: install  ## chart + image + RayJob on a kind cluster (needs docker, kind, kubectl)
 	$(BIN)/pytest -m kind tests/e2e $(ARGS)
+
+controlplane: install  ## build the controlplane tests' kube-apiserver, controller-manager, scheduler, kwok, KubeRay operator, etcd into .tools/k8s/bin (cached)
+	bash tools/k8s/install.sh
 
 dashboard: install  ## regenerate the Grafana dashboard JSON from deploy/grafana/queries.yaml
 	$(BIN)/python deploy/grafana/build.py

