@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -22,6 +20,7 @@ from rayscale.options import RunOptions, ScaleOptions, parse_nodes
 from rayscale.plots import write_scale_plot
 from rayscale.scale import run_scale
 from rayscale.schema import ScaleResult
+from standins import RayletOperator  # tests/standins.py
 
 
 @pytest.mark.parametrize(("text", "expected"), [("1,2,4", (1, 2, 4)), ("4, 1", (1, 4)), ("3", (3,))])
@@ -129,40 +128,6 @@ def test_compare_cli_fails_on_a_regression(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["compare", str(a), str(b), "--fail", "speedup:5%"])
     assert bad.exit_code == 1
     assert "speedup regressed" in bad.stderr and json.loads(a.read_text())["kind"] == "scale"
-
-
-class RayletOperator:
-    """Stands in for the KubeRay operator behind the two CustomObjectsApi calls rayscale makes: a
-    patch of the worker replicas starts (or stops) real worker raylets, which register on their own
-    time, so the ramp rayscale measures is a real one."""
-
-    def __init__(self, cluster: Any) -> None:
-        self.ray = cluster
-        self.workers: list[Any] = []
-        self.body = {
-            "spec": {
-                "workerGroupSpecs": [
-                    {"groupName": "workers", "replicas": 0, "minReplicas": 0, "maxReplicas": 4}
-                ]
-            }
-        }
-
-    def get_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, name: str
-    ) -> dict:
-        assert (group, plural, namespace, name) == ("ray.io", "rayclusters", "bench", "rayscale")
-        return copy.deepcopy(self.body)
-
-    def patch_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, name: str, body: dict
-    ) -> dict:
-        self.body["spec"]["workerGroupSpecs"] = body["spec"]["workerGroupSpecs"]
-        wanted = body["spec"]["workerGroupSpecs"][0]["replicas"]
-        while len(self.workers) < wanted:
-            self.workers.append(self.ray.add_node(num_cpus=1, wait=False))
-        while len(self.workers) > wanted:
-            self.ray.remove_node(self.workers.pop())
-        return self.body
 
 
 @pytest.mark.slow

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from rayscale.errors import RayscaleError
+from rayscale.limits import Stopped, sigterm_deferred
 from rayscale.options import validate_address
 from rayscale.schema import ClusterInfo
 
@@ -81,6 +85,61 @@ def _lean_start() -> Iterator[None]:
 
 
 @contextmanager
+def _rays_handlers_out() -> Iterator[None]:
+    """Starting, joining or leaving Ray changes SIGTERM's handling: ``ray.init`` installs a handler
+    that exits with status 15, every raylet ``Node`` one that drains the node for 30 s and exits 1,
+    the core worker a native one that prints a stack dump, and its shutdown leaves SIGTERM at the
+    default (the process dies at once). Keep Ray's Python handlers out, hold SIGTERM back in the
+    meantime, and put rayscale's handler back after (:func:`rayscale.limits.sigterm_deferred`)."""
+    from ray._private import utils
+
+    with sigterm_deferred(), _swapped(utils, "set_sigterm_handler", lambda handler: None):
+        yield
+
+
+def _descendants(roots: set[int]) -> set[int]:
+    """``roots`` and every process below them, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rpartition(")")[2].split()[1])  # after "pid (comm) state"
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(roots), list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def kill_now(nodes: list[Any]) -> None:
+    """SIGKILL every process of these Ray nodes this driver started, and everything below them
+    (the raylet's workers and agents), all at once; then reap them. Ray's own shutdown sends
+    SIGTERM and waits, process by process: seconds a stopped job does not have."""
+    started = [
+        info.process
+        for node in nodes
+        if node is not None
+        for infos in getattr(node, "all_processes", {}).values()
+        for info in infos
+    ]
+    for pid in _descendants({p.pid for p in started}):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    for process in started:
+        with contextlib.suppress(Exception):
+            process.wait(timeout=5)
+    for node in nodes:
+        if node is not None and hasattr(node, "all_processes"):
+            node.all_processes.clear()
+
+
+@contextmanager
 def ray_session(
     address: str | None,
     num_cpus: int | None = None,
@@ -102,20 +161,21 @@ def ray_session(
 
     started = time.perf_counter()
     try:
-        if address:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-        else:
-            with _lean_start() if lean and metrics_port is None else nullcontext():
-                # "local" always starts a new instance; without it ray.init() would join any cluster
-                # already running on this machine (found through /tmp/ray/ray_current_cluster).
-                ray.init(
-                    address="local",
-                    num_cpus=num_cpus,
-                    include_dashboard=False,
-                    _metrics_export_port=metrics_port,
-                    logging_level=logging.WARNING,
-                    log_to_driver=False,
-                )
+        with _rays_handlers_out():
+            if address:
+                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            else:
+                with _lean_start() if lean and metrics_port is None else nullcontext():
+                    # "local" always starts a new instance; without it ray.init() would join any
+                    # cluster already running here (found through /tmp/ray/ray_current_cluster).
+                    ray.init(
+                        address="local",
+                        num_cpus=num_cpus,
+                        include_dashboard=False,
+                        _metrics_export_port=metrics_port,
+                        logging_level=logging.WARNING,
+                        log_to_driver=False,
+                    )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         ray.shutdown()
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -123,8 +183,39 @@ def ray_session(
         raise RayscaleError(f"cannot connect to Ray at {where}: {detail}", 3) from None
     try:
         yield describe(address, "existing" if address else "embedded", time.perf_counter() - started)
+    except Stopped:
+        # A stopped job has seconds before its SIGKILL: what this driver started goes at once
+        # (SIGKILL, not Ray's graceful SIGTERM-and-wait per process). A driver connected to a
+        # cluster started nothing, and only disconnects.
+        node = ray._private.worker._global_node
+        if node is not None:
+            with _swapped(node, "kill_all_processes", lambda **_: kill_now([node])), _rays_handlers_out():
+                ray.shutdown()
+        raise
     finally:
-        ray.shutdown()
+        with _rays_handlers_out():
+            ray.shutdown()
+
+
+def other_jobs_warning() -> str | None:
+    """One line when other Ray jobs (drivers) are alive on the connected cluster: rayscale's
+    figures assume the cluster is its own, and KubeRay starts every RayJob that selects a cluster
+    as soon as the cluster is ready (docs/kubernetes.md: one job at a time)."""
+    import ray
+    from ray._private import state
+
+    mine = ray.get_runtime_context().get_job_id()
+    try:
+        others = [j for j in state.jobs() if not j["IsDead"] and j["JobID"] != mine]
+    except Exception:  # a private API: a Ray that changed it gets no warning, not a failed run
+        return None
+    if not others:
+        return None
+    named = ", ".join(f"{j['JobID']} ({j.get('Entrypoint') or 'pid ' + str(j['DriverPid'])})" for j in others)
+    return (
+        f"warning: {len(others)} other Ray job(s) running on this cluster: {named}; they share its CPUs, "
+        "so every figure of this run is wrong unless they finish first (run one job at a time)"
+    )
 
 
 def cpu_nodes() -> list[dict]:
@@ -143,16 +234,25 @@ def local_raylets(nodes: int, cpus_per_node: int) -> Iterator[str]:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": cpus_per_node, "include_dashboard": False}
-    )
+    cluster = None
     try:
-        for _ in range(nodes - 1):
-            cluster.add_node(num_cpus=cpus_per_node)
+        with _rays_handlers_out():
+            cluster = Cluster(
+                initialize_head=True,
+                head_node_args={"num_cpus": cpus_per_node, "include_dashboard": False},
+            )
+            for _ in range(nodes - 1):
+                cluster.add_node(num_cpus=cpus_per_node)
         cluster.wait_for_nodes()
         yield cluster.address
+    except Stopped:  # seconds before SIGKILL: no graceful wait (see ray_session)
+        if cluster is not None:
+            kill_now([*cluster.worker_nodes, cluster.head_node])
+        raise
     finally:
-        cluster.shutdown()
+        if cluster is not None:
+            with _rays_handlers_out():
+                cluster.shutdown()
 
 
 @contextmanager

@@ -32,13 +32,13 @@ from rayscale.bundle import (
     utc_now,
     write_bundle,
 )
-from rayscale.cluster import HeadWatch, gcs_address, ray_session
+from rayscale.cluster import HeadWatch, gcs_address, other_jobs_warning, ray_session
 from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
 from rayscale.grids import TrialSpec, load_grid
 from rayscale.journal import Journal
 from rayscale.layout import JOURNAL_FILE, RESULT_FILE
-from rayscale.limits import wall_limit
+from rayscale.limits import stop_on_sigterm, wall_limit
 from rayscale.loop import CallbackList, Context, run_phases
 from rayscale.metrics import RunMetrics, workload_label
 from rayscale.observers import JournalCallback, MetricsCallback, ProgressCallback, stderr_console
@@ -146,15 +146,22 @@ def execute(
         [JournalCallback(open_journal), MetricsCallback(metrics), ProgressCallback(console)]
     )
     for note in dataset.warnings:
-        console.print(f"warning: {note}", style="yellow", highlight=False, markup=False)
+        _warn(console, f"warning: {note}")
     ctx = Context(opts, dataset, build(opts, tune_finished), specs, out_dir, callbacks, console)
     before = environment.machine_state()
     kept = f"Finished trials are kept in {out_dir / JOURNAL_FILE}; continue: rayscale run --resume {out_dir}"
     try:
-        with wall_limit(opts.max_wall, kept), _session(opts) as cluster, _head_watch(cluster, ctx):
+        with (
+            wall_limit(opts.max_wall, kept),
+            stop_on_sigterm(kept),
+            _session(opts) as cluster,
+            _head_watch(cluster, ctx),
+        ):
             ctx.cluster = cluster
             if cluster is not None:
                 check_cpus_per_trial(opts.cpus_per_trial, cluster.cpus)
+            if cluster is not None and cluster.mode == "existing":
+                _warn(console, other_jobs_warning())
             make_dir(out_dir)
             run_phases(ctx, saved or {})
         result = Result(
@@ -177,6 +184,11 @@ def execute(
             4,
         )
     return result, out_dir
+
+
+def _warn(console: Console, line: str | None) -> None:
+    if line:
+        console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
 
 
 def _session(opts: RunOptions) -> AbstractContextManager[ClusterInfo | None]:

@@ -23,12 +23,12 @@ from rich.console import Console
 
 from rayscale import environment
 from rayscale.bundle import new_run_id, redacted_command, stored_options, utc_now, write_scale_bundle
-from rayscale.cluster import cpu_nodes, local_cluster, ray_session
+from rayscale.cluster import cpu_nodes, local_cluster, other_jobs_warning, ray_session
 from rayscale.datasets import Dataset
 from rayscale.errors import RayscaleError
 from rayscale.grids import TrialSpec
 from rayscale.layout import SCALE_FILE
-from rayscale.limits import wall_limit
+from rayscale.limits import stop_on_sigterm, wall_limit
 from rayscale.loop import CallbackList, Context, run_phases
 from rayscale.metrics import RunMetrics, workload_label
 from rayscale.observers import MetricsCallback, ProgressCallback, stderr_console
@@ -232,6 +232,8 @@ def run_scale(opts: ScaleOptions, console: Console | None = None) -> tuple[Scale
     kept = f"Node counts measured so far are in {out_dir / SCALE_FILE}" + (
         "; the worker replicas were restored" if opts.kuberay else ""
     )
-    with wall_limit(run.max_wall, kept), _sessions(opts) as session:
+    with wall_limit(run.max_wall, kept), stop_on_sigterm(kept), _sessions(opts) as session:
+        if opts.mode != "local" and (line := other_jobs_warning()):
+            sweep.console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
         results = [sweep.node_count(n, session) for n in opts.nodes]
     return results[-1], out_dir
