@@ -29,11 +29,11 @@ from rayscale.grids import load_grid
 from rayscale.runners import (
     RayGridRunner,
     RayProcesses,
-    arrays,
     fit_and_score,
     mismatches,
     run_sequential,
     warm_driver,
+    work,
 )
 from rayscale.schema import Round, Rounds, breakdown, lower_bound
 from rayscale.stats import Stats, paired_ratio, verdict
@@ -43,7 +43,7 @@ FACTORS = ("baseline", "contention", "granularity", "schedule", "dispatch")
 
 def _joblib_round(pool: Parallel, specs, data) -> Round:
     started = time.perf_counter()
-    outcomes = pool(delayed(fit_and_score)(s.params, data) for s in specs)
+    outcomes = pool(delayed(fit_and_score)(s, data) for s in specs)
     wall = time.perf_counter() - started
     fits = [o["fit_s"] for o in outcomes]
     span = max(o["end_ts"] for o in outcomes) - min(o["start_ts"] for o in outcomes)
@@ -75,7 +75,7 @@ def _verdict(ci: tuple[float, float]) -> str:
 def bench_workload(name: str, dataset_spec: str, repeats: int, console: Console) -> dict:
     dataset = load_dataset(dataset_spec)
     specs = sorted(load_grid("seed"), key=lambda s: s.cost(dataset.n_train, dataset.n_features), reverse=True)
-    data = arrays(dataset)
+    data = work(dataset)
     seq_rounds, ray_rounds, jl_rounds = [], [], []
     consistent = True
     with ray_session("") as cluster:
@@ -86,7 +86,7 @@ def bench_workload(name: str, dataset_spec: str, repeats: int, console: Console)
         sequential_warmup_s = warm_driver(dataset)
         with Parallel(n_jobs=cpus, backend="loky") as pool:
             started = time.perf_counter()
-            pool(delayed(fit_and_score)(s.params, data) for s in specs[-cpus:])  # start + import in workers
+            pool(delayed(fit_and_score)(s, data) for s in specs[-cpus:])  # start + import in workers
             joblib_warmup_s = time.perf_counter() - started
             for r in range(repeats):
                 console.log(f"{name}: round {r + 1}/{repeats}")

@@ -9,7 +9,13 @@ submission, scheduling, argument passing, collection) is what gets measured:
 Target (issue 7): overhead per trial stays flat from 200 to 2,000 configs, and the driver's memory
 stays bounded (the data lives in the object store once; trials get references, not copies).
 
-    python bench/load.py [--sizes 200,2000] [--repeats 3]
+``--against-joblib`` (issue 24) runs the tiny-trial case side by side instead: 2,000 configs of 1–8
+depth-1 trees on diabetes, rayscale's Ray runner (tiny trials batched) against joblib (loky, one worker
+per CPU, its default auto-batching), interleaved rounds, the paired ratio of their walls with its
+bootstrap interval, and each one's overhead per trial. Targets: Ray's wall ≤ joblib's, and Ray's
+overhead ≤ 1 ms per trial.
+
+    python bench/load.py [--sizes 200,2000] [--repeats 3] [--against-joblib]
 """
 
 from __future__ import annotations
@@ -21,12 +27,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from _results import header, write  # bench/_results.py
+from _results import RESULTS, header, write  # bench/_results.py
 from rayscale.cluster import ray_session
 from rayscale.datasets import load_dataset
 from rayscale.grids import TrialSpec
-from rayscale.runners import RayGridRunner
-from rayscale.stats import Stats
+from rayscale.runners import RayGridRunner, fit_and_score, work
+from rayscale.stats import Stats, paired_ratio, verdict
 
 FLAT_WITHIN = 1.25  # the 2,000-config overhead per trial within 25 % of the 200-config one
 
@@ -51,11 +57,76 @@ def tiny_grid(size: int) -> list[TrialSpec]:
     ]
 
 
+def tiny_trees(size: int) -> list[TrialSpec]:
+    """The tiny-trial case: 1–8 depth-1 trees."""
+    return [
+        TrialSpec(i, {"n_estimators": 1 + i % 8, "max_depth": 1, "learning_rate": 0.1, "random_state": i})
+        for i in range(size)
+    ]
+
+
+def against_joblib(size: int, repeats: int) -> dict:
+    """Ray runner and joblib on the same tiny trials, rounds interleaved."""
+    import time
+
+    from joblib import Parallel, delayed
+
+    dataset = load_dataset("diabetes")
+    specs = tiny_trees(size)
+    data = work(dataset)
+    ray_walls, jl_walls, ray_over, jl_over, tasks = [], [], [], [], []
+    with ray_session("") as cluster, Parallel(n_jobs=cluster.cpus, backend="loky") as pool:
+        runner = RayGridRunner(dataset, cpus_per_trial=1, cluster_cpus=cluster.cpus)
+        runner.warm_up()
+        runner.run(specs)  # times the first fits (sizes the batches), as a run's first round does
+        pool(delayed(fit_and_score)(s, data) for s in specs[:50])  # start and import in its workers
+        for _ in range(repeats):
+            wall, trials = runner.run(specs)
+            assert sorted(t.index for t in trials) == list(range(size))
+            ray_walls.append(wall)
+            ray_over.append((wall - sum(t.fit_s for t in trials) / runner.slots) * runner.slots / size)
+            tasks.append(runner.tasks)
+            started = time.perf_counter()
+            outcomes = pool(delayed(fit_and_score)(s, data) for s in specs)
+            jl_wall = time.perf_counter() - started
+            jl_walls.append(jl_wall)
+            jl_over.append((jl_wall - sum(o["fit_s"] for o in outcomes) / cluster.cpus) * cluster.cpus / size)
+        slots = runner.slots
+    ratio, ci = paired_ratio(jl_walls, ray_walls)  # joblib's time over Ray's: > 1, Ray is faster
+    return {
+        "configs": size,
+        "slots": slots,
+        "ray_walls_s": ray_walls,
+        "joblib_walls_s": jl_walls,
+        "ray_wall_s": Stats(ray_walls).median,
+        "joblib_wall_s": Stats(jl_walls).median,
+        "joblib_over_ray": {"ratio": ratio, "ci": ci, "verdict": verdict(ci)},
+        "ray_overhead_per_trial_ms": 1000 * Stats(ray_over).median,
+        "joblib_overhead_per_trial_ms": 1000 * Stats(jl_over).median,
+        "ray_tasks_per_round": tasks,
+        "trials_per_task": size / Stats(tasks).median,
+        "targets": {
+            "ray_wall_at_most_joblib": Stats(ray_walls).median <= Stats(jl_walls).median,
+            "ray_wall_at_most_joblib_by_the_interval": ci[0] >= 1.0,
+            "overhead_at_most_1ms": 1000 * Stats(ray_over).median <= 1.0,
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="200,2000")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--against-joblib", action="store_true")
     args = parser.parse_args()
+    if args.against_joblib:
+        started = header("load")
+        result = against_joblib(int(args.sizes.split(",")[-1]), args.repeats)
+        Console(width=120).print(result)
+        stamp = f"{started['created_utc'][:10].replace('-', '')}-{started['environment']['hostname']}"
+        path = write({**started, "against_joblib": result}, RESULTS / f"load-{stamp}-joblib.json")
+        Console().print(f"written {path}")
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     started = header("load")
     dataset = load_dataset("friedman1:20000")

@@ -108,12 +108,12 @@ def _pool_fit_s(specs, dataset, processes: int) -> float:
     """Σ fit of the same grid in a plain process pool (each worker warmed first), no Ray."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from rayscale.runners import arrays, fit_and_score, warm_driver
+    from rayscale.runners import fit_and_score, warm_driver, work
 
-    data = arrays(dataset)
+    data = work(dataset)
     with ProcessPoolExecutor(processes) as pool:
         list(pool.map(warm_driver, [dataset] * processes))
-        outcomes = pool.map(fit_and_score, [s.params for s in specs], [data] * len(specs))
+        outcomes = pool.map(fit_and_score, specs, [data] * len(specs))
         return sum(o["fit_s"] for o in outcomes)
 
 

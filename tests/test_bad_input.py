@@ -41,13 +41,18 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "string-depth.yaml": "configs:\n  - {max_depth: deep}\n",
         "empty.csv": "",
         "no-target.csv": "a,b\n1,2\n3,4\n",
-        "text-target.csv": "a,price\n1,cheap\n2,3\n",
+        "text-target.csv": "a,price\n1,cheap\n2,3\n3,4\n4,5\n5,6\n6,7\n",
         "nan.csv": "a,price\n1,2\n,3\n4,5\n6,7\n8,9\n",
         "not-a-bundle.json": "{}",
         "mixed-space.yaml": "space:\n  max_depth: [3, '5']\n",
         "word-space.yaml": "space:\n  learning_rate: [fast]\n",
         "nan-target.csv": "a,price\n1,2\n2,\n3,4\n4,5\n5,6\n",
         "file": "x",
+        "no-such-estimator.yaml": "estimator: sklearn.ensemble.NoSuchForest\nconfigs:\n  - {max_depth: 5}\n",
+        "not-an-estimator.yaml": "estimator: pathlib.Path\nconfigs:\n  - {a: 1}\n",
+        "forest-param.yaml": (
+            "estimator: sklearn.ensemble.RandomForestClassifier\nconfigs:\n  - {learning_rate: 0.1}\n"
+        ),
     }
     for name, text in files.items():
         (root / name).write_text(text)
@@ -96,13 +101,51 @@ CASES = [
     ("csv-missing", ["run", "--dataset", "csv:{root}/missing.csv:price"], 2, "CSV file not found"),
     ("csv-empty", ["run", "--dataset", "csv:{root}/empty.csv:price"], 2, "is empty"),
     ("csv-no-target", ["run", "--dataset", "csv:{root}/no-target.csv:price"], 2, "has no column 'price'"),
-    (
-        "csv-non-numeric-target",
-        ["run", "--dataset", "csv:{root}/text-target.csv:price"],
-        2,
-        "must be numeric",
-    ),
     ("csv-nan", ["run", "--dataset", "csv:{root}/nan.csv:price"], 2, "missing values in column 'a'"),
+    (
+        "estimator-does-not-import",
+        ["run", "--grid", "{root}/no-such-estimator.yaml"],
+        2,
+        "estimator 'sklearn.ensemble.NoSuchForest' does not import",
+    ),
+    (
+        "not-an-estimator",
+        ["run", "--grid", "{root}/not-an-estimator.yaml"],
+        2,
+        "is not a scikit-learn estimator",
+    ),
+    (
+        "estimator-unknown-param",
+        ["run", "--grid", "{root}/forest-param.yaml", "--dataset", "sklearn:iris", "--phases", "grid-seq"],
+        2,
+        "unknown RandomForestClassifier parameter 'learning_rate'; valid: bootstrap, ccp_alpha",
+    ),
+    ("metric-unknown", ["run", "--metric", "auc"], 2, "unknown metric 'auc'"),
+    (
+        "metric-wrong-task",
+        ["run", "--metric", "accuracy", "--phases", "grid-seq"],
+        2,
+        "does not fit a regression",
+    ),
+    ("cv-below-2", ["run", "--cv", "1"], 2, "--cv must be at least 2"),
+    (
+        "cv-above-smallest-class",
+        ["run", "--dataset", "sklearn:iris", "--cv", "50", "--phases", "grid-seq"],
+        2,
+        "more folds than the smallest class has training rows",
+    ),
+    (
+        "regression-on-text",
+        ["run", "--dataset", "csv:{root}/text-target.csv:price", "--task", "regression"],
+        2,
+        "the target must be numeric for --task regression; found 'cheap'",
+    ),
+    (
+        "tune-on-classes",
+        ["run", "--dataset", "sklearn:iris"],
+        2,
+        "the Tune phase tunes XGBoost regression only",
+    ),
     ("test-size-zero", ["run", "--test-size", "0"], 2, "--test-size must be between 0 and 1"),
     ("test-size-above-one", ["run", "--test-size", "1.5"], 2, "--test-size must be between 0 and 1"),
     ("address-malformed", ["run", "--address", "http://head"], 2, "is not 'auto', 'host:port'"),

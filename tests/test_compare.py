@@ -12,15 +12,8 @@ from factories import trial  # tests/factories.py
 from rayscale.bundle import SCALE_FILE, write_scale_bundle
 from rayscale.compare import compare, figures, parse_thresholds, write_junit
 from rayscale.errors import RayscaleError
-from rayscale.schema import (
-    GridResult,
-    ParallelPhase,
-    Result,
-    Round,
-    ScalePoint,
-    ScaleResult,
-    SequentialPhase,
-)
+from rayscale.scaling import ScalePoint, ScaleResult
+from rayscale.schema import GridResult, ParallelPhase, Result, Round, SequentialPhase
 
 
 def _scale(walls: dict[int, float], noise: float = 0.01) -> ScaleResult:

@@ -50,7 +50,6 @@ def test_csv_one_hot_encodes_categories(tmp_path: Path) -> None:
         ("csv:{path}:price", "", "is empty"),
         ("csv:{path}:price", "a,price\n", "has no data rows"),
         ("csv:{path}:cost", "a,price\n1,2\n", "has no column 'cost'"),
-        ("csv:{path}:price", "a,price\n1,cheap\n2,3\n", "must be numeric; found 'cheap'"),
         ("csv:{path}:price", "a,price\n1,2\n,3\n4,5\n6,7\n8,9\n", "missing values in column 'a'"),
         ("csv:{path}:price", "price\n1\n2\n", "no feature columns"),
         ("csv:{path}", "a,price\n1,2\n", "csv:PATH:TARGET"),
@@ -100,3 +99,44 @@ def test_a_validation_split_is_carved_from_the_training_rows() -> None:
     plain, carved = load_dataset("diabetes"), load_dataset("diabetes", validation_size=0.25)
     assert carved.n_test == plain.n_test and carved.n_train + carved.n_val == plain.n_train
     assert carved.n_val == round(plain.n_train * 0.25) or abs(carved.n_val - plain.n_train * 0.25) < 1
+
+
+def test_a_text_target_is_classes_kept_by_name_and_split_stratified(tmp_path: Path) -> None:
+    import pandas as pd
+
+    labels = ["cat"] * 30 + ["dog"] * 20 + ["emu"] * 10
+    frame = pd.DataFrame({"x": range(60), "colour": ["red", "blue"] * 30, "label": labels})
+    for kind, path in (("csv", tmp_path / "pets.csv"), ("parquet", tmp_path / "pets.parquet")):
+        frame.to_csv(path, index=False) if kind == "csv" else frame.to_parquet(path)
+        data = load_dataset(f"{kind}:{path}:label", seed=3, test_size=0.25)
+        assert data.task == "classification" and data.task_reason == "auto: the target is not numeric"
+        assert data.classes == ("cat", "dog", "emu")  # the labels, in the bundle's dataset block
+        assert data.describe()["classes"] == ["cat", "dog", "emu"]
+        # Stratified: every class keeps its share in the test split (30:20:10 of 15 rows).
+        assert sorted(np.bincount(data.y_test)) in ([2, 5, 8], [3, 5, 7])
+        assert data.n_features == 3  # x and the one-hot colour
+
+
+@pytest.mark.parametrize(
+    ("name", "task"),
+    [("diabetes", "regression"), ("breast_cancer", "classification"), ("wine", "classification"),
+     ("iris", "classification"), ("digits", "classification")],
+)  # fmt: skip
+def test_scikit_learn_bundled_sets(name: str, task: str) -> None:
+    data = load_dataset(f"sklearn:{name}")
+    assert data.task == task and data.n_train > data.n_test > 0
+
+
+def test_the_task_rule_and_an_explicit_task() -> None:
+    from rayscale.tasks import detect
+
+    assert detect(np.array([1.0, 2.0, 3.0] * 5), "auto") == (
+        "classification",
+        "auto: an integer target with 3 distinct values",
+    )
+    assert detect(np.arange(40.0), "auto") == ("regression", "auto: a numeric target")
+    assert detect(np.array([0.5, 1.5, 2.0]), "auto")[0] == "regression"
+    assert detect(np.array([1, 2, 1]), "regression") == ("regression", "--task regression")
+    assert detect(np.arange(40.0), "classification")[0] == "classification"
+    with pytest.raises(RayscaleError, match="must be numeric for --task regression; found 'b'"):
+        detect(np.array([1, "b"], dtype=object), "regression")

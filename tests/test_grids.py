@@ -113,3 +113,29 @@ def test_cost_grows_with_trees_depth_rows_and_features() -> None:
 def test_seed_grid_cost_orders_the_heaviest_configs_first() -> None:
     ordered = sorted(seed_grid(), key=lambda s: s.cost(353, 10), reverse=True)
     assert ordered[0].index == 19 and ordered[-1].index == 0
+
+
+def test_a_grid_names_its_estimator_and_gets_seed_and_threads(tmp_path: Path) -> None:
+    path = tmp_path / "forest.yaml"
+    path.write_text(
+        "estimator: sklearn.ensemble.RandomForestClassifier\n"
+        "product:\n  n_estimators: [10, 20]\n  max_depth: [3, null]\n"
+    )
+    specs = load_grid(str(path), seed=9, threads=2)
+    assert [s.estimator for s in specs] == ["sklearn.ensemble.RandomForestClassifier"] * 4
+    assert specs[1].params == {"n_estimators": 10, "max_depth": None, "random_state": 9, "n_jobs": 2}
+    # No tree count formula breaks on None: an unlimited depth is costed, and more trees cost more.
+    assert specs[2].cost(100, 5) > specs[0].cost(100, 5) > 0 and specs[1].cost(100, 5) > specs[0].cost(100, 5)
+    xgb = tmp_path / "xgb.yaml"
+    xgb.write_text("estimator: xgboost.XGBRegressor\nconfigs:\n  - {n_estimators: 5}\n")
+    assert load_grid(str(xgb), seed=1, threads=3)[0].params == {
+        "n_estimators": 5,
+        "random_state": 1,
+        "n_jobs": 3,
+    }
+
+
+def test_the_seed_grid_keeps_its_estimator_and_costs() -> None:
+    specs = load_grid("seed")
+    assert {s.estimator for s in specs} == {"sklearn.ensemble.GradientBoostingRegressor"}
+    assert specs[0].cost(100, 10) == 50 * 2 * 100 * 10  # trees × depth × rows × features, as before

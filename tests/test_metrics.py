@@ -72,6 +72,17 @@ def test_served_exposition_merges_phases_under_one_header_each() -> None:
         speedup=1.7,
         parallel_efficiency=0.66,
     )
+    metrics.record_phase(  # a classification: no RMSE, its score by the selection metric
+        "grid_parallel",
+        trials=[],
+        wall_s=0.3,
+        lower_bound_s=0.2,
+        cpus=2,
+        nodes=4,
+        best_rmse=None,
+        best_score=0.97,
+        metric="accuracy",
+    )
     port = free_port()
     metrics.serve(port, address="127.0.0.1")
     try:
@@ -97,6 +108,11 @@ def test_served_exposition_merges_phases_under_one_header_each() -> None:
         if s.name == "rayscale_trials_total"
     }
     assert trials == {("grid_sequential", "ok"): 2, ("grid_parallel", "ok"): 1}
+    scores = {
+        (s.labels["nodes"], s.labels["metric"]): s.value for s in families["rayscale_best_score"].samples
+    }
+    assert scores == {("1", "rmse"): 50.0, ("2", "rmse"): 50.0, ("4", "accuracy"): 0.97}
+    assert {s.labels["nodes"] for s in families["rayscale_best_rmse"].samples} == {"1", "2"}
     for name in (
         "rayscale_phase_wall_seconds",
         "rayscale_phase_lower_bound_seconds",

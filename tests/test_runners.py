@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import pytest
+import yaml
 
 from rayscale.cluster import ray_session
-from rayscale.datasets import load_dataset
+from rayscale.datasets import load_dataset, with_folds
 from rayscale.errors import RayscaleError
-from rayscale.grids import load_grid
-from rayscale.runners import RayGridRunner, mismatches, run_sequential
+from rayscale.grids import TrialSpec, estimator_class, load_grid
+from rayscale.grids import with_folds as with_cv_folds
+from rayscale.runners import RayGridRunner, mismatches, refit, run_sequential
+from rayscale.schema import best_of, cv_means
+from rayscale.tasks import DEFAULT_METRIC, direction
 
 pytestmark = pytest.mark.slow
 
@@ -42,3 +51,184 @@ def test_parallel_equals_sequential_and_runs_longest_first(small_grid) -> None:
     # Longest-expected-first: the costliest config was started no later than the cheapest.
     by_cost = sorted(par, key=lambda t: t.cost)
     assert by_cost[-1].start_ts <= by_cost[0].start_ts
+
+
+# -- any scikit-learn estimator, regression and classification, --cv (on real Ray) ------------------
+
+FAMILIES = [
+    ("regression", "sklearn.ensemble.RandomForestRegressor", {"n_estimators": [5, 10], "max_depth": [3]}),
+    ("regression", "sklearn.ensemble.HistGradientBoostingRegressor", {"max_iter": [10, 20]}),
+    ("regression", "xgboost.XGBRegressor", {"n_estimators": [5, 10], "max_depth": [2]}),
+    (
+        "classification",
+        "sklearn.ensemble.RandomForestClassifier",
+        {"n_estimators": [5, 10], "max_depth": [3]},
+    ),
+    ("classification", "sklearn.ensemble.HistGradientBoostingClassifier", {"max_iter": [10, 20]}),
+    ("classification", "sklearn.linear_model.LogisticRegression", {"C": [0.1, 1.0], "max_iter": [2000]}),
+    ("classification", "xgboost.XGBClassifier", {"n_estimators": [5, 10], "max_depth": [2]}),
+]
+DATA = {"regression": "sklearn:diabetes", "classification": "sklearn:wine"}
+
+
+def _grid(tmp_path: Path, estimator: str, product: dict[str, list[Any]]) -> list[TrialSpec]:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"estimator": estimator, "product": product}))
+    return load_grid(str(path), seed=7)
+
+
+def _plain(task: str, model: Any, X: Any, y: Any, n_classes: int) -> dict[str, float]:
+    """The task's metrics computed here with scikit-learn directly."""
+    from sklearn import metrics as m
+
+    predicted = model.predict(X)
+    if task == "regression":
+        return {
+            "rmse": float(np.sqrt(m.mean_squared_error(y, predicted))),
+            "r2": m.r2_score(y, predicted),
+            "mae": m.mean_absolute_error(y, predicted),
+        }
+    proba = model.predict_proba(X)
+    out = {
+        "accuracy": m.accuracy_score(y, predicted),
+        "balanced_accuracy": m.balanced_accuracy_score(y, predicted),
+        "f1_macro": m.f1_score(y, predicted, average="macro"),
+        "log_loss": m.log_loss(y, proba, labels=list(range(n_classes))),
+    }
+    if n_classes == 2:
+        out["roc_auc"] = m.roc_auc_score(y, proba[:, 1])
+    return out
+
+
+@pytest.fixture(scope="module")
+def ray2() -> Any:
+    with ray_session("", num_cpus=2) as cluster:
+        yield cluster
+
+
+@pytest.mark.parametrize(
+    ("task", "estimator", "product"), FAMILIES, ids=[f[1].rpartition(".")[2] for f in FAMILIES]
+)
+def test_every_family_scores_as_plain_scikit_learn(
+    tmp_path: Path, ray2: Any, task: str, estimator: str, product: dict[str, list[Any]]
+) -> None:
+    dataset = load_dataset(DATA[task], seed=7)
+    assert dataset.task == task
+    specs = _grid(tmp_path, estimator, product)
+    _, seq = run_sequential(specs, dataset)
+    _, par = RayGridRunner(dataset, 1, ray2.cpus, estimator=estimator).run(specs)
+    assert mismatches(seq, par) == []  # parallel equals sequential, every metric
+    for spec, record in zip(specs, par, strict=True):
+        model = estimator_class(estimator)(**spec.params).fit(dataset.X_train, dataset.y_train)
+        expected = _plain(task, model, dataset.X_test, dataset.y_test, dataset.n_classes)
+        assert record.metrics.keys() == expected.keys()
+        for name, value in expected.items():
+            assert record.metrics[name] == pytest.approx(value, rel=1e-9, abs=1e-12), (estimator, name)
+    metric = DEFAULT_METRIC[task]
+    best = best_of(par, metric)
+    values = {r.index: r.metrics[metric] for r in par}
+    top = (min if direction(metric) == "min" else max)(values.values())
+    assert best.index == min(i for i, v in values.items() if v == top)  # ties go to the earlier config
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_cv_scores_equal_cross_val_score_and_the_refit_is_scored_once(
+    tmp_path: Path, ray2: Any, task: str
+) -> None:
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+
+    estimator = (
+        "sklearn.ensemble.RandomForestRegressor"
+        if task == "regression"
+        else "sklearn.ensemble.RandomForestClassifier"
+    )
+    dataset = with_folds(load_dataset(DATA[task], seed=7), 3, seed=7)
+    specs = with_cv_folds(_grid(tmp_path, estimator, {"n_estimators": [5, 15], "max_depth": [3]}), 3)
+    assert len(specs) == 6 and {s.fold for s in specs} == {0, 1, 2}
+    _, seq = run_sequential(specs, dataset)
+    _, par = RayGridRunner(dataset, 1, ray2.cpus, estimator=estimator).run(specs)
+    assert mismatches(seq, par) == []
+    splitter = (StratifiedKFold if task == "classification" else KFold)(3, shuffle=True, random_state=7)
+    metric = DEFAULT_METRIC[task]
+    scoring = "neg_root_mean_squared_error" if task == "regression" else "accuracy"
+    sign = -1.0 if task == "regression" else 1.0
+    means = cv_means(par)
+    for spec in specs[::3]:
+        model = estimator_class(estimator)(**spec.params)
+        folds = cross_val_score(model, dataset.X_train, dataset.y_train, cv=splitter, scoring=scoring)
+        mine = [t.metrics[metric] for t in sorted(par, key=lambda t: t.fold or 0) if t.index == spec.index]
+        assert mine == pytest.approx(list(sign * folds), rel=1e-9)
+        assert means[spec.index][metric] == pytest.approx(sign * folds.mean(), rel=1e-9)
+    chosen = best_of(par, metric)
+    assert chosen.cv_metrics[metric] == (min if task == "regression" else max)(
+        m[metric] for m in means.values()
+    )
+    refitted = refit(chosen, estimator, dataset)
+    model = estimator_class(estimator)(**chosen.params).fit(dataset.X_train, dataset.y_train)
+    expected = _plain(task, model, dataset.X_test, dataset.y_test, dataset.n_classes)
+    assert refitted.metrics == pytest.approx(expected, rel=1e-9)
+
+
+# -- tiny trials: several to a Ray task -------------------------------------------------------------
+
+CRASHER = '''
+import os
+from pathlib import Path
+
+from sklearn.ensemble import GradientBoostingRegressor
+
+
+class CrashOnce(GradientBoostingRegressor):
+    """Kills its worker process the first time a 2-tree config fits while the marker exists."""
+
+    def fit(self, X, y):
+        marker = Path(os.environ["RAYSCALE_TEST_CRASH_MARKER"])
+        if self.n_estimators == 2 and marker.exists():
+            marker.unlink()
+            os._exit(1)
+        return super().fit(X, y)
+'''
+
+
+def test_tiny_trials_go_several_to_a_task_and_a_lost_batch_runs_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "crashonce.py").write_text(CRASHER)
+    marker = tmp_path / "crash"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("RAYSCALE_TEST_CRASH_MARKER", str(marker))
+    dataset = load_dataset("diabetes")
+    specs = [
+        TrialSpec(i, {"n_estimators": 1 + i % 3, "max_depth": 1, "random_state": i}, "crashonce.CrashOnce")
+        for i in range(120)
+    ]
+    _, seq = run_sequential(specs, dataset)
+    with ray_session("", num_cpus=2) as cluster:
+        runner = RayGridRunner(dataset, 1, cluster.cpus, estimator="crashonce.CrashOnce")
+        runner.warm_up()
+        _, first = runner.run(specs)  # the first fits are timed one to a task, then the rest batched
+        assert runner.seconds_per_cost is not None and runner.tasks < len(specs)
+        marker.touch()
+        _, second = runner.run(specs)
+        tasks = runner.tasks
+    assert not marker.exists()  # a batch really lost its worker
+    for par in (first, second):
+        assert sorted(t.index for t in par) == list(range(120))  # every config exactly once
+        assert mismatches(seq, par) == []  # identical metrics
+    assert tasks < len(specs) / 3  # tiny fits went about ten to a task
+    retried = [t for t in second if t.retries]
+    # The whole lost batch ran again: the 2-tree config that crashed and its batch-mates, once each.
+    assert len(retried) > 1 and {t.retries for t in retried} == {1}
+    assert any(t.params["n_estimators"] == 2 for t in retried)
+
+
+def test_long_fits_stay_one_to_a_task(small_grid: Path) -> None:
+    dataset = load_dataset("friedman1:3000")
+    specs = load_grid(str(small_grid))
+    with ray_session("", num_cpus=2) as cluster:
+        runner = RayGridRunner(dataset, 1, cluster.cpus)
+        runner.warm_up()
+        for _ in range(2):
+            runner.run(specs)
+            assert runner.tasks == len(specs)

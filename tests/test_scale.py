@@ -19,7 +19,7 @@ from rayscale.layout import SCALE_FILE
 from rayscale.options import RunOptions, ScaleOptions, parse_nodes
 from rayscale.plots import write_scale_plot
 from rayscale.scale import run_scale
-from rayscale.schema import ScaleResult
+from rayscale.scaling import ScaleResult
 from standins import RayletOperator  # tests/standins.py
 
 

@@ -11,9 +11,9 @@ from rayscale.cluster import ray_session
 from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
 from rayscale.options import TuneOptions
-from rayscale.runners import scores
 from rayscale.schema import ClusterInfo
 from rayscale.space import DEFAULT_SPACE, count_trials, load_space
+from rayscale.tasks import regression_scores as scores
 from rayscale.tune import run_sweep
 
 SMALL_SPACE = {"learning_rate": [0.05, 0.1], "max_depth": [2, 3], "subsample": [0.8, 1.0]}

@@ -26,7 +26,8 @@ from pydantic import ValidationError
 from rayscale.errors import RayscaleError
 from rayscale.layout import JOURNAL_FILE, MANIFEST_FILE, RESULT_FILE, SCALE_FILE, TRIALS_FILE
 from rayscale.options import GRID_PARALLEL, GRID_SEQUENTIAL, TUNE, check_output_dir, redact_url
-from rayscale.schema import SCHEMA_VERSION, Result, ScaleResult, TrialRecord, TuneTrial
+from rayscale.scaling import ScaleResult
+from rayscale.schema import SCHEMA_VERSION, Result, TrialRecord, TuneTrial
 
 READABLE_VERSIONS = (1, SCHEMA_VERSION)
 

@@ -92,7 +92,12 @@ app = typer.Typer(
 
 
 # Options `run` and `scale` share, declared once.
-DatasetOpt = Annotated[str, typer.Option(help="diabetes | friedman1:ROWS[:FEATURES] | csv:PATH:TARGET")]
+DatasetOpt = Annotated[
+    str,
+    typer.Option(
+        help="diabetes | friedman1:ROWS[:FEATURES] | csv:PATH:TARGET | parquet:PATH:TARGET | sklearn:NAME"
+    ),
+]
 GridOpt = Annotated[str, typer.Option(help="'seed' (the 20 built-in configs) or a grid YAML file")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for the split, synthetic data, sampling and models.")]
 TestSizeOpt = Annotated[float, typer.Option(help="Hold-out share, between 0 and 1.")]
@@ -113,6 +118,12 @@ MaxWallOpt = Annotated[
     float | None,
     typer.Option(help="Seconds: stop cleanly after this long (below a RayJob's activeDeadlineSeconds)."),
 ]
+
+
+class TaskChoice(str, Enum):
+    auto = "auto"
+    regression = "regression"
+    classification = "classification"
 
 
 class Scheduler(str, Enum):
@@ -142,6 +153,8 @@ def _run_options(
     ``locals()``), every one named like a RunOptions field."""
     names = {f.name for f in fields(RunOptions)} - {"phases", "tune", "command"}
     chosen = {name: values[name] for name in names if name in values}
+    if isinstance(chosen.get("task"), Enum):
+        chosen["task"] = chosen["task"].value
     return RunOptions(phases=parse_phases(values["phases"], allowed), tune=tune or TuneOptions(), **chosen)
 
 
@@ -162,6 +175,21 @@ def run(
         str, typer.Option(help="Comma list of grid-seq, grid-ray, tune.")
     ] = "grid-seq,grid-ray,tune",
     max_trials: Annotated[int | None, typer.Option(help="Refuse grids with more configs than this.")] = None,
+    task: Annotated[
+        TaskChoice,
+        typer.Option(help="auto: a text target, or whole numbers with at most 20 values, is classes."),
+    ] = TaskChoice.auto,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="Selection metric: rmse, r2, mae; accuracy, balanced_accuracy, f1_macro, log_loss, roc_auc.",
+            show_default=False,
+        ),
+    ] = None,
+    cv: Annotated[
+        int | None,
+        typer.Option(help="Score every config by K-fold CV on the training split; refit the best."),
+    ] = None,
     output: OutputOpt = None,
     space: Annotated[
         str | None, typer.Option(help="Tune search space YAML (default: built-in 32 configs)")
@@ -254,6 +282,18 @@ def scale(
     wait_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for resized nodes (--kuberay).")
     ] = 600.0,
+    isolate: Annotated[
+        bool,
+        typer.Option(help="--local-cluster: each node in its own network namespace and CPU cgroup (root)."),
+    ] = False,
+    cpu_limit: Annotated[
+        float | None,
+        typer.Option(help="--isolate: cores per node (CFS quota); default fills 80% of this host's CPUs."),
+    ] = None,
+    link_mbps: Annotated[float | None, typer.Option(help="--isolate: each node's link rate, Mbit/s.")] = None,
+    link_delay_ms: Annotated[
+        float | None, typer.Option(help="--isolate: each node's link delay, ms each way (needs netem).")
+    ] = None,
     address: Annotated[
         str, typer.Option(envvar="RAY_ADDRESS", help="An existing cluster; its first N nodes are used.")
     ] = "",
@@ -287,6 +327,10 @@ def scale(
         wait_timeout_s=wait_timeout,
         price_per_node_hour=price_per_node_hour,
         deadline_s=deadline,
+        isolate=isolate,
+        cpu_limit=cpu_limit,
+        link_mbps=link_mbps,
+        link_delay_ms=link_delay_ms,
         run=_run_options(locals(), SCALE_PHASES),
     )
     show_scale(*run_scale(opts), json_out)

@@ -85,7 +85,7 @@ def _lean_start() -> Iterator[None]:
 
 
 @contextmanager
-def _rays_handlers_out() -> Iterator[None]:
+def rays_handlers_out() -> Iterator[None]:
     """Starting, joining or leaving Ray changes SIGTERM's handling: ``ray.init`` installs a handler
     that exits with status 15, every raylet ``Node`` one that drains the node for 30 s and exits 1,
     the core worker a native one that prints a stack dump, and its shutdown leaves SIGTERM at the
@@ -145,6 +145,7 @@ def ray_session(
     num_cpus: int | None = None,
     metrics_port: int | None = None,
     lean: bool = True,
+    node_ip_address: str | None = None,
 ) -> Iterator[ClusterInfo]:
     """Start an embedded Ray (empty address) or connect to ``address``; always shut down after.
 
@@ -153,7 +154,8 @@ def ray_session(
     An embedded Ray starts ``lean`` (:func:`_lean_start`) unless it is to export its own metrics,
     which its dashboard agent does in full. ``RAY_AUTH_MODE`` is honoured as
     Ray documents it: with ``token`` an embedded Ray generates a token, and connecting to a cluster
-    needs the same token (``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``).
+    needs the same token (``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``). ``node_ip_address`` is
+    this driver's node address where Ray cannot find it (a namespace without a default route).
     """
     address = validate_address(address)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -161,9 +163,14 @@ def ray_session(
 
     started = time.perf_counter()
     try:
-        with _rays_handlers_out():
+        with rays_handlers_out():
             if address:
-                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+                ray.init(
+                    address=address,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                    _node_ip_address=node_ip_address,
+                )
             else:
                 with _lean_start() if lean and metrics_port is None else nullcontext():
                     # "local" always starts a new instance; without it ray.init() would join any
@@ -189,11 +196,11 @@ def ray_session(
         # cluster started nothing, and only disconnects.
         node = ray._private.worker._global_node
         if node is not None:
-            with _swapped(node, "kill_all_processes", lambda **_: kill_now([node])), _rays_handlers_out():
+            with _swapped(node, "kill_all_processes", lambda **_: kill_now([node])), rays_handlers_out():
                 ray.shutdown()
         raise
     finally:
-        with _rays_handlers_out():
+        with rays_handlers_out():
             ray.shutdown()
 
 
@@ -236,7 +243,7 @@ def local_raylets(nodes: int, cpus_per_node: int) -> Iterator[str]:
 
     cluster = None
     try:
-        with _rays_handlers_out():
+        with rays_handlers_out():
             cluster = Cluster(
                 initialize_head=True,
                 head_node_args={"num_cpus": cpus_per_node, "include_dashboard": False},
@@ -251,7 +258,7 @@ def local_raylets(nodes: int, cpus_per_node: int) -> Iterator[str]:
         raise
     finally:
         if cluster is not None:
-            with _rays_handlers_out():
+            with rays_handlers_out():
                 cluster.shutdown()
 
 

@@ -16,11 +16,12 @@ from xml.etree import ElementTree
 
 from rayscale.errors import RayscaleError
 from rayscale.options import GRID_PARALLEL
-from rayscale.schema import Result, ScaleResult, lower_bound
+from rayscale.scaling import ScaleResult
+from rayscale.schema import Result, lower_bound
 from rayscale.stats import Stats, ratio_ci, significant
+from rayscale.tasks import direction
 
 HIGHER_IS_BETTER = ("speedup", "parallel_efficiency", "schedule_efficiency")
-EXACT = ("best_rmse",)  # deterministic for a given dataset, grid and seed
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,18 @@ class Row:
         return 100.0 * (self.b - self.a) / abs(self.a)
 
     @property
+    def _name(self) -> str:
+        return self.figure.split("@")[0].split(".")[-1]
+
+    @property
     def higher_is_better(self) -> bool:
-        return self.figure.split("@")[0].split(".")[-1] in HIGHER_IS_BETTER
+        name = self._name
+        return name in HIGHER_IS_BETTER or (self.exact and direction(name.removeprefix("best_")) == "max")
 
     @property
     def exact(self) -> bool:
-        return self.figure.split("@")[0].split(".")[-1] in EXACT
+        """A best model's score: deterministic for a dataset, grid and seed, so any change is real."""
+        return self._name.startswith("best_")
 
     def regression_pct(self) -> float | None:
         """How much worse B is than A, in percent (negative: better)."""
@@ -100,7 +107,7 @@ def _grid_figures(bundle: Result) -> dict[str, Figure]:
             )
         if seq is not None:
             out["sequential.wall_s"] = Figure(seq.rounds_s)
-        out["grid.best_rmse"] = Figure([grid.best.rmse])
+        out[f"grid.best_{grid.metric}"] = Figure([grid.best_score])
     if tune is not None:
         out["tune.wall_s"] = Figure([tune.wall_s])
         out["tune.overhead_s"] = Figure([tune.overhead_s])

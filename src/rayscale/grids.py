@@ -1,4 +1,4 @@
-"""Hyperparameter grids of GradientBoostingRegressor configs.
+"""Hyperparameter grids: configs of any scikit-learn estimator (GradientBoostingRegressor by default).
 
 A grid is the built-in ``seed`` grid (the 20 configs of the first seed experiment) or a YAML
 file holding either an explicit list of configs::
@@ -14,14 +14,20 @@ or a cartesian product of value lists (scalars are held fixed)::
       learning_rate: [0.05, 0.1]
       max_depth: 3
 
-Both may be given; the product's configs follow the explicit ones. Every config is validated
-up front against the estimator's real parameters, so a typo fails before any cluster work.
+Both may be given; the product's configs follow the explicit ones. ``estimator:`` names any
+importable class with the scikit-learn estimator API (``sklearn.ensemble.RandomForestClassifier``,
+``xgboost.XGBRegressor``, …); the default is the seed's GradientBoostingRegressor. Every config is
+validated up front against the estimator's real parameters (``get_params()``), so a typo fails
+before any cluster work; ``random_state`` follows ``--seed`` and the thread count
+(``n_jobs``, ``nthread``, ``num_threads``) ``--cpus-per-trial`` where the estimator has them.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +37,61 @@ from rayscale.errors import RayscaleError
 
 SEED_GRID_SIZE = 20
 BUILTIN_GRIDS = ("seed",)
+DEFAULT_ESTIMATOR = "sklearn.ensemble.GradientBoostingRegressor"
+THREAD_PARAMS = ("n_jobs", "nthread", "num_threads")
+UNLIMITED_DEPTH = 8  # what a tree of max_depth None is costed as
+
+
+def estimator_class(path: str) -> type:
+    """The class at dotted ``path``, checked to be a scikit-learn style estimator."""
+    module_name, _, name = path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), name) if module_name else None
+    except (ImportError, AttributeError) as exc:
+        raise RayscaleError(f"estimator {path!r} does not import: {str(exc).splitlines()[0]}") from None
+    if found is None:
+        raise RayscaleError(
+            f"estimator {path!r} does not import: give a dotted path, e.g. {DEFAULT_ESTIMATOR}"
+        )
+    if not isinstance(found, type) or not all(hasattr(found, m) for m in ("fit", "predict", "get_params")):
+        raise RayscaleError(
+            f"{path!r} is not a scikit-learn estimator (a class with fit, predict and get_params)"
+        )
+    return found
+
+
+def make_estimator(path: str, params: dict[str, Any]) -> Any:
+    return estimator_class(path)(**params)
 
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """One config of a grid: its position, estimator parameters and relative cost."""
+    """One config of a grid: its position, estimator, parameters and relative cost; with
+    ``--cv`` one task per (config, fold), ``fold`` the held-out fold."""
 
     index: int
     params: dict[str, Any]
+    estimator: str = DEFAULT_ESTIMATOR
+    fold: int | None = None
 
     def cost(self, n_rows: int, n_features: int) -> float:
-        """Relative fit cost: boosting stages × tree depth × rows × features × subsample.
+        """Relative fit cost: trees (or iterations) × tree depth × rows × features × subsample.
 
-        Gradient boosting fits one regression tree per stage; a depth-d tree scans every
-        (sampled) row and feature once per level. The absolute scale is meaningless; the
+        Gradient boosting fits one regression tree per stage, a forest one tree per estimator;
+        a depth-d tree scans every (sampled) row and feature once per level. An estimator without
+        trees or iterations costs rows × features. The absolute scale is meaningless; the
         ordering drives longest-first scheduling and the ratio to measured time flags stragglers.
         """
-        p = self.params
-        depth = p.get("max_depth") or 3
-        return float(p.get("n_estimators", 100) * depth * n_rows * n_features * p.get("subsample", 1.0))
+        p = {**_defaults(self.estimator), **self.params}
+        rounds = p.get("n_estimators") or p.get("max_iter") or 1
+        depth = p.get("max_depth") or (UNLIMITED_DEPTH if "max_depth" in p else 1)
+        return float(rounds * depth * n_rows * n_features * (p.get("subsample") or 1.0))
+
+
+@cache
+def _defaults(path: str) -> dict[str, Any]:
+    """The estimator's parameters and their defaults (read-only: a cached dict)."""
+    return dict(estimator_class(path)().get_params())
 
 
 def seed_grid(seed: int = 42) -> list[TrialSpec]:
@@ -68,46 +110,45 @@ def seed_grid(seed: int = 42) -> list[TrialSpec]:
     ]
 
 
-def _estimator_params() -> dict[str, Any]:
-    from sklearn.ensemble import GradientBoostingRegressor
-
-    return GradientBoostingRegressor().get_params()
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def validate_params(params: Any, where: str) -> dict[str, Any]:
+def validate_params(params: Any, where: str, estimator: str = DEFAULT_ESTIMATOR) -> dict[str, Any]:
     """Check one config; return it unchanged or raise a one-line :class:`RayscaleError`."""
     if not isinstance(params, dict) or not params:
         raise RayscaleError(f"{where}: a config must be a non-empty mapping of parameter: value")
-    known = _estimator_params()
+    known = _defaults(estimator)
+    short = estimator.rpartition(".")[2]
     for name in params:
         if name not in known:
-            raise RayscaleError(f"{where}: unknown GradientBoostingRegressor parameter {name!r}")
-    n_est = params.get("n_estimators", 100)
-    if not isinstance(n_est, int) or isinstance(n_est, bool):
-        raise RayscaleError(f"{where}: n_estimators must be a whole number, got {n_est!r}")
-    if n_est <= 0:
-        raise RayscaleError(f"{where}: n_estimators must be positive, got {n_est}")
-    rate = params.get("learning_rate", 0.1)
-    if not _is_number(rate):
-        raise RayscaleError(f"{where}: learning_rate must be a number, got {rate!r}")
-    if rate <= 0:
-        raise RayscaleError(f"{where}: learning_rate must be greater than 0, got {rate}")
-    depth = params.get("max_depth", 3)
+            raise RayscaleError(
+                f"{where}: unknown {short} parameter {name!r}; valid: {', '.join(sorted(known))}"
+            )
+    if "n_estimators" in params:
+        n_est = params["n_estimators"]
+        if not isinstance(n_est, int) or isinstance(n_est, bool):
+            raise RayscaleError(f"{where}: n_estimators must be a whole number, got {n_est!r}")
+        if n_est <= 0:
+            raise RayscaleError(f"{where}: n_estimators must be positive, got {n_est}")
+    if "learning_rate" in params:
+        rate = params["learning_rate"]
+        if not _is_number(rate):
+            raise RayscaleError(f"{where}: learning_rate must be a number, got {rate!r}")
+        if rate <= 0:
+            raise RayscaleError(f"{where}: learning_rate must be greater than 0, got {rate}")
+    depth = params.get("max_depth")
     if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
         raise RayscaleError(f"{where}: max_depth must be a positive whole number or null, got {depth!r}")
     subsample = params.get("subsample", 1.0)
     if not _is_number(subsample) or not 0 < subsample <= 1:
         raise RayscaleError(f"{where}: subsample must be a number in (0, 1], got {subsample!r}")
-    # Everything else is checked by scikit-learn's own parameter validation, on a throwaway
-    # estimator, so that a wrong type fails here rather than inside a remote task.
-    from sklearn.ensemble import GradientBoostingRegressor
-
+    # Everything else is checked by scikit-learn's own parameter validation (where the estimator
+    # has it), on a throwaway estimator, so that a wrong type fails here rather than in a task.
     try:
-        GradientBoostingRegressor(**params)._validate_params()
+        probe = make_estimator(estimator, params)
+        if hasattr(probe, "_parameter_constraints"):  # scikit-learn's own estimators
+            probe._validate_params()
     except (ValueError, TypeError) as exc:
         message = str(exc).splitlines()[0]
         raise RayscaleError(f"{where}: {message}") from None
@@ -128,13 +169,19 @@ def _product(spec: Any, where: str) -> list[dict[str, Any]]:
     return [dict(zip(spec, combo, strict=True)) for combo in itertools.product(*axes)]
 
 
-def parse_grid(document: Any, seed: int, source: str = "grid") -> list[TrialSpec]:
-    """Turn a parsed YAML document into validated trial specs."""
+def parse_grid(document: Any, seed: int, source: str = "grid", threads: int = 1) -> list[TrialSpec]:
+    """Turn a parsed YAML document into validated trial specs (``threads``: --cpus-per-trial)."""
     if not isinstance(document, dict):
         raise RayscaleError(f"{source}: expected a mapping with 'configs' and/or 'product'")
-    unknown = set(document) - {"configs", "product"}
+    unknown = set(document) - {"configs", "product", "estimator"}
     if unknown:
-        raise RayscaleError(f"{source}: unknown key {sorted(unknown)[0]!r}; use 'configs' and/or 'product'")
+        raise RayscaleError(
+            f"{source}: unknown key {sorted(unknown)[0]!r}; use 'estimator', 'configs' and/or 'product'"
+        )
+    estimator = document.get("estimator", DEFAULT_ESTIMATOR)
+    if not isinstance(estimator, str):
+        raise RayscaleError(f"{source}: 'estimator' must be a dotted class path, e.g. {DEFAULT_ESTIMATOR}")
+    known = _defaults(estimator)
     configs: list[Any] = []
     if "configs" in document:
         explicit = document["configs"]
@@ -147,13 +194,19 @@ def parse_grid(document: Any, seed: int, source: str = "grid") -> list[TrialSpec
         raise RayscaleError(f"{source}: the grid is empty")
     specs = []
     for i, params in enumerate(configs):
-        checked = dict(validate_params(params, f"{source}: config {i}"))
-        checked.setdefault("random_state", seed)
-        specs.append(TrialSpec(i, checked))
+        checked = dict(validate_params(params, f"{source}: config {i}", estimator))
+        if "random_state" in known:
+            checked.setdefault("random_state", seed)
+        for name in THREAD_PARAMS:
+            if name in known:
+                checked.setdefault(name, threads)
+        specs.append(TrialSpec(i, checked, estimator))
     return specs
 
 
-def load_grid(spec: str = "seed", seed: int = 42, max_trials: int | None = None) -> list[TrialSpec]:
+def load_grid(
+    spec: str = "seed", seed: int = 42, max_trials: int | None = None, threads: int = 1
+) -> list[TrialSpec]:
     """The built-in grid ``seed`` or a YAML file path, validated; ``max_trials`` caps its size."""
     if spec == "seed":
         specs = seed_grid(seed)
@@ -171,7 +224,12 @@ def load_grid(spec: str = "seed", seed: int = 42, max_trials: int | None = None)
             raise RayscaleError(f"grid file {spec} is not a text file") from None
         if document is None:
             raise RayscaleError(f"grid file {spec} is empty")
-        specs = parse_grid(document, seed, source=str(spec))
+        specs = parse_grid(document, seed, source=str(spec), threads=threads)
     if max_trials is not None and len(specs) > max_trials:
         raise RayscaleError(f"grid {spec} has {len(specs)} configs, more than --max-trials {max_trials}")
     return specs
+
+
+def with_folds(specs: list[TrialSpec], folds: int) -> list[TrialSpec]:
+    """One task per (config, fold) for ``--cv``, as GridSearchCV parallelises."""
+    return [replace(spec, fold=k) for spec in specs for k in range(folds)]

@@ -57,6 +57,19 @@ class Stopped(RayscaleError):
         super().__init__(f"SIGTERM received (the job was stopped); stopped. {after}", 3)
 
 
+def underlying_stop(exc: BaseException) -> BaseException:
+    """The :class:`Stopped` behind ``exc`` when a SIGTERM raised it inside Ray's own C code (a
+    ``ray.wait`` checking for signals surfaces it as ``SystemError``), else ``exc`` itself."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, Stopped):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return exc
+
+
 class _Stop:
     """The SIGTERM handler of one :func:`stop_on_sigterm` block."""
 

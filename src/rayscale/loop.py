@@ -24,9 +24,11 @@ from rich.console import Console
 
 from rayscale.datasets import Dataset
 from rayscale.grids import TrialSpec
+from rayscale.limits import underlying_stop
 from rayscale.options import GRID_PARALLEL, GRID_SEQUENTIAL, PhaseName, RunOptions
 from rayscale.runners import mismatches
-from rayscale.schema import ClusterInfo, GridResult, Trial
+from rayscale.schema import BestModel, ClusterInfo, GridResult, Trial
+from rayscale.tasks import check_metric
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -40,7 +42,9 @@ class PhaseSummary:
     lower_bound_s: float | None
     cpus: int
     nodes: int
-    best_rmse: float
+    best_rmse: float | None  # regression only
+    best_score: float  # by the selection metric
+    metric: str
     speedup: float | None = None
     parallel_efficiency: float | None = None
     schedule_efficiency: float | None = None
@@ -136,6 +140,12 @@ class Context:
     outcomes: dict[str, list[Any]] = field(default_factory=dict)  # every round of each phase run here
     resumed: set[str] = field(default_factory=set)  # phases loaded from an interrupted run
     current: str | None = None  # the phase whose round is under way
+    refit: BestModel | None = None  # --cv: the chosen config refit on the training split
+
+    @property
+    def metric(self) -> str:
+        """The selection metric: ``--metric``, else the task's default (checked against the task)."""
+        return check_metric(self.opts.metric, self.dataset.task)
 
     def grid(self) -> GridResult | None:
         """The grid result of the phases finished so far."""
@@ -151,7 +161,10 @@ class Context:
             sequential=seq,
             parallel=par,
             mismatches=mismatches(seq.trials, par.trials) if seq and par else [],
-            selected_on="validation" if self.opts.validation_size else "test",
+            selected_on="cv" if self.opts.cv else "validation" if self.opts.validation_size else "test",
+            task=self.dataset.task,
+            metric=self.metric,
+            refit=self.refit,
         )
 
     def end(self, status: str, error: BaseException | None = None) -> None:
@@ -199,6 +212,16 @@ def run_phases(ctx: Context, saved: dict[str, dict[str, Any]]) -> None:
     interleaved (sequential, parallel, sequential, … so that drift on the machine hits both
     alike), then hand each result to the callbacks."""
     ctx.callbacks.on_run_start()
+    try:
+        _run_groups(ctx, saved)
+    except SystemError as exc:  # a SIGTERM's Stopped, raised inside Ray's C code
+        stop = underlying_stop(exc)
+        if stop is exc:
+            raise
+        raise stop from None
+
+
+def _run_groups(ctx: Context, saved: dict[str, dict[str, Any]]) -> None:
     for group in dict.fromkeys(p.names.group for p in ctx.phases):
         members = [p for p in ctx.phases if p.names.group == group]
         todo = [p for p in members if p.key not in saved]

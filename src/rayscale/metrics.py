@@ -107,6 +107,12 @@ class _PhaseMetrics:
             PHASE_LABELS,
             registry=r,
         )
+        self.score = Gauge(
+            "rayscale_best_score",
+            "The phase's best model on the hold-out set, by the run's selection metric (label metric).",
+            (*PHASE_LABELS, "metric"),
+            registry=r,
+        )
         self.cpus = Gauge(
             "rayscale_cluster_cpus", "CPUs the cluster offered to the phase.", PHASE_LABELS, registry=r
         )
@@ -238,7 +244,9 @@ class RunMetrics:
         lower_bound_s: float | None,
         cpus: int,
         nodes: int,
-        best_rmse: float,
+        best_rmse: float | None,
+        best_score: float | None = None,  # None: the RMSE
+        metric: str = "rmse",
         speedup: float | None = None,
         parallel_efficiency: float | None = None,
         schedule_efficiency: float | None = None,
@@ -270,7 +278,11 @@ class RunMetrics:
                 gauge.labels(**base).set(value)
         for factor, value in (breakdown or {}).items():
             m.breakdown.labels(**base, factor=factor).set(value)
-        m.best.labels(**base).set(best_rmse)
+        if best_rmse is not None:
+            m.best.labels(**base).set(best_rmse)
+        score = best_rmse if best_score is None else best_score
+        if score is not None:
+            m.score.labels(**base, metric=metric).set(score)
         m.cpus.labels(**base).set(cpus)
         m.nodes.labels(**base).set(nodes)
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from rayscale.errors import RayscaleError
 from rayscale.layout import MANIFEST_FILE, RESULT_FILE, SCALE_FILE
 from rayscale.space import DEFAULT_SPACE, validate_space
+from rayscale.tasks import TASKS, direction
 
 # -- the phases ---------------------------------------------------------------------------------
 
@@ -271,6 +272,9 @@ class RunOptions:
     push_gateway: str | None = None
     strict_metrics: bool = False
     max_wall: float | None = None  # seconds after which the driver stops cleanly (--max-wall)
+    task: str = "auto"  # auto, regression or classification (rayscale.tasks)
+    metric: str | None = None  # the selection metric; None: the task's default
+    cv: int | None = None  # score every config by K-fold cross-validation on the training split
     tune: TuneOptions = field(default_factory=TuneOptions)
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
@@ -288,6 +292,13 @@ class RunOptions:
                 f"--validation-size must be at least 0 and below 1, got {self.validation_size}"
             )
         parse_phases(",".join(self.phases), allowed)
+        if self.task not in TASKS:
+            raise RayscaleError(f"--task {self.task!r}: choose from {', '.join(TASKS)}")
+        if self.metric is not None:
+            direction(self.metric)  # a name some task knows; whether it fits is checked on the data
+        check_at_least("--cv", self.cv, 2)
+        if self.cv and self.validation_size:
+            raise RayscaleError("--cv selects on folds of the training split; drop --validation-size")
         check_max_wall(self.max_wall)
         validate_address(self.address)
         validate_port(self.metrics_port)
@@ -328,6 +339,10 @@ class ScaleOptions:
     wait_timeout_s: float = 600.0
     price_per_node_hour: float | None = None
     deadline_s: float | None = None
+    isolate: bool = False  # --local-cluster nodes in namespaces and CPU cgroups (rayscale.isolate)
+    cpu_limit: float | None = None  # cores per isolated node; None: rayscale.isolate.default_cpu_limit
+    link_mbps: float | None = None  # each isolated node's link
+    link_delay_ms: float | None = None
     run: RunOptions = field(default_factory=lambda: RunOptions(phases=(GRID_PARALLEL.option,)))
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
@@ -355,8 +370,59 @@ class ScaleOptions:
             )
         check_positive("--price-per-node-hour", self.price_per_node_hour)
         check_positive("--deadline", self.deadline_s)
+        check_isolation_options(self)
         if self.mode != "local":
             check_reachable(run.address)
+
+
+# -- isolated nodes (rayscale.isolate) ------------------------------------------------------------
+
+CFS_PERIOD_US = 10_000  # a short period: a throttled node waits at most one period for CPU
+MIN_CPU_LIMIT = 0.1  # the kernel's smallest CFS quota is 1 ms: 0.1 core at a 10 ms period
+HOST_SHARE = 0.8  # the default limits fill this share of the host's CPUs (the driver and host get the rest)
+MAX_NODES = 254  # one address each in 198.18.0.1-254
+
+
+def host_cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def default_cpu_limit(max_nodes: int, cpus_per_node: int) -> float:
+    """Cores per node so that the largest cluster fills ``HOST_SHARE`` of the host, in steps of
+    0.05 and at most ``cpus_per_node``: 0.4 at 4 nodes and 0.2 at 8 on 2 cores."""
+    share = math.floor(round(HOST_SHARE * host_cpus() / max_nodes * 20, 6)) / 20
+    return min(float(cpus_per_node), share)
+
+
+def check_isolation_options(opts: ScaleOptions) -> None:
+    """The --isolate options (whether this machine can isolate is rayscale.sandbox's question)."""
+    shaped = {
+        "--cpu-limit": opts.cpu_limit,
+        "--link-mbps": opts.link_mbps,
+        "--link-delay-ms": opts.link_delay_ms,
+    }
+    if not opts.isolate:
+        for option, value in shaped.items():
+            if value is not None:
+                raise RayscaleError(f"{option} shapes isolated nodes; add --isolate")
+        return
+    if not opts.local_cluster:
+        raise RayscaleError("--isolate isolates the nodes of --local-cluster; add --local-cluster")
+    check_positive("--link-mbps", opts.link_mbps)
+    check_positive("--link-delay-ms", opts.link_delay_ms, zero_ok=True)
+    if max(opts.nodes) > MAX_NODES:
+        raise RayscaleError(f"--isolate runs at most {MAX_NODES} nodes, not {max(opts.nodes)}")
+    limit = (
+        opts.cpu_limit
+        if opts.cpu_limit is not None
+        else default_cpu_limit(max(opts.nodes), opts.cpus_per_node)
+    )
+    if not limit >= MIN_CPU_LIMIT:
+        raise RayscaleError(
+            f"--cpu-limit must be at least {MIN_CPU_LIMIT:g} core (the kernel's smallest quota at a "
+            f"{CFS_PERIOD_US // 1000} ms period), got {limit:g}"
+            + ("" if opts.cpu_limit is not None else f": {max(opts.nodes)} nodes on {host_cpus()} CPUs")
+        )
 
 
 # -- rayscale predict ---------------------------------------------------------------------------

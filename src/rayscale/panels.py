@@ -22,7 +22,7 @@ class Panels:
     durations: dict[str, tuple[float, ...]] = field(default_factory=dict)  # phase → p50, p95, p99
     queue: dict[str, tuple[float, float]] = field(default_factory=dict)  # phase → mean, p95
     throughput: list[tuple[str, float]] = field(default_factory=list)  # run label, trials / s
-    best: list[tuple[str, float]] = field(default_factory=list)  # run label, best RMSE
+    best: list[tuple[str, float]] = field(default_factory=list)  # run label (metric), best score
 
 
 def _by_node_count(runs: list[Result], panels: Panels) -> None:
@@ -51,7 +51,7 @@ def _by_run(runs: list[Result], panels: Panels) -> None:
         if grid and grid.parallel and grid.lower_bound_s is not None:
             panels.bounds.append((f"grid {short}", grid.parallel.wall_s, grid.lower_bound_s))
             panels.throughput.append((f"grid {short}", len(grid.parallel.trials) / grid.parallel.wall_s))
-            panels.best.append((f"grid {short}", grid.best.rmse))
+            panels.best.append((f"grid {short} ({grid.metric})", grid.best_score))
         if tune:
             panels.bounds.append((f"tune {short}", tune.wall_s, tune.compute_bound_s))
             panels.throughput.append((f"tune {short}", len(tune.trials) / tune.wall_s))

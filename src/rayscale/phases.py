@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rayscale.loop import Context, Phase, PhaseSummary
-from rayscale.options import GRID_PARALLEL, GRID_SEQUENTIAL, TUNE, RunOptions
+from rayscale.options import GRID_PARALLEL, GRID_SEQUENTIAL, TUNE, RunOptions, TuneOptions
 from rayscale.runners import RayGridRunner, RayProcesses, run_sequential, warm_driver
-from rayscale.schema import ParallelPhase, Round, SequentialPhase, TrialRecord, TuneResult
+from rayscale.schema import ParallelPhase, Round, SequentialPhase, TrialRecord, TuneResult, best_of
 from rayscale.space import count_trials
 from rayscale.stats import Stats
 from rayscale.tune import run_sweep
@@ -23,9 +23,21 @@ class GridRound:
     wall_s: float
     trials: list[TrialRecord]
     ray_cpu_s: float | None = None
+    tasks: int | None = None
 
     def to_round(self) -> Round:
-        return Round.of(self.wall_s, self.trials, ray_cpu_s=self.ray_cpu_s)
+        return Round.of(self.wall_s, self.trials, ray_cpu_s=self.ray_cpu_s, tasks=self.tasks)
+
+
+def _best(trials: list[TrialRecord], ctx: Context) -> dict[str, Any]:
+    """The summary's best: by the selection metric, and the lowest RMSE of a regression."""
+    chosen = best_of(trials, ctx.metric)
+    rmses = [t.rmse for t in trials if t.rmse is not None]
+    return {
+        "best_score": (chosen.cv_metrics or chosen.metrics)[ctx.metric],
+        "metric": ctx.metric,
+        "best_rmse": min(rmses) if rmses else None,
+    }
 
 
 def _representative(outcomes: list[GridRound]) -> tuple[list[Round], list[TrialRecord]]:
@@ -42,7 +54,7 @@ class GridSequential(Phase[SequentialPhase]):
         self.warmup_s = 0.0
 
     def warm_up(self, ctx: Context) -> None:
-        self.warmup_s = warm_driver(ctx.dataset)
+        self.warmup_s = warm_driver(ctx.dataset, ctx.specs[0].estimator)
 
     def run_round(self, ctx: Context, round_: int) -> GridRound:
         wall, trials = run_sequential(ctx.specs, ctx.dataset, on_trial=self._on_trial(ctx, round_))
@@ -59,7 +71,7 @@ class GridSequential(Phase[SequentialPhase]):
             lower_bound_s=result.median("busy_s"),
             cpus=1,
             nodes=1,
-            best_rmse=min(t.rmse for t in result.trials),
+            **_best(result.trials, ctx),
         )
 
 
@@ -74,7 +86,13 @@ class GridParallel(Phase[ParallelPhase]):
 
     def warm_up(self, ctx: Context) -> None:
         assert ctx.cluster is not None
-        self.runner = RayGridRunner(ctx.dataset, ctx.opts.cpus_per_trial, ctx.cluster.cpus, nodes=ctx.pinned)
+        self.runner = RayGridRunner(
+            ctx.dataset,
+            ctx.opts.cpus_per_trial,
+            ctx.cluster.cpus,
+            nodes=ctx.pinned,
+            estimator=ctx.specs[0].estimator,
+        )
         with ctx.console.status("warming up Ray workers") if ctx.console.is_terminal else nullcontext():
             self.warmup_s = self.runner.warm_up()
         self.ray_processes = RayProcesses.find() if ctx.cluster.mode == "embedded" else None
@@ -84,7 +102,7 @@ class GridParallel(Phase[ParallelPhase]):
         before = self.ray_processes.cpu_s() if self.ray_processes else None
         wall, trials = self.runner.run(ctx.specs, on_trial=self._on_trial(ctx, round_))
         used = self.ray_processes.cpu_s() - before if self.ray_processes and before is not None else None
-        return GridRound(wall, trials, used)
+        return GridRound(wall, trials, used, self.runner.tasks)
 
     def result(self, ctx: Context, outcomes: list[GridRound]) -> ParallelPhase:
         assert ctx.cluster is not None
@@ -106,7 +124,7 @@ class GridParallel(Phase[ParallelPhase]):
             lower_bound_s=grid.lower_bound_s,
             cpus=ctx.cluster.cpus,
             nodes=ctx.cluster.nodes,
-            best_rmse=min(t.rmse for t in result.trials),
+            **_best(result.trials, ctx),
             speedup=grid.speedup,
             parallel_efficiency=grid.parallel_efficiency,
             schedule_efficiency=grid.schedule_efficiency,
@@ -124,17 +142,22 @@ class TuneSweep(Phase[TuneResult]):
     def rounds(self, ctx: Context) -> int:
         return ctx.tune_repeats
 
-    def trials_per_round(self, ctx: Context) -> int:
-        return count_trials(ctx.opts.tune.space, ctx.opts.tune.samples) - len(self.finished or [])
-
-    def run_round(self, ctx: Context, round_: int) -> TuneResult:
-        assert ctx.cluster is not None
-        opts = replace(
+    @staticmethod
+    def _opts(ctx: Context) -> TuneOptions:
+        """The sweep's options, as the run set them (CPUs per trial, seed, the metric ASHA reads)."""
+        return replace(
             ctx.opts.tune,
             cpus_per_trial=ctx.opts.cpus_per_trial,
             seed=ctx.opts.seed,
             metric="val_rmse" if ctx.opts.validation_size else "rmse",
         )
+
+    def trials_per_round(self, ctx: Context) -> int:
+        return count_trials(ctx.opts.tune.space, ctx.opts.tune.samples) - len(self.finished or [])
+
+    def run_round(self, ctx: Context, round_: int) -> TuneResult:
+        assert ctx.cluster is not None
+        opts = self._opts(ctx)
         storage = ctx.out_dir if ctx.tune_repeats == 1 else ctx.out_dir / "tune" / f"r{round_}"
         return run_sweep(
             ctx.dataset,
@@ -158,6 +181,8 @@ class TuneSweep(Phase[TuneResult]):
             cpus=result.cpus,
             nodes=ctx.cluster.nodes,
             best_rmse=result.best.rmse,
+            best_score=result.best.rmse,
+            metric="rmse",
             parallel_efficiency=result.parallel_efficiency,
         )
 

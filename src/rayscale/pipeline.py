@@ -22,7 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
-from rayscale import environment
+from rayscale import environment, grids
 from rayscale.bundle import (
     make_dir,
     new_run_id,
@@ -33,7 +33,7 @@ from rayscale.bundle import (
     write_bundle,
 )
 from rayscale.cluster import HeadWatch, gcs_address, other_jobs_warning, ray_session
-from rayscale.datasets import Dataset, load_dataset
+from rayscale.datasets import Dataset, load_dataset, with_folds
 from rayscale.errors import RayscaleError
 from rayscale.grids import TrialSpec, load_grid
 from rayscale.journal import Journal
@@ -44,15 +44,30 @@ from rayscale.metrics import RunMetrics, workload_label
 from rayscale.observers import JournalCallback, MetricsCallback, ProgressCallback, stderr_console
 from rayscale.options import TUNE, RunOptions, check_cpus_per_trial, check_output_dir, from_stored
 from rayscale.phases import build
+from rayscale.runners import refit
 from rayscale.schema import ClusterInfo, Result, TuneTrial
+from rayscale.tasks import check_metric
 
 
 def load_work(opts: RunOptions) -> tuple[Dataset, list[TrialSpec]]:
-    """The dataset split and the grid, both validated."""
+    """The dataset split and the grid, both validated against each other (task, metric, folds)."""
     dataset = load_dataset(
-        opts.dataset, seed=opts.seed, test_size=opts.test_size, validation_size=opts.validation_size
+        opts.dataset,
+        seed=opts.seed,
+        test_size=opts.test_size,
+        validation_size=opts.validation_size,
+        task=opts.task,
     )
-    return dataset, load_grid(opts.grid, seed=opts.seed, max_trials=opts.max_trials)
+    check_metric(opts.metric, dataset.task)
+    if dataset.task == "classification" and TUNE.option in opts.phases:
+        raise RayscaleError(
+            f"{opts.dataset} is a classification task ({dataset.task_reason}); the Tune phase tunes "
+            "XGBoost regression only: run --phases grid-seq,grid-ray"
+        )
+    specs = load_grid(opts.grid, seed=opts.seed, max_trials=opts.max_trials, threads=opts.cpus_per_trial)
+    if opts.cv:
+        return with_folds(dataset, opts.cv, opts.seed), grids.with_folds(specs, opts.cv)
+    return dataset, specs
 
 
 def import_ahead(opts: RunOptions) -> None:
@@ -164,6 +179,8 @@ def execute(
                 _warn(console, other_jobs_warning())
             make_dir(out_dir)
             run_phases(ctx, saved or {})
+            if opts.cv and (grid := ctx.grid()) is not None:
+                ctx.refit = refit(grid.best, specs[0].estimator, dataset)
         result = Result(
             **header,
             environment={**environment.capture(), "before": before, "after": environment.machine_state()},

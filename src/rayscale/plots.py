@@ -13,33 +13,49 @@ from rayscale.forecast import Forecast, ForecastPoint
 from rayscale.layout import PLOTS, SCALE_PLOT, TUNE_PLOTS, WATERFALL_PLOT
 from rayscale.options import GRID_PARALLEL, GRID_SEQUENTIAL, TUNE
 from rayscale.panels import QUANTILES, Panels, panels
-from rayscale.scaling import Curve, curves
-from rayscale.schema import GridResult, Result, ScaleResult, TrialRecord, TuneTrial, swept_params
+from rayscale.scaling import Curve, ScaleResult, curves
+from rayscale.schema import GridResult, Result, TrialRecord, TuneTrial, config_scores, swept_params
 from rayscale.tables import plural
 
+METRIC_LABELS = {"rmse": "RMSE", "r2": "R²", "mae": "MAE", "accuracy": "accuracy", "log_loss": "log loss"}
 
-def _metric_plot(trials: list[TrialRecord], metric: str, label: str, path: Path, best_index: int) -> None:
-    """One line per combination of the other swept parameters (no zig-zag through mixed configs)."""
+
+def _axis(trials: list[TrialRecord]) -> str:
+    """The parameter the per-parameter plots run along: the number of trees where there is one."""
+    varying = swept_params(trials)
+    if any("n_estimators" in t.params for t in trials) or not varying:
+        return "n_estimators"
+    numeric = [n for n in varying if all(isinstance(t.params.get(n), int | float) for t in trials)]
+    return (numeric or varying)[0]
+
+
+def _metric_plot(grid: GridResult, metric: str, path: Path) -> None:
+    """``metric`` of every config along one parameter; one line per combination of the other
+    swept parameters (no zig-zag through mixed configs), titled with what co-varies."""
     import matplotlib.pyplot as plt
 
-    others = [n for n in swept_params(trials) if n != "n_estimators"]
-    lines: dict[tuple, list[TrialRecord]] = {}
-    for t in trials:
-        lines.setdefault(tuple(t.params.get(n) for n in others), []).append(t)
+    trials = grid.reference.trials
+    x = _axis(trials)
+    label = METRIC_LABELS.get(metric, metric.replace("_", " "))
+    scores = config_scores(trials, metric)
+    others = [n for n in swept_params(trials) if n != x]
+    lines: dict[tuple, list[tuple[int, dict[str, Any], float]]] = {}
+    for score in scores:
+        lines.setdefault(tuple(score[1].get(n) for n in others), []).append(score)
     fig, ax = plt.subplots(figsize=(7.5, 4.4), dpi=110)
     for key, group in sorted(lines.items(), key=lambda kv: repr(kv[0])):
-        group.sort(key=lambda t: t.params.get("n_estimators", 100))
+        group.sort(key=lambda s: repr(s[1].get(x, 100)))
         name = ", ".join(f"{n}={v}" for n, v in zip(others, key, strict=True)) or "all configs"
         ax.plot(
-            [t.params.get("n_estimators", 100) for t in group],
-            [getattr(t, metric) for t in group],
+            [s[1].get(x, 100) for s in group],
+            [s[2] for s in group],
             marker="o",
             label=name if len(lines) <= 12 else None,
         )
-    top = next(t for t in trials if t.index == best_index)
+    top = next(s for s in scores if s[0] == grid.best.index)
     ax.scatter(
-        [top.params.get("n_estimators", 100)],
-        [getattr(top, metric)],
+        [top[1].get(x, 100)],
+        [top[2]],
         s=160,
         facecolors="none",
         edgecolors="black",
@@ -47,15 +63,26 @@ def _metric_plot(trials: list[TrialRecord], metric: str, label: str, path: Path,
         label="best",
         zorder=5,
     )
-    ax.set_xlabel("number of trees (n_estimators)")
-    ax.set_ylabel(label)
+    what = "number of trees" if x == "n_estimators" else x
+    ax.set_xlabel(f"{what} ({x})" if x == "n_estimators" else x)
+    ax.set_ylabel(label + (" (mean over CV folds)" if grid.selected_on == "cv" else ""))
     covary = f"; one line per {', '.join(others)}" if others else ""
-    ax.set_title(f"{label} vs number of trees{covary}", fontsize=9)
+    ax.set_title(f"{label} vs {what}{covary}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def metric_plots(grid: GridResult) -> list[str]:
+    """The per-parameter plots' file names: the seed's RMSE and R² vs trees for a regression."""
+    if grid.task == "regression" and grid.metric in ("rmse", "r2"):
+        return list(PLOTS[:2])
+    second = "balanced_accuracy" if grid.metric != "balanced_accuracy" else "accuracy"
+    metrics = [grid.metric, second if grid.task == "classification" else "rmse"]
+    x = _axis(grid.reference.trials)
+    return [f"{m}_vs_{'trees' if x == 'n_estimators' else x}.png" for m in metrics]
 
 
 def _timeline_plot(
@@ -168,8 +195,8 @@ def waterfall_plot(grid: GridResult, path: Path) -> Path:
 
 
 def write_plots(result: Result, out_dir: Path) -> list[Path]:
-    """RMSE and R² vs number of trees (the first seed's plots), trial timelines, the speedup
-    waterfall, Tune's rounds."""
+    """The selection metric vs a parameter (for a regression the first seed's RMSE and R² vs
+    number of trees), trial timelines, the speedup waterfall, Tune's rounds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,10 +205,11 @@ def write_plots(result: Result, out_dir: Path) -> list[Path]:
     if grid is not None:
         phase = GRID_PARALLEL.key if grid.parallel else GRID_SEQUENTIAL.key
         trials = grid.reference.trials
-        paths = [out_dir / name for name in PLOTS]
-        _metric_plot(trials, "rmse", "RMSE", paths[0], grid.best.index)
-        _metric_plot(trials, "r2", "R²", paths[1], grid.best.index)
-        _timeline_plot(phase, trials, paths[2], grid.lower_bound_s)
+        paths = [out_dir / name for name in metric_plots(grid)]
+        for path in paths:
+            _metric_plot(grid, path.name.partition("_vs_")[0], path)
+        paths.append(out_dir / PLOTS[2])
+        _timeline_plot(phase, trials, paths[-1], grid.lower_bound_s)
         if grid.breakdown is not None:
             paths.append(waterfall_plot(grid, out_dir / WATERFALL_PLOT))
     if result.tune is not None:
@@ -234,7 +262,7 @@ def _dashboard_by_trial(ax: Any, data: Panels) -> None:
     ax[6].set(title="Trials per second", ylabel="trials / s")
     ax[6].tick_params(axis="x", rotation=30, labelsize=7)
     ax[7].bar([t for t, _ in data.best], [v for _, v in data.best])
-    ax[7].set(title="Best RMSE per run", ylabel="RMSE")
+    ax[7].set(title="Best model per run (its selection metric)", ylabel="score")
     ax[7].tick_params(axis="x", rotation=30, labelsize=7)
 
 
@@ -292,26 +320,14 @@ def _scale_panels(ax_s: Any, ax_e: Any, ax_w: Any, curve: Curve, c: str) -> None
             alpha=0.6,
             label=f"USL σ={f.usl_sigma:.3f} κ={f.usl_kappa:.4f}{note}",
         )
-    ax_e.errorbar(
-        n,
-        curve.efficiency,
-        yerr=whiskers(curve.efficiency, curve.efficiency_range),
-        fmt="o-",
-        color=c,
-        capsize=4,
-        label=f"{phase} parallel",
-    )
-    ax_e.plot(n, curve.schedule_efficiency, "x--", color=c, label=f"{phase} schedule")
-    ax_w.errorbar(
-        n,
-        curve.wall,
-        yerr=whiskers(curve.wall, curve.wall_range),
-        fmt="o-",
-        color=c,
-        capsize=4,
-        label=f"{phase} wall",
-    )
-    ax_w.plot(n, curve.lower_bound, "x--", color=c, label=f"{phase} lower bound")
+    for ax, values, ranges, name, bound, bound_name in (
+        (ax_e, curve.efficiency, curve.efficiency_range, "parallel", curve.schedule_efficiency, "schedule"),
+        (ax_w, curve.wall, curve.wall_range, "wall", curve.lower_bound, "lower bound"),
+    ):
+        ax.errorbar(
+            n, values, yerr=whiskers(values, ranges), fmt="o-", color=c, capsize=4, label=f"{phase} {name}"
+        )
+        ax.plot(n, bound, "x--", color=c, label=f"{phase} {bound_name}")
 
 
 def write_scale_plot(result: ScaleResult, out_dir: Path) -> Path:

@@ -29,8 +29,8 @@ from rayscale.errors import RayscaleError
 from rayscale.forecast import Forecast, ForecastCosts, ForecastPoint
 from rayscale.grids import load_grid
 from rayscale.options import GRID_PARALLEL, TUNE, PredictOptions
-from rayscale.scaling import Measurement, cheapest_meeting_deadline, node_hours
-from rayscale.schema import Result, Round, ScaleResult, TrialRecord, TuneTrial, lower_bound, trial_slots
+from rayscale.scaling import Measurement, ScaleResult, cheapest_meeting_deadline, node_hours
+from rayscale.schema import Result, Round, TrialRecord, TuneTrial, lower_bound, trial_slots
 
 
 def worker_gap(trials: Sequence[TrialRecord] | Sequence[TuneTrial]) -> float:

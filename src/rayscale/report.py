@@ -14,7 +14,8 @@ from rayscale.errors import RayscaleError
 from rayscale.forecast import Forecast
 from rayscale.layout import FORECAST_PLOT, RESULT_FILE
 from rayscale.plots import write_forecast_plot, write_plots, write_scale_plot
-from rayscale.schema import Result, ScaleResult
+from rayscale.scaling import ScaleResult
+from rayscale.schema import Result
 from rayscale.tables import print_forecast, print_partial, print_report, print_scale_report
 
 

@@ -1,4 +1,5 @@
-"""The grid's two runners: sequential in the driver, and one Ray task per config.
+"""The grid's two runners: sequential in the driver, and one Ray task per config (per config
+and fold with ``--cv``).
 
 Both call :func:`fit_and_score`, so the only difference between them is where and when each
 fit runs; their metrics must agree exactly (:func:`mismatches`).
@@ -6,11 +7,13 @@ fit runs; their metrics must agree exactly (:func:`mismatches`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +21,30 @@ import numpy as np
 
 from rayscale.datasets import Dataset
 from rayscale.errors import RayscaleError, TrialFailed
-from rayscale.grids import TrialSpec
+from rayscale.grids import DEFAULT_ESTIMATOR, TrialSpec, estimator_class, make_estimator
 from rayscale.options import GRID_PARALLEL, GRID_SEQUENTIAL, check_cpus_per_trial
-from rayscale.schema import TrialRecord, trial_slots
+from rayscale.schema import BestModel, TrialRecord, trial_slots
+from rayscale.tasks import Task, score
 
 # X_train, y_train, X_test, y_test, X_val, y_val (the validation pair is None without one)
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 OnTrial = Callable[[TrialRecord], None]
+TINY_S = 0.01  # a trial predicted to fit in less goes with others into one task
+BATCH_S = 0.05  # about how long such a task runs (tens of milliseconds, as joblib aims for)
+
+
+@dataclass(frozen=True)
+class Work:
+    """What every grid task needs besides its config, put in the object store once."""
+
+    arrays: Arrays
+    task: Task
+    n_classes: int
+    folds: tuple[tuple[np.ndarray, np.ndarray], ...]  # --cv: (train rows, held-out rows) per fold
+
+
+def work(dataset: Dataset) -> Work:
+    return Work(arrays(dataset), dataset.task, dataset.n_classes, dataset.folds)
 
 
 def _system_failures() -> tuple[type[BaseException], ...]:
@@ -47,17 +67,6 @@ def arrays(dataset: Dataset) -> Arrays:
     return dataset.X_train, dataset.y_train, dataset.X_test, dataset.y_test, dataset.X_val, dataset.y_val
 
 
-def scores(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """RMSE, R² and MAE: the same metrics for the grid and for Tune."""
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-
-    return {
-        "rmse": float(np.sqrt(mean_squared_error(y_true, predicted))),
-        "r2": float(r2_score(y_true, predicted)),
-        "mae": float(mean_absolute_error(y_true, predicted)),
-    }
-
-
 def where() -> tuple[str, str]:
     """(node IP, node id) of the calling process; the node id is empty outside Ray."""
     import ray
@@ -66,23 +75,41 @@ def where() -> tuple[str, str]:
     return ray.util.get_node_ip_address(), node_id
 
 
-def fit_and_score(params: dict[str, Any], data: Arrays) -> dict[str, Any]:
-    """Fit one GradientBoostingRegressor and score it on the hold-out set (and the validation
-    split, when there is one)."""
-    from sklearn.ensemble import GradientBoostingRegressor
-
-    X_train, y_train, X_test, y_test, X_val, y_val = data
+def fit_and_score(spec: TrialSpec, data: Work) -> dict[str, Any]:
+    """Fit one config and score it on the task's metrics: on the hold-out set (and the validation
+    split, when there is one), or with ``--cv`` on its fold's held-out rows."""
+    X_train, y_train, X_test, y_test, X_val, y_val = data.arrays
+    if spec.fold is not None:
+        fit_rows, held_out = data.folds[spec.fold]
+        X_train, y_train, X_test, y_test = (
+            X_train[fit_rows],
+            y_train[fit_rows],
+            X_train[held_out],
+            y_train[held_out],
+        )
+        X_val = y_val = None
     start_ts = time.time()
     t0 = time.perf_counter()
-    model = GradientBoostingRegressor(**params).fit(X_train, y_train)
+    model = make_estimator(spec.estimator, spec.params).fit(X_train, y_train)
     t1 = time.perf_counter()
-    predicted = model.predict(X_test)
+    metrics = score(data.task, model, X_test, y_test, data.n_classes)
     t2 = time.perf_counter()
     node, node_id = where()
-    validation = None if X_val is None else scores(y_val, model.predict(X_val))["rmse"]  # type: ignore[arg-type]
+    val_metrics = {} if X_val is None else score(data.task, model, X_val, y_val, data.n_classes)  # type: ignore[arg-type]
+    regression = (
+        {
+            "rmse": metrics["rmse"],
+            "r2": metrics["r2"],
+            "mae": metrics["mae"],
+            "val_rmse": val_metrics.get("rmse"),
+        }
+        if data.task == "regression"
+        else {}
+    )
     return {
-        **scores(y_test, predicted),
-        "val_rmse": validation,
+        **regression,
+        "metrics": metrics,
+        "val_metrics": val_metrics,
         "fit_s": t1 - t0,
         "predict_s": t2 - t1,
         "node": node,
@@ -93,13 +120,27 @@ def fit_and_score(params: dict[str, Any], data: Arrays) -> dict[str, Any]:
     }
 
 
+def refit(best: BestModel, estimator: str, dataset: Dataset) -> BestModel:
+    """``--cv``: the chosen config fitted on the whole training split and scored once on the
+    untouched test split (as GridSearchCV's ``refit``)."""
+    outcome = fit_and_score(TrialSpec(best.index, best.params, estimator), work(dataset))
+    scores = {k: outcome.get(k) for k in ("rmse", "r2", "mae")}
+    return best.model_copy(update={"metrics": outcome["metrics"], **scores})
+
+
 def _record(
     spec: TrialSpec, cost: float, outcome: dict[str, Any], submit_ts: float, retries: int = 0
 ) -> TrialRecord:
     # Clocks of different hosts can disagree by milliseconds; a queue time is never negative.
     queue_s = max(0.0, outcome["start_ts"] - submit_ts)
     return TrialRecord(
-        index=spec.index, params=spec.params, cost=cost, queue_s=queue_s, retries=retries, **outcome
+        index=spec.index,
+        params=spec.params,
+        fold=spec.fold,
+        cost=cost,
+        queue_s=queue_s,
+        retries=retries,
+        **outcome,
     )
 
 
@@ -107,13 +148,13 @@ def run_sequential(
     specs: Sequence[TrialSpec], dataset: Dataset, on_trial: OnTrial | None = None
 ) -> tuple[float, list[TrialRecord]]:
     """Fit every config one after another in this process; return (wall seconds, records)."""
-    data = arrays(dataset)
+    data = work(dataset)
     records = []
     started = time.perf_counter()
     for spec in specs:
         submit_ts = time.time()
         try:
-            outcome = fit_and_score(spec.params, data)
+            outcome = fit_and_score(spec, data)
         except Exception as exc:  # the model's own error: this trial failed
             raise TrialFailed(_failure(spec, exc), GRID_SEQUENTIAL.key) from None
         record = _record(spec, spec.cost(dataset.n_train, dataset.n_features), outcome, submit_ts)
@@ -127,11 +168,11 @@ def _failure(spec: TrialSpec, exc: BaseException) -> str:
     return f"config {spec.index} failed: {type(exc).__name__}: {exc}".splitlines()[0]
 
 
-def warm_driver(dataset: Dataset) -> float:
+def warm_driver(dataset: Dataset, estimator: str = DEFAULT_ESTIMATOR) -> float:
     """The sequential runner's warm-up, the same as a Ray worker's: import the estimator and fit
     a tiny model, so that no timed round pays the import."""
     started = time.perf_counter()
-    _warm_task(arrays(dataset), 0.0)
+    _warm_task(work(dataset), 0.0, estimator)
     return time.perf_counter() - started
 
 
@@ -182,20 +223,25 @@ class RayProcesses:
         return total / self._tick
 
 
+def _tiny(estimator: str) -> dict[str, Any]:
+    """A few trees or iterations of ``estimator``, where it has such a parameter."""
+    known = estimator_class(estimator)().get_params()
+    return {k: v for k, v in (("n_estimators", 2), ("max_iter", 2), ("max_depth", 1)) if k in known}
+
+
 def _remote_fit() -> Any:
     import ray
 
     # Ray's own retries are off: the runner retries system failures itself, so it can count them.
-    return ray.remote(max_retries=0)(fit_and_score)
+    return ray.remote(max_retries=0)(fit_batch)
 
 
-def _warm_task(data: Arrays, hold_s: float) -> int:
+def _warm_task(data: Work, hold_s: float, estimator: str = DEFAULT_ESTIMATOR) -> int:
     """Import the estimator, touch the shared data, fit a tiny model, then hold the CPU."""
-    from sklearn.ensemble import GradientBoostingRegressor
-
     started = time.perf_counter()
-    X_train, y_train = data[0], data[1]
-    GradientBoostingRegressor(n_estimators=2, max_depth=1).fit(X_train[:64], y_train[:64])
+    X_train, y_train = data.arrays[0], data.arrays[1]
+    with contextlib.suppress(Exception):  # best effort: the timed rounds report a real failure
+        estimator_class(estimator)(**_tiny(estimator)).fit(X_train[:64], y_train[:64])
     time.sleep(max(0.0, hold_s - (time.perf_counter() - started)))
     return os.getpid()
 
@@ -218,6 +264,7 @@ class RayGridRunner:
         cluster_cpus: int,
         nodes: Sequence[tuple[str, int]] | None = None,
         max_retries: int = 3,
+        estimator: str = DEFAULT_ESTIMATOR,
     ) -> None:
         import ray
 
@@ -226,9 +273,12 @@ class RayGridRunner:
         self.dataset = dataset
         self.cpus_per_trial = cpus_per_trial
         self.max_retries = max_retries
+        self.estimator = estimator
         self.nodes = list(nodes) if nodes else None
         self.slots = sum(self._slots().values()) if self.nodes else trial_slots(cluster_cpus, cpus_per_trial)
-        self.data_ref = ray.put(arrays(dataset))
+        self.data_ref = ray.put(work(dataset))
+        self.seconds_per_cost: float | None = None  # from the fits timed so far; sizes the batches
+        self.tasks = 0  # Ray tasks the last round ran (fewer than its trials when batched)
         self._fit = _remote_fit()
 
     def _pinned(self, remote: Any, node_id: str | None) -> Any:
@@ -251,12 +301,27 @@ class RayGridRunner:
         started = time.perf_counter()
         task = ray.remote(_warm_task)
         refs = [
-            self._pinned(task, node_id).remote(self.data_ref, hold_s)
+            self._pinned(task, node_id).remote(self.data_ref, hold_s, self.estimator)
             for node_id, count in self._slots().items()
             for _ in range(count)
         ]
         ray.get(refs)
         return time.perf_counter() - started
+
+    def _batch(
+        self, queue: deque[tuple[TrialSpec, int]], cost: Callable[[TrialSpec], float]
+    ) -> list[tuple[TrialSpec, int]]:
+        """The next task's trials: one, or for tiny trials as many as make about ``BATCH_S``
+        (joblib's auto-batching, sized from the fit times measured so far)."""
+        batch = [queue.popleft()]
+        k = self.seconds_per_cost
+        if k is None or k * cost(batch[0][0]) >= TINY_S:
+            return batch
+        total = k * cost(batch[0][0])
+        while queue and total + k * cost(queue[0][0]) <= BATCH_S and k * cost(queue[0][0]) < TINY_S:
+            total += k * cost(queue[0][0])
+            batch.append(queue.popleft())
+        return batch
 
     def run(
         self, specs: Sequence[TrialSpec], on_trial: OnTrial | None = None
@@ -264,30 +329,41 @@ class RayGridRunner:
         """One timed round: submit longest-expected-first, collect as tasks finish.
 
         Unpinned, every task is submitted at once and Ray's scheduler hands them out in order;
-        pinned, each node gets tasks as its slots free up.
+        pinned, each node gets tasks as its slots free up. Trials predicted under ``TINY_S`` go
+        several to a task (:meth:`_batch`); until a first fit has been timed, one slot's worth
+        goes first, alone.
         """
         import ray
 
         n, f = self.dataset.n_train, self.dataset.n_features
+        costs = {(s.index, s.fold): s.cost(n, f) for s in specs}
+
+        def cost(spec: TrialSpec) -> float:
+            return costs[(spec.index, spec.fold)]
+
         queue: deque[tuple[TrialSpec, int]] = deque(
-            (spec, 0) for spec in sorted(specs, key=lambda s: s.cost(n, f), reverse=True)
+            (spec, 0) for spec in sorted(specs, key=cost, reverse=True)
         )
-        free: dict[str | None, int] = self._slots() if self.nodes else {None: len(queue)}
-        pending: dict[ray.ObjectRef, tuple[TrialSpec, float, str | None, int]] = {}
+        pilot = self.seconds_per_cost is None
+        free: dict[str | None, int] = (
+            self._slots() if self.nodes else {None: self.slots if pilot else len(queue)}
+        )
+        pending: dict[ray.ObjectRef, tuple[list[tuple[TrialSpec, int]], float, str | None]] = {}
         remotes = {node_id: self._pinned(self._fit, node_id) for node_id in free}
 
         def fill() -> None:
             for node_id in free:
                 while free[node_id] > 0 and queue:
-                    spec, retries = queue.popleft()
+                    batch = self._batch(queue, cost)
                     submit_ts = time.time()
-                    ref = remotes[node_id].remote(spec.params, self.data_ref)
-                    pending[ref] = (spec, submit_ts, node_id, retries)
+                    ref = remotes[node_id].remote([spec for spec, _ in batch], self.data_ref)
+                    pending[ref] = (batch, submit_ts, node_id)
                     free[node_id] -= 1
 
         started = time.perf_counter()
         fill()
-        records = []
+        records: list[TrialRecord] = []
+        self.tasks = 0
         while pending:
             waiting = list(pending)
             ready, waiting = ray.wait(waiting, num_returns=1)
@@ -295,60 +371,101 @@ class RayGridRunner:
                 more, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
                 ready += more
             for ref in ready:
-                spec, submit_ts, node_id, retries = pending.pop(ref)
+                batch, submit_ts, node_id = pending.pop(ref)
+                self.tasks += 1
                 try:
-                    outcome = ray.get(ref)
+                    outcomes = ray.get(ref)
                 except _system_failures() as exc:
-                    # The worker or its node went away: run the trial again elsewhere, first in line
-                    # (it was among the longest), on a node that is still alive.
-                    if retries >= self.max_retries:
-                        raise RayscaleError(
-                            f"config {spec.index} was lost {retries + 1} times "
-                            f"({type(exc).__name__}); giving up",
-                            3,
-                        ) from None
-                    queue.appendleft((spec, retries + 1))
-                    if node_id is not None and not _alive(node_id):
-                        del free[node_id]
-                        if not free:
-                            raise RayscaleError(
-                                "every selected node died; no node is left to run trials", 3
-                            ) from None
-                    else:
-                        free[node_id] += 1
+                    # The worker or its node went away: run its trials again elsewhere, first in line
+                    # (they were among the longest), on a node that is still alive.
+                    self._lost(batch, exc, queue, free, node_id)
                     continue
                 except ray.exceptions.RayTaskError as exc:
                     cause = exc.cause if exc.cause is not None else exc
-                    raise TrialFailed(_failure(spec, cause), GRID_PARALLEL.key) from None
+                    raise TrialFailed(_failure(batch[0][0], cause), GRID_PARALLEL.key) from None
                 free[node_id] += 1
-                record = _record(spec, spec.cost(n, f), outcome, submit_ts, retries)
-                records.append(record)
-                if on_trial:
-                    on_trial(record)
+                for (spec, retries), outcome in zip(batch, outcomes, strict=True):
+                    if "error" in outcome:
+                        raise TrialFailed(
+                            f"config {spec.index} failed: {outcome['error']}", GRID_PARALLEL.key
+                        )
+                    record = _record(spec, cost(spec), outcome, submit_ts, retries)
+                    records.append(record)
+                    if on_trial:
+                        on_trial(record)
+            if pilot and records:  # the first fits are timed: size the batches, submit the rest
+                self.seconds_per_cost = _seconds_per_cost(records)
+                pilot = False
+                if not self.nodes:
+                    free[None] += len(queue)
             fill()
         wall = time.perf_counter() - started
-        records.sort(key=lambda r: r.index)
+        self.seconds_per_cost = _seconds_per_cost(records)
+        records.sort(key=lambda r: (r.index, r.fold or 0))
         return wall, records
 
+    def _lost(
+        self,
+        batch: list[tuple[TrialSpec, int]],
+        exc: BaseException,
+        queue: deque[tuple[TrialSpec, int]],
+        free: dict[str | None, int],
+        node_id: str | None,
+    ) -> None:
+        for spec, retries in reversed(batch):
+            if retries >= self.max_retries:
+                raise RayscaleError(
+                    f"config {spec.index} was lost {retries + 1} times ({type(exc).__name__}); giving up", 3
+                ) from None
+            queue.appendleft((spec, retries + 1))
+        if node_id is not None and not _alive(node_id):
+            del free[node_id]
+            if not free:
+                raise RayscaleError("every selected node died; no node is left to run trials", 3) from None
+        else:
+            free[node_id] += 1
 
-METRICS = ("rmse", "r2", "mae")
+
+def _seconds_per_cost(records: Sequence[TrialRecord]) -> float | None:
+    """The median fit seconds per cost unit of ``records`` (what sizes the batches)."""
+    ratios = sorted(r.fit_s / r.cost for r in records if r.cost > 0)
+    return ratios[len(ratios) // 2] if ratios else None
+
+
+def fit_batch(specs: list[TrialSpec], data: Work) -> list[dict[str, Any]]:
+    """Several trials in one task, one after another; a trial that raises is returned as its
+    error, so the driver names the config that failed."""
+    out: list[dict[str, Any]] = []
+    for spec in specs:
+        try:
+            out.append(fit_and_score(spec, data))
+        except Exception as exc:  # the model's own error, reported for this config
+            out.append({"error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+    return out
 
 
 def mismatches(a: Sequence[TrialRecord], b: Sequence[TrialRecord], rel_tol: float = 1e-9) -> list[str]:
-    """Configs whose metrics differ between two runs of the same grid (empty when identical)."""
-    by_index = {t.index: t for t in b}
+    """Tasks whose metrics differ between two runs of the same grid (empty when identical)."""
+
+    def key(t: TrialRecord) -> tuple[int, int | None]:
+        return t.index, t.fold
+
+    def name(k: tuple[int, int | None]) -> str:
+        return f"config {k[0]}" + ("" if k[1] is None else f" fold {k[1]}")
+
+    by_key = {key(t): t for t in b}
     problems = []
     for t in a:
-        other = by_index.get(t.index)
+        other = by_key.get(key(t))
         if other is None:
-            problems.append(f"config {t.index} missing from the second run")
+            problems.append(f"{name(key(t))} missing from the second run")
             continue
-        for name in METRICS:
-            x, y = getattr(t, name), getattr(other, name)
-            if not math.isclose(x, y, rel_tol=rel_tol, abs_tol=1e-12):
-                problems.append(f"config {t.index}: {name} {x!r} != {y!r}")
+        for metric in sorted(set(t.metrics) | set(other.metrics)):
+            x, y = t.metrics.get(metric), other.metrics.get(metric)
+            if x is None or y is None or not math.isclose(x, y, rel_tol=rel_tol, abs_tol=1e-12):
+                problems.append(f"{name(key(t))}: {metric} {x!r} != {y!r}")
     problems += [
-        f"config {i} missing from the first run" for i in sorted(set(by_index) - {t.index for t in a})
+        f"{name(k)} missing from the first run" for k in sorted(set(by_key) - {key(t) for t in a}, key=str)
     ]
     return problems
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -35,8 +35,12 @@ from rayscale.observers import MetricsCallback, ProgressCallback, stderr_console
 from rayscale.options import GRID_PARALLEL, TUNE, ScaleOptions, check_output_dir
 from rayscale.phases import build
 from rayscale.pipeline import load_work
-from rayscale.scaling import Measurement, analyse
-from rayscale.schema import ClusterInfo, Round, ScaleResult, Trial, trial_slots
+from rayscale.sandbox import check_isolation
+from rayscale.scaling import Emulation, Measurement, ScaleResult, analyse
+from rayscale.schema import ClusterInfo, Round, Trial, trial_slots
+
+if TYPE_CHECKING:
+    from rayscale.isolate import IsolatedCluster
 
 RAMP_POLL_S = 1.0
 
@@ -56,16 +60,25 @@ class Ramp:
 
 
 @contextmanager
-def _sessions(opts: ScaleOptions) -> Iterator[Any]:
-    """Yield a function n → context manager of (cluster info, pinned nodes or None, resize ramp or None)."""
+def _sessions(opts: ScaleOptions, run_id: str, kept: str) -> Iterator[Any]:
+    """Yield a function n → context manager of (cluster info, pinned nodes or None, resize ramp or
+    None, the isolated cluster or None)."""
     if opts.mode == "local":
 
         @contextmanager
-        def local(n: int) -> Iterator[tuple[ClusterInfo, None, None]]:
+        def local(n: int) -> Iterator[tuple[ClusterInfo, None, None, IsolatedCluster | None]]:
+            if opts.isolate:
+                from rayscale.isolate import Isolation, isolated_cluster
+
+                isolation = Isolation.of(opts)
+                with isolated_cluster(n, opts.cpus_per_node, isolation, run_id, kept) as cluster:
+                    assert cluster.info is not None
+                    yield cluster.info, None, None, cluster
+                return
             with local_cluster(n, opts.cpus_per_node) as info:
                 if info.nodes != n:
                     raise RayscaleError(f"the local cluster has {info.nodes} node(s), expected {n}", 3)
-                yield info, None, None
+                yield info, None, None, None
 
         yield local
         return
@@ -78,9 +91,10 @@ def _sessions(opts: ScaleOptions) -> Iterator[Any]:
                 )
 
             @contextmanager
-            def subset(n: int) -> Iterator[tuple[ClusterInfo, list[tuple[str, int]], None]]:
+            def subset(n: int) -> Iterator[tuple[ClusterInfo, list[tuple[str, int]], None, None]]:
                 chosen = [(node["NodeID"], int(node["Resources"]["CPU"])) for node in available[:n]]
-                yield info.model_copy(update={"nodes": n, "cpus": sum(c for _, c in chosen)}), chosen, None
+                chosen_cpus = sum(c for _, c in chosen)
+                yield info.model_copy(update={"nodes": n, "cpus": chosen_cpus}), chosen, None, None
 
             yield subset
             return
@@ -96,7 +110,7 @@ def _sessions(opts: ScaleOptions) -> Iterator[Any]:
         with scaler.restored():
 
             @contextmanager
-            def resized(n: int) -> Iterator[tuple[ClusterInfo, None, Ramp]]:
+            def resized(n: int) -> Iterator[tuple[ClusterInfo, None, Ramp, None]]:
                 before = {node["NodeID"] for node in cpu_nodes()}
                 patched = time.time()
                 scaler.set_workers(n - 1 if head_counts else n)
@@ -105,12 +119,12 @@ def _sessions(opts: ScaleOptions) -> Iterator[Any]:
                     patched, time.time() - patched, frozenset(x["NodeID"] for x in cpu_nodes()) - before
                 )
                 cpus = sum(int(node["Resources"]["CPU"]) for node in cpu_nodes())
-                yield info.model_copy(update={"nodes": n, "cpus": cpus}), None, ramp
+                yield info.model_copy(update={"nodes": n, "cpus": cpus}), None, ramp, None
 
             yield resized
 
 
-def _measure(ctx: Context, ramp: Ramp | None) -> list[Measurement]:
+def _measure(ctx: Context, ramp: Ramp | None, emulation: Emulation | None) -> list[Measurement]:
     """What one node count's phases measured, from the context they ran in."""
     info = ctx.cluster
     assert info is not None
@@ -121,6 +135,7 @@ def _measure(ctx: Context, ramp: Ramp | None) -> list[Measurement]:
         "connect_s": info.connect_s,
         "resize_s": ramp.alive_s if ramp else None,
         "first_trial_s": ramp.first_trial_s(ran(ctx)) if ramp else None,
+        "emulation": emulation,
     }
     out = []
     par = ctx.results.get(GRID_PARALLEL.key)
@@ -176,7 +191,7 @@ class _Sweep:
             strict=run.strict_metrics,
         )
         callbacks = CallbackList([MetricsCallback(metrics), ProgressCallback(self.console)])
-        with session(n) as (info, pinned, ramp):
+        with session(n) as (info, pinned, ramp, isolated):
             ctx = Context(
                 run,
                 self.dataset,
@@ -195,7 +210,11 @@ class _Sweep:
                 ctx.end("failed", exc)
                 raise
             ctx.end("complete")
-        measured = _measure(ctx, ramp)
+            emulation = isolated.emulation(ran(ctx), run.cpus_per_trial) if isolated else None
+        if emulation is not None and not emulation.faithful:
+            line = f"warning: the isolated {n}-node point is not faithful: {emulation.why}"
+            self.console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
+        measured = _measure(ctx, ramp, emulation)
         if ramp is not None:
             metrics.record_resize(n, info.cpus, ramp.alive_s, measured[0].first_trial_s)
         self.measured += measured
@@ -211,6 +230,7 @@ def run_scale(opts: ScaleOptions, console: Console | None = None) -> tuple[Scale
     """Measure every node count, writing the scaling bundle as each one finishes (a sweep cut
     short keeps its points). The plot is the caller's (a view, :mod:`rayscale.report`)."""
     opts.validate()
+    check_isolation(opts)  # the --isolate options, and whether this machine can isolate
     run = opts.run
     dataset, specs = load_work(run)
     run_id = new_run_id()
@@ -232,7 +252,7 @@ def run_scale(opts: ScaleOptions, console: Console | None = None) -> tuple[Scale
     kept = f"Node counts measured so far are in {out_dir / SCALE_FILE}" + (
         "; the worker replicas were restored" if opts.kuberay else ""
     )
-    with wall_limit(run.max_wall, kept), stop_on_sigterm(kept), _sessions(opts) as session:
+    with wall_limit(run.max_wall, kept), stop_on_sigterm(kept), _sessions(opts, run_id, kept) as session:
         if opts.mode != "local" and (line := other_jobs_warning()):
             sweep.console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
         results = [sweep.node_count(n, session) for n in opts.nodes]

@@ -16,23 +16,120 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, computed_field
 from scipy.optimize import minimize_scalar, nnls
 
 from rayscale.schema import (
-    Cheapest,
+    BundleHeader,
     Round,
     Rounds,
-    ScaleFit,
-    ScalePoint,
-    ScaleResult,
-    StragglerRecord,
+    StrictModel,
     TrialRecord,
     TuneTrial,
     breakdown,
 )
 from rayscale.stats import Stats
+
+# -- the scaling bundle's models ----------------------------------------------------------------
+
+
+class StragglerRecord(StrictModel):
+    index: int
+    node: str
+    node_id: str
+    fit_s: float
+    expected_s: float
+
+
+class Emulation(StrictModel):
+    """How ``--isolate`` shaped a point's nodes, and whether the host kept up (rayscale.isolate)."""
+
+    isolated: bool = True
+    cpu_limit: float  # cores per node: the CFS quota of its cgroup
+    cfs_period_us: int
+    link_mbps: float | None = None  # each node's link, each way
+    link_delay_ms: float | None = None
+    host_idle: float | None  # share of the host's CPU time idle while trials ran
+    node_cpu: dict[str, float] = Field(
+        default_factory=dict
+    )  # cores each node (by address) got while a trial ran on it
+    # share of CFS periods each node was throttled in, trials running
+    node_throttled: dict[str, float] = Field(default_factory=dict)
+    faithful: bool
+    why: str | None = None  # what made it unfaithful
+
+
+class ScalePoint(Rounds):
+    """One phase at one node count: every round, and what the analysis derives.
+
+    ``speedup`` is T(smallest node count) × its nodes / T(N), i.e. against one node;
+    ``parallel_efficiency`` is that speedup / N (speedup / CPUs at one CPU per node).
+    """
+
+    phase: Literal["grid_parallel", "tune"]
+    nodes: int
+    cpus: int
+    lower_bound_s: float
+    speedup: float
+    parallel_efficiency: float
+    karp_flatt: float | None
+    node_hours: float
+    cost_per_trial: float | None
+    connect_s: float
+    warmup_s: float
+    resize_s: float | None = None  # --kuberay: patch to every new raylet alive
+    first_trial_s: float | None = None  # --kuberay: patch to the first trial on a node that joined
+    emulation: Emulation | None = None  # --isolate: the nodes' CPU limit and link, and fidelity
+    trials_per_node: dict[str, int]
+    stragglers: list[StragglerRecord]
+    breakdown: dict[str, float] = Field(default_factory=dict)
+    trials: list[TrialRecord] | list[TuneTrial]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def schedule_efficiency(self) -> float:
+        return self.lower_bound_s / self.wall_s
+
+    @property
+    def round_speedups(self) -> list[float]:
+        """Each round's speedup against the same base as ``speedup``: the spread behind it."""
+        work = self.speedup * self.wall_s  # T(smallest node count) × its nodes
+        return [work / w for w in self.rounds_s]
+
+
+class ScaleFit(StrictModel):
+    phase: str
+    points: int  # node counts fitted; two points make an exact interpolation, not a prediction
+    amdahl_serial_fraction: float
+    amdahl_rmse: float
+    usl_sigma: float
+    usl_kappa: float
+    usl_rmse: float
+    usl_peak_nodes: float | None
+
+
+class Cheapest(StrictModel):
+    phase: str
+    nodes: int
+    cost: float
+    wall_s: float
+
+
+class ScaleResult(BundleHeader):
+    """A node-count sweep: the same work on 1..N nodes, with scaling-law fits and cost."""
+
+    kind: Literal["scale"] = "scale"
+    mode: Literal["local", "kuberay", "address"]
+    cpus_per_node: int
+    node_counts: list[int]
+    points: list[ScalePoint]
+    fits: list[ScaleFit]
+    price_per_node_hour: float | None = None
+    deadline_s: float | None = None
+    cheapest: list[Cheapest] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -161,6 +258,7 @@ class Measurement:
     warmup_s: float = 0.0
     resize_s: float | None = None
     first_trial_s: float | None = None
+    emulation: Emulation | None = None
 
     @property
     def walls(self) -> Stats:
@@ -181,6 +279,7 @@ class Measurement:
             warmup_s=point.warmup_s,
             resize_s=point.resize_s,
             first_trial_s=point.first_trial_s,
+            emulation=point.emulation,
         )
 
 
@@ -203,6 +302,7 @@ def _point(m: Measurement, base: Measurement, speedup: float, price: float | Non
         warmup_s=m.warmup_s,
         resize_s=m.resize_s,
         first_trial_s=m.first_trial_s,
+        emulation=m.emulation,
         trials_per_node=dict(Counter(t.node_id for t in m.trials)),
         stragglers=stragglers(records),
         breakdown=breakdown(
@@ -238,7 +338,7 @@ def analyse(
     """Speedup, efficiencies, the breakdown, Karp–Flatt, fits and cost from every phase's measurements."""
     points: list[ScalePoint] = []
     fits: list[ScaleFit] = []
-    cheapest: list[Cheapest] = []
+    cheapest: list[Cheapest] = Field(default_factory=list)
     for phase in dict.fromkeys(m.phase for m in measured):
         series = sorted((m for m in measured if m.phase == phase), key=lambda m: m.nodes)
         nodes, walls = [m.nodes for m in series], [m.walls.median for m in series]

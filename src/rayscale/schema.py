@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, computed_field, model_validator
 
 from rayscale.stats import Stats, paired_ratio
+from rayscale.tasks import ranking_key
 
 SCHEMA_VERSION = 2
 
@@ -57,16 +58,20 @@ class TrialState(str, Enum):
 class Trial(StrictModel):
     """What every trial has, grid or Tune: its config, quality, and where and when it ran.
 
-    ``rmse``/``r2``/``mae`` are on the test split; ``val_rmse`` on the validation split carved
-    from the training rows (``--validation-size``), which is what selection uses when present.
+    ``metrics`` holds every metric of the task (:mod:`rayscale.tasks`) on the test split (with
+    ``--cv``, on the task's held-out fold); ``val_metrics`` the same on the validation split carved
+    from the training rows (``--validation-size``), which is what selection uses when present. A
+    regression trial also carries its ``rmse``/``r2``/``mae`` (and ``val_rmse``) on their own.
     """
 
     index: int
     params: dict[str, Any]
-    rmse: float
-    r2: float
-    mae: float
+    rmse: float | None = None
+    r2: float | None = None
+    mae: float | None = None
     val_rmse: float | None = None
+    metrics: dict[str, float] = {}
+    val_metrics: dict[str, float] = {}
     node: str
     node_id: str
     pid: int
@@ -84,10 +89,22 @@ class Trial(StrictModel):
     def state(self) -> TrialState:
         return self._state()
 
+    @model_validator(mode="after")
+    def _regression_metrics(self) -> Trial:
+        """A bundle written before ``metrics`` existed: its regression figures are its metrics."""
+        if not self.metrics and self.rmse is not None:
+            self.metrics = {"rmse": self.rmse, "r2": self.r2 or 0.0, "mae": self.mae or 0.0}
+            if self.val_rmse is not None and not self.val_metrics:
+                self.val_metrics = {"rmse": self.val_rmse}
+        return self
+
+    def selection(self, metric: str = "rmse") -> float:
+        """The score a best is chosen on: on validation when there is one, else the hold-out."""
+        return (self.val_metrics or self.metrics)[metric]
+
     @property
     def selection_rmse(self) -> float:
-        """The RMSE a best is chosen on: validation when there is one, else the hold-out."""
-        return self.rmse if self.val_rmse is None else self.val_rmse
+        return self.selection("rmse")
 
     @abstractmethod
     def _duration(self) -> float: ...
@@ -104,6 +121,7 @@ class TrialRecord(Trial):
     predict_s: float
     queue_s: float
     retries: int = 0  # times the trial ran again after its worker or node was lost
+    fold: int | None = None  # --cv: the held-out fold this task scored on
 
     def _duration(self) -> float:
         return self.fit_s
@@ -125,6 +143,9 @@ class TuneReport(StrictModel):
 class TuneTrial(Trial):
     """One Tune trial: boosting rounds run, and whether ASHA stopped it early."""
 
+    rmse: float  # the Tune phase is a regression (XGBoost's squared error)
+    r2: float
+    mae: float
     trial_id: str
     compute_s: float
     rounds: int
@@ -149,6 +170,7 @@ class Round(StrictModel):
     longest_s: float  # the longest trial
     span_s: float  # first trial start to last trial end (the makespan)
     ray_cpu_s: float | None = None  # CPU seconds Ray's own processes used during the round
+    tasks: int | None = None  # Ray tasks the round ran: fewer than its trials when tiny ones were batched
 
     @classmethod
     def of(cls, wall_s: float, trials: list[TrialRecord] | list[TuneTrial], **extra: Any) -> Round:
@@ -223,20 +245,56 @@ class ParallelPhase(Rounds):
 
 
 class BestModel(StrictModel):
+    """The chosen config and its scores: on the test split, and with ``--cv`` its mean CV scores."""
+
     index: int
     params: dict[str, Any]
-    rmse: float
-    r2: float
-    mae: float
+    rmse: float | None = None
+    r2: float | None = None
+    mae: float | None = None
     val_rmse: float | None = None
+    metrics: dict[str, float] = {}
+    cv_metrics: dict[str, float] = {}  # --cv: the mean over folds the choice was made on
 
 
-def best_of(trials: list[TrialRecord]) -> BestModel:
-    """Lowest selection RMSE (validation when there is one); ties go to the earlier config."""
-    top = min(trials, key=lambda t: (t.selection_rmse, t.index))
+def cv_means(trials: list[TrialRecord]) -> dict[int, dict[str, float]]:
+    """Each config's metrics averaged over its folds (``--cv``)."""
+    folds: dict[int, list[TrialRecord]] = {}
+    for t in trials:
+        folds.setdefault(t.index, []).append(t)
+    return {
+        index: {m: sum(t.metrics[m] for t in group) / len(group) for m in group[0].metrics}
+        for index, group in sorted(folds.items())
+    }
+
+
+def best_of(trials: list[TrialRecord], metric: str = "rmse") -> BestModel:
+    """The best selection score on ``metric`` (on validation when there is one; with ``--cv`` the
+    mean over folds); ties go to the earlier config."""
+    if any(t.fold is not None for t in trials):
+        means = cv_means(trials)
+        index = min(means, key=lambda i: (ranking_key(metric, means[i][metric]), i))
+        top = next(t for t in trials if t.index == index)
+        return BestModel(index=index, params=top.params, cv_metrics=means[index])
+    top = min(trials, key=lambda t: (ranking_key(metric, t.selection(metric)), t.index))
     return BestModel(
-        index=top.index, params=top.params, rmse=top.rmse, r2=top.r2, mae=top.mae, val_rmse=top.val_rmse
+        index=top.index,
+        params=top.params,
+        rmse=top.rmse,
+        r2=top.r2,
+        mae=top.mae,
+        val_rmse=top.val_rmse,
+        metrics=top.metrics,
     )
+
+
+def config_scores(trials: list[TrialRecord], metric: str) -> list[tuple[int, dict[str, Any], float]]:
+    """(index, params, score) per config on ``metric``: its test score, or with ``--cv`` its mean
+    over folds."""
+    if any(t.fold is not None for t in trials):
+        params = {t.index: t.params for t in trials}
+        return [(i, params[i], m[metric]) for i, m in cv_means(trials).items()]
+    return [(t.index, t.params, t.metrics[metric]) for t in sorted(trials, key=lambda t: t.index)]
 
 
 def swept_params(trials: list[TrialRecord] | list[TuneTrial]) -> list[str]:
@@ -330,7 +388,10 @@ class GridResult(StrictModel):
     sequential: SequentialPhase | None = None
     parallel: ParallelPhase | None = None
     mismatches: list[str] = []
-    selected_on: Literal["test", "validation"] = "test"
+    selected_on: Literal["test", "validation", "cv"] = "test"
+    task: Literal["regression", "classification"] = "regression"
+    metric: str = "rmse"  # what the best is chosen on
+    refit: BestModel | None = None  # --cv: the chosen config fitted on the whole training split
 
     @property
     def reference(self) -> SequentialPhase | ParallelPhase:
@@ -346,7 +407,17 @@ class GridResult(StrictModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def best(self) -> BestModel:
-        return best_of(self.reference.trials)
+        """The chosen config; with ``--cv``, refit on the training split and scored on the test split."""
+        chosen = best_of(self.reference.trials, self.metric)
+        if self.refit is not None:
+            return self.refit.model_copy(update={"cv_metrics": chosen.cv_metrics})
+        return chosen
+
+    @property
+    def best_score(self) -> float:
+        """The best model's score on the selection metric (its test score; the CV mean without a refit)."""
+        best = self.best
+        return (best.metrics or best.cv_metrics)[self.metric]
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -553,80 +624,3 @@ class Result(BundleHeader):
     @property
     def status(self) -> Literal["complete", "inconsistent"]:
         return "inconsistent" if self.grid is not None and self.grid.mismatches else "complete"
-
-
-class StragglerRecord(StrictModel):
-    index: int
-    node: str
-    node_id: str
-    fit_s: float
-    expected_s: float
-
-
-class ScalePoint(Rounds):
-    """One phase at one node count: every round, and what the analysis derives.
-
-    ``speedup`` is T(smallest node count) × its nodes / T(N), i.e. against one node;
-    ``parallel_efficiency`` is that speedup / N (speedup / CPUs at one CPU per node).
-    """
-
-    phase: Literal["grid_parallel", "tune"]
-    nodes: int
-    cpus: int
-    lower_bound_s: float
-    speedup: float
-    parallel_efficiency: float
-    karp_flatt: float | None
-    node_hours: float
-    cost_per_trial: float | None
-    connect_s: float
-    warmup_s: float
-    resize_s: float | None = None  # --kuberay: patch to every new raylet alive
-    first_trial_s: float | None = None  # --kuberay: patch to the first trial on a node that joined
-    trials_per_node: dict[str, int]
-    stragglers: list[StragglerRecord]
-    breakdown: dict[str, float] = {}
-    trials: list[TrialRecord] | list[TuneTrial]
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def schedule_efficiency(self) -> float:
-        return self.lower_bound_s / self.wall_s
-
-    @property
-    def round_speedups(self) -> list[float]:
-        """Each round's speedup against the same base as ``speedup``: the spread behind it."""
-        work = self.speedup * self.wall_s  # T(smallest node count) × its nodes
-        return [work / w for w in self.rounds_s]
-
-
-class ScaleFit(StrictModel):
-    phase: str
-    points: int  # node counts fitted; two points make an exact interpolation, not a prediction
-    amdahl_serial_fraction: float
-    amdahl_rmse: float
-    usl_sigma: float
-    usl_kappa: float
-    usl_rmse: float
-    usl_peak_nodes: float | None
-
-
-class Cheapest(StrictModel):
-    phase: str
-    nodes: int
-    cost: float
-    wall_s: float
-
-
-class ScaleResult(BundleHeader):
-    """A node-count sweep: the same work on 1..N nodes, with scaling-law fits and cost."""
-
-    kind: Literal["scale"] = "scale"
-    mode: Literal["local", "kuberay", "address"]
-    cpus_per_node: int
-    node_counts: list[int]
-    points: list[ScalePoint]
-    fits: list[ScaleFit]
-    price_per_node_hour: float | None = None
-    deadline_s: float | None = None
-    cheapest: list[Cheapest] = []

@@ -16,7 +16,8 @@ from rayscale.bundle import Partial
 from rayscale.compare import Row
 from rayscale.forecast import Forecast, ForecastPoint
 from rayscale.options import TUNE
-from rayscale.schema import GridResult, Result, ScaleResult, swept_params
+from rayscale.scaling import ScaleResult
+from rayscale.schema import GridResult, Result, swept_params
 from rayscale.stats import NOISY_HALF_WIDTH, half_width, repeats_to_narrow
 
 FACTOR_LABELS = {
@@ -89,6 +90,14 @@ def timing_table(result: Result) -> Table:
             _s(par.connect_s + par.warmup_s),
             f"connect {_s(par.connect_s)} + warm-up {_s(par.warmup_s)}, not in the timings",
         )
+    tasks = [r.tasks for r in par.rounds if r.tasks] if par else []
+    if tasks and max(tasks) < len(par.trials):  # type: ignore[union-attr]
+        trials = len(par.trials)  # type: ignore[union-attr]
+        table.add_row(
+            "Ray tasks",
+            str(max(tasks)),
+            f"{trials} trials, {trials / max(tasks):.1f} per task (tiny fits batched)",
+        )
     if grid.ray_cpu_share is not None:
         table.add_row(
             "Ray's own CPU", f"{grid.ray_cpu_share:.1%}", "raylet, GCS, agents; share of CPU × wall"
@@ -131,20 +140,32 @@ def best_table(result: Result) -> Table:
     grid = result.grid
     assert grid is not None
     best = grid.best
-    caption = (
-        "selected on the validation split, scored on the untouched test split"
-        if grid.selected_on == "validation"
-        else "selected and scored on the same hold-out (optimistic)"
-    )
+    folds = result.dataset.get("cv_folds")
+    caption = {
+        "validation": f"selected on the validation split by {grid.metric}, "
+        "scored on the untouched test split",
+        "cv": f"selected on the mean {grid.metric} of {folds}-fold CV, refit on the training split, "
+        "scored once on the untouched test split",
+        "test": f"selected by {grid.metric} and scored on the same hold-out (optimistic)",
+    }[grid.selected_on]
     table = _table("Best model", "figure", "value", caption=caption)
     for name in sorted(swept_params(grid.reference.trials)):
         table.add_row(name, str(best.params.get(name, "default")))
-    table.add_row("RMSE", f"{best.rmse:.2f}")
-    table.add_row("R²", f"{best.r2:.4f}")
-    table.add_row("MAE", f"{best.mae:.2f}")
+    for name, value in best.metrics.items():
+        table.add_row(SCORE_LABELS.get(name, name.replace("_", " ")), _score(name, value))
+    for name, value in best.cv_metrics.items():
+        table.add_row(f"CV mean {SCORE_LABELS.get(name, name.replace('_', ' '))}", _score(name, value))
     if best.val_rmse is not None:
         table.add_row("validation RMSE", f"{best.val_rmse:.2f}")
     return table
+
+
+SCORE_LABELS = {"rmse": "RMSE", "r2": "R²", "mae": "MAE", "f1_macro": "F1 (macro)", "roc_auc": "ROC AUC"}
+
+
+def _score(metric: str, value: float) -> str:
+    """RMSE and MAE in the target's units to 2 places; shares (R², accuracy, …) to 4."""
+    return f"{value:.2f}" if metric in ("rmse", "mae") else f"{value:.4f}"
 
 
 def tune_table(result: Result) -> Table:
@@ -246,9 +267,11 @@ def print_report(result: Result, console: Console, bundle: Path | None = None) -
     d = result.dataset
     validation = f" / {d['n_val']} validation" if d.get("n_val") else ""
     features = f", {d['n_features']} features" if "n_features" in d else ""
+    classes = f", {len(d['classes'])} classes" if d.get("classes") else ""
+    task = f" · {d['task']} ({d['task_reason'].removeprefix('auto: ')})" if d.get("task") else ""
     console.print(
         f"[bold]rayscale[/] run {result.run_id} · dataset {d['spec']} "
-        f"({d['n_train']} train{validation} / {d['n_test']} test rows{features})",
+        f"({d['n_train']} train{validation} / {d['n_test']} test rows{features}{classes}){task}",
         highlight=False,
     )
     grid = result.grid

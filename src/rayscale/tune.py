@@ -26,8 +26,9 @@ import numpy as np
 from rayscale.datasets import Dataset
 from rayscale.errors import RayscaleError, TrialFailed
 from rayscale.options import TUNE, TuneOptions, check_cpus_per_trial
-from rayscale.runners import Arrays, arrays, scores, where
+from rayscale.runners import Arrays, arrays, where
 from rayscale.schema import TuneModel, TuneReport, TuneResult, TuneTrial, trial_slots
+from rayscale.tasks import regression_scores as scores
 
 
 def grid_configs(space: dict[str, Any], seed: int) -> list[dict[str, Any]]:
