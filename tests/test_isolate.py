@@ -224,7 +224,7 @@ def test_a_stopped_isolated_scale_exits_3_in_one_line_and_leaves_nothing(
 ) -> None:
     out = tmp_path / "s"
     argv = ["scale", "--nodes", "1,2", "--local-cluster", "--isolate", "--grid", str(grid)]
-    proc = spawn([*argv, "--repeats", "200", "--output", str(out)], tmp_path / "stderr")
+    proc = spawn([*argv, "--repeats", "2000", "--output", str(out)], tmp_path / "stderr")
     names = _owned_by(proc.pid)
     _wait(lambda: (out / "scale.json").is_file() and _ray_up(names, 2), proc)
     sent = time.monotonic()
@@ -244,7 +244,7 @@ def test_a_stopped_isolated_scale_exits_3_in_one_line_and_leaves_nothing(
 @pytest.mark.cluster
 @needs_isolation
 def test_what_a_killed_run_left_is_removed_on_the_next_start(tmp_path: Path, grid: Path, spawn: Any) -> None:
-    argv = ["scale", "--nodes", "2", "--local-cluster", "--isolate", "--grid", str(grid), "--repeats", "200"]
+    argv = ["scale", "--nodes", "2", "--local-cluster", "--isolate", "--grid", str(grid), "--repeats", "2000"]
     proc = spawn([*argv, "--output", str(tmp_path / "s")], tmp_path / "stderr")
     names = _owned_by(proc.pid)
     _wait(lambda: _ray_up(names, 2), proc)

@@ -53,6 +53,71 @@ def test_parallel_equals_sequential_and_runs_longest_first(small_grid) -> None:
     assert by_cost[-1].start_ts <= by_cost[0].start_ts
 
 
+# -- tiny trials: several to a Ray task -------------------------------------------------------------
+
+CRASHER = '''
+import os
+from pathlib import Path
+
+from sklearn.ensemble import GradientBoostingRegressor
+
+
+class CrashOnce(GradientBoostingRegressor):
+    """Kills its worker process the first time a 2-tree config fits while the marker exists."""
+
+    def fit(self, X, y):
+        marker = Path(os.environ["RAYSCALE_TEST_CRASH_MARKER"])
+        if self.n_estimators == 2 and marker.exists():
+            marker.unlink()
+            os._exit(1)
+        return super().fit(X, y)
+'''
+
+
+def test_tiny_trials_go_several_to_a_task_and_a_lost_batch_runs_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "crashonce.py").write_text(CRASHER)
+    marker = tmp_path / "crash"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("RAYSCALE_TEST_CRASH_MARKER", str(marker))
+    dataset = load_dataset("diabetes")
+    specs = [
+        TrialSpec(i, {"n_estimators": 1 + i % 3, "max_depth": 1, "random_state": i}, "crashonce.CrashOnce")
+        for i in range(120)
+    ]
+    _, seq = run_sequential(specs, dataset)
+    with ray_session("", num_cpus=2) as cluster:
+        runner = RayGridRunner(dataset, 1, cluster.cpus, estimator="crashonce.CrashOnce")
+        runner.warm_up()
+        _, first = runner.run(specs)  # the first fits are timed one to a task, then the rest batched
+        assert runner.seconds_per_cost is not None and runner.tasks < len(specs)
+        marker.touch()
+        _, second = runner.run(specs)
+        tasks = runner.tasks
+    assert not marker.exists()  # a batch really lost its worker
+    for par in (first, second):
+        assert sorted(t.index for t in par) == list(range(120))  # every config exactly once
+        assert mismatches(seq, par) == []  # identical metrics
+    assert tasks < len(specs) / 3  # tiny fits went about ten to a task
+    retried = [t for t in second if t.retries]
+    # The whole lost batch ran again: the 2-tree config that crashed and its batch-mates, once each.
+    assert len(retried) > 1 and {t.retries for t in retried} == {1}
+    assert any(t.params["n_estimators"] == 2 for t in retried)
+
+
+def test_long_fits_stay_one_to_a_task(small_grid: Path) -> None:
+    dataset = load_dataset("friedman1:3000")
+    specs = load_grid(str(small_grid))
+    with ray_session("", num_cpus=2) as cluster:
+        runner = RayGridRunner(dataset, 1, cluster.cpus)
+        runner.warm_up()
+        for _ in range(2):
+            runner.run(specs)
+            assert runner.tasks == len(specs)
+
+
 # -- any scikit-learn estimator, regression and classification, --cv (on real Ray) ------------------
 
 FAMILIES = [
@@ -167,68 +232,3 @@ def test_cv_scores_equal_cross_val_score_and_the_refit_is_scored_once(
     model = estimator_class(estimator)(**chosen.params).fit(dataset.X_train, dataset.y_train)
     expected = _plain(task, model, dataset.X_test, dataset.y_test, dataset.n_classes)
     assert refitted.metrics == pytest.approx(expected, rel=1e-9)
-
-
-# -- tiny trials: several to a Ray task -------------------------------------------------------------
-
-CRASHER = '''
-import os
-from pathlib import Path
-
-from sklearn.ensemble import GradientBoostingRegressor
-
-
-class CrashOnce(GradientBoostingRegressor):
-    """Kills its worker process the first time a 2-tree config fits while the marker exists."""
-
-    def fit(self, X, y):
-        marker = Path(os.environ["RAYSCALE_TEST_CRASH_MARKER"])
-        if self.n_estimators == 2 and marker.exists():
-            marker.unlink()
-            os._exit(1)
-        return super().fit(X, y)
-'''
-
-
-def test_tiny_trials_go_several_to_a_task_and_a_lost_batch_runs_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "crashonce.py").write_text(CRASHER)
-    marker = tmp_path / "crash"
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}")
-    monkeypatch.setenv("RAYSCALE_TEST_CRASH_MARKER", str(marker))
-    dataset = load_dataset("diabetes")
-    specs = [
-        TrialSpec(i, {"n_estimators": 1 + i % 3, "max_depth": 1, "random_state": i}, "crashonce.CrashOnce")
-        for i in range(120)
-    ]
-    _, seq = run_sequential(specs, dataset)
-    with ray_session("", num_cpus=2) as cluster:
-        runner = RayGridRunner(dataset, 1, cluster.cpus, estimator="crashonce.CrashOnce")
-        runner.warm_up()
-        _, first = runner.run(specs)  # the first fits are timed one to a task, then the rest batched
-        assert runner.seconds_per_cost is not None and runner.tasks < len(specs)
-        marker.touch()
-        _, second = runner.run(specs)
-        tasks = runner.tasks
-    assert not marker.exists()  # a batch really lost its worker
-    for par in (first, second):
-        assert sorted(t.index for t in par) == list(range(120))  # every config exactly once
-        assert mismatches(seq, par) == []  # identical metrics
-    assert tasks < len(specs) / 3  # tiny fits went about ten to a task
-    retried = [t for t in second if t.retries]
-    # The whole lost batch ran again: the 2-tree config that crashed and its batch-mates, once each.
-    assert len(retried) > 1 and {t.retries for t in retried} == {1}
-    assert any(t.params["n_estimators"] == 2 for t in retried)
-
-
-def test_long_fits_stay_one_to_a_task(small_grid: Path) -> None:
-    dataset = load_dataset("friedman1:3000")
-    specs = load_grid(str(small_grid))
-    with ray_session("", num_cpus=2) as cluster:
-        runner = RayGridRunner(dataset, 1, cluster.cpus)
-        runner.warm_up()
-        for _ in range(2):
-            runner.run(specs)
-            assert runner.tasks == len(specs)

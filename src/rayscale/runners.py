@@ -309,16 +309,21 @@ class RayGridRunner:
         return time.perf_counter() - started
 
     def _batch(
-        self, queue: deque[tuple[TrialSpec, int]], cost: Callable[[TrialSpec], float]
+        self, queue: deque[tuple[TrialSpec, int]], cost: Callable[[TrialSpec], float], most: int
     ) -> list[tuple[TrialSpec, int]]:
         """The next task's trials: one, or for tiny trials as many as make about ``BATCH_S``
-        (joblib's auto-batching, sized from the fit times measured so far)."""
+        (joblib's auto-batching, sized from the fit times measured so far), at most ``most``."""
         batch = [queue.popleft()]
         k = self.seconds_per_cost
         if k is None or k * cost(batch[0][0]) >= TINY_S:
             return batch
         total = k * cost(batch[0][0])
-        while queue and total + k * cost(queue[0][0]) <= BATCH_S and k * cost(queue[0][0]) < TINY_S:
+        while (
+            queue
+            and len(batch) < most
+            and total + k * cost(queue[0][0]) <= BATCH_S
+            and k * cost(queue[0][0]) < TINY_S
+        ):
             total += k * cost(queue[0][0])
             batch.append(queue.popleft())
         return batch
@@ -345,6 +350,7 @@ class RayGridRunner:
             (spec, 0) for spec in sorted(specs, key=cost, reverse=True)
         )
         pilot = self.seconds_per_cost is None
+        most = max(1, len(specs) // (2 * self.slots))  # at least two tasks per slot: no slot idles
         free: dict[str | None, int] = (
             self._slots() if self.nodes else {None: self.slots if pilot else len(queue)}
         )
@@ -354,7 +360,7 @@ class RayGridRunner:
         def fill() -> None:
             for node_id in free:
                 while free[node_id] > 0 and queue:
-                    batch = self._batch(queue, cost)
+                    batch = self._batch(queue, cost, most)
                     submit_ts = time.time()
                     ref = remotes[node_id].remote([spec for spec, _ in batch], self.data_ref)
                     pending[ref] = (batch, submit_ts, node_id)

@@ -338,7 +338,7 @@ def analyse(
     """Speedup, efficiencies, the breakdown, Karp–Flatt, fits and cost from every phase's measurements."""
     points: list[ScalePoint] = []
     fits: list[ScaleFit] = []
-    cheapest: list[Cheapest] = Field(default_factory=list)
+    cheapest: list[Cheapest] = []
     for phase in dict.fromkeys(m.phase for m in measured):
         series = sorted((m for m in measured if m.phase == phase), key=lambda m: m.nodes)
         nodes, walls = [m.nodes for m in series], [m.walls.median for m in series]
