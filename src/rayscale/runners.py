@@ -334,10 +334,8 @@ class RayGridRunner:
         """One timed round: submit longest-expected-first, collect as tasks finish.
 
         Unpinned, every task is submitted at once and Ray's scheduler hands them out in order;
-        pinned, each node gets tasks as its slots free up. Trials predicted under ``TINY_S`` go
-        several to a task (:meth:`_batch`); until a first fit has been timed, one slot's worth
-        goes first, alone.
-        """
+        pinned, each node gets tasks as its slots free up. Tiny trials go several to a task
+        (:meth:`_batch`); until a first fit is timed, one slot's worth goes first, alone."""
         import ray
 
         n, f = self.dataset.n_train, self.dataset.n_features
