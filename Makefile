@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export RAY_AUTH_MODE ?= token
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load bench-repeat bench-startup bench-predict lint e2e-kind controlplane dashboard constraints clean
+.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load bench-repeat bench-startup bench-predict bench-asha bench-cv bench-isolate bench-faults lint e2e-kind controlplane dashboard constraints clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,18 @@ bench-startup: install  ## the fixed costs of an embedded Ray, part by part, and
 
 bench-predict: install  ## rayscale predict: 2 local nodes predicted from 1, and 10,000 trials on 1..1,024 nodes
 	$(BIN)/python bench/predict.py $(ARGS)
+
+bench-asha: install  ## ASHA's replayed distribution against 8 real runs
+	$(BIN)/python bench/asha.py $(ARGS)
+
+bench-cv: install  ## the seed grid's speedup with and without --cv 5
+	$(BIN)/python bench/cv.py $(ARGS)
+
+bench-isolate: install  ## (root) scale --isolate against a plain local cluster at the same CPUs
+	$(BIN)/python bench/isolate.py $(ARGS)
+
+bench-faults: install  ## (root) partitions, a slowed node and a lost head on isolated clusters
+	$(BIN)/python bench/faults.py $(ARGS)
 
 e2e-kind: install  ## chart + image + RayJob on a kind cluster (needs docker, kind, kubectl)
 	$(BIN)/pytest -m kind tests/e2e $(ARGS)

@@ -13,9 +13,10 @@ stays bounded (the data lives in the object store once; trials get references, n
 depth-1 trees on diabetes, rayscale's Ray runner (tiny trials batched) against joblib (loky, one worker
 per CPU, its default auto-batching), interleaved rounds, the paired ratio of their walls with its
 bootstrap interval, and each one's overhead per trial. Targets: Ray's wall ≤ joblib's, and Ray's
-overhead ≤ 1 ms per trial.
+overhead ≤ 1 ms per trial. ``--batch-s 0.05,0.2`` runs one Ray runner per task size, side by side
+(the default, ``rayscale.runners.BATCH_S``, first).
 
-    python bench/load.py [--sizes 200,2000] [--repeats 3] [--against-joblib]
+    python bench/load.py [--sizes 200,2000] [--repeats 3] [--against-joblib [--batch-s S,...]]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from _results import RESULTS, header, write  # bench/_results.py
 from rayscale.cluster import ray_session
 from rayscale.datasets import load_dataset
 from rayscale.grids import TrialSpec
-from rayscale.runners import RayGridRunner, fit_and_score, work
+from rayscale.runners import BATCH_S, RayGridRunner, fit_and_score, work
 from rayscale.stats import Stats, paired_ratio, verdict
 
 FLAT_WITHIN = 1.25  # the 2,000-config overhead per trial within 25 % of the 200-config one
@@ -65,8 +66,9 @@ def tiny_trees(size: int) -> list[TrialSpec]:
     ]
 
 
-def against_joblib(size: int, repeats: int) -> dict:
-    """Ray runner and joblib on the same tiny trials, rounds interleaved."""
+def against_joblib(size: int, repeats: int, batch_sizes: list[float]) -> dict:
+    """Ray runner (one per task size in ``batch_sizes``, the default first) and joblib on the same
+    tiny trials, rounds interleaved."""
     import time
 
     from joblib import Parallel, delayed
@@ -74,43 +76,56 @@ def against_joblib(size: int, repeats: int) -> dict:
     dataset = load_dataset("diabetes")
     specs = tiny_trees(size)
     data = work(dataset)
-    ray_walls, jl_walls, ray_over, jl_over, tasks = [], [], [], [], []
+    jl_walls, jl_over = [], []
+    variants: dict[float, dict[str, list]] = {b: {"walls": [], "over": [], "tasks": []} for b in batch_sizes}
     with ray_session("") as cluster, Parallel(n_jobs=cluster.cpus, backend="loky") as pool:
-        runner = RayGridRunner(dataset, cpus_per_trial=1, cluster_cpus=cluster.cpus)
-        runner.warm_up()
-        runner.run(specs)  # times the first fits (sizes the batches), as a run's first round does
+        runners = {
+            b: RayGridRunner(dataset, cpus_per_trial=1, cluster_cpus=cluster.cpus, batch_s=b)
+            for b in batch_sizes
+        }
+        for runner in runners.values():
+            runner.warm_up()
+            runner.run(specs)  # times the first trials (sizes the batches), as a run's first round does
         pool(delayed(fit_and_score)(s, data) for s in specs[:50])  # start and import in its workers
         for _ in range(repeats):
-            wall, trials = runner.run(specs)
-            assert sorted(t.index for t in trials) == list(range(size))
-            ray_walls.append(wall)
-            ray_over.append((wall - sum(t.fit_s for t in trials) / runner.slots) * runner.slots / size)
-            tasks.append(runner.tasks)
+            for b, runner in runners.items():
+                wall, trials = runner.run(specs)
+                assert sorted(t.index for t in trials) == list(range(size))
+                v = variants[b]
+                v["walls"].append(wall)
+                v["over"].append((wall - sum(t.fit_s for t in trials) / runner.slots) * runner.slots / size)
+                v["tasks"].append(runner.tasks)
             started = time.perf_counter()
             outcomes = pool(delayed(fit_and_score)(s, data) for s in specs)
             jl_wall = time.perf_counter() - started
             jl_walls.append(jl_wall)
             jl_over.append((jl_wall - sum(o["fit_s"] for o in outcomes) / cluster.cpus) * cluster.cpus / size)
-        slots = runner.slots
-    ratio, ci = paired_ratio(jl_walls, ray_walls)  # joblib's time over Ray's: > 1, Ray is faster
-    return {
+        slots = next(iter(runners.values())).slots
+    out: dict = {
         "configs": size,
         "slots": slots,
-        "ray_walls_s": ray_walls,
         "joblib_walls_s": jl_walls,
-        "ray_wall_s": Stats(ray_walls).median,
         "joblib_wall_s": Stats(jl_walls).median,
-        "joblib_over_ray": {"ratio": ratio, "ci": ci, "verdict": verdict(ci)},
-        "ray_overhead_per_trial_ms": 1000 * Stats(ray_over).median,
         "joblib_overhead_per_trial_ms": 1000 * Stats(jl_over).median,
-        "ray_tasks_per_round": tasks,
-        "trials_per_task": size / Stats(tasks).median,
-        "targets": {
-            "ray_wall_at_most_joblib": Stats(ray_walls).median <= Stats(jl_walls).median,
-            "ray_wall_at_most_joblib_by_the_interval": ci[0] >= 1.0,
-            "overhead_at_most_1ms": 1000 * Stats(ray_over).median <= 1.0,
-        },
+        "ray": {},
     }
+    for b, v in variants.items():
+        ratio, ci = paired_ratio(jl_walls, v["walls"])  # joblib's time over Ray's: > 1, Ray is faster
+        out["ray"][f"{b:g}"] = {
+            "batch_s": b,
+            "walls_s": v["walls"],
+            "wall_s": Stats(v["walls"]).median,
+            "joblib_over_ray": {"ratio": ratio, "ci": ci, "verdict": verdict(ci)},
+            "overhead_per_trial_ms": 1000 * Stats(v["over"]).median,
+            "tasks_per_round": v["tasks"],
+            "trials_per_task": size / Stats(v["tasks"]).median,
+            "targets": {
+                "ray_wall_at_most_joblib": Stats(v["walls"]).median <= Stats(jl_walls).median,
+                "ray_wall_at_most_joblib_by_the_interval": ci[0] >= 1.0,
+                "overhead_at_most_1ms": 1000 * Stats(v["over"]).median <= 1.0,
+            },
+        }
+    return out
 
 
 def main() -> None:
@@ -118,10 +133,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="200,2000")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--against-joblib", action="store_true")
+    parser.add_argument(
+        "--batch-s", default=f"{BATCH_S:g}", help="task sizes of tiny trials to compare, the default first"
+    )
     args = parser.parse_args()
     if args.against_joblib:
         started = header("load")
-        result = against_joblib(int(args.sizes.split(",")[-1]), args.repeats)
+        sizes = [float(b) for b in args.batch_s.split(",")]
+        result = against_joblib(int(args.sizes.split(",")[-1]), args.repeats, sizes)
         Console(width=120).print(result)
         stamp = f"{started['created_utc'][:10].replace('-', '')}-{started['environment']['hostname']}"
         path = write({**started, "against_joblib": result}, RESULTS / f"load-{stamp}-joblib.json")

@@ -30,7 +30,8 @@ from rayscale.cluster import ray_session
 from rayscale.datasets import Dataset, load_dataset
 from rayscale.options import TuneOptions
 from rayscale.schema import TuneResult
-from rayscale.tune import booster_params, run_sweep
+from rayscale.tune import run_sweep
+from rayscale.tunemodels import XGBoost
 
 
 def plain_loop(dataset: Dataset, configs: list[dict], opts: TuneOptions) -> dict:
@@ -43,7 +44,8 @@ def plain_loop(dataset: Dataset, configs: list[dict], opts: TuneOptions) -> dict
     compute, best = 0.0, float("inf")
     for config in configs:
         t0 = time.perf_counter()
-        model = xgb.train(booster_params(config, opts.cpus_per_trial, opts.seed), dtrain, opts.max_rounds)
+        params = XGBoost("regression", 0).params(config, opts.cpus_per_trial, opts.seed)
+        model = xgb.train(params, dtrain, opts.max_rounds)
         compute += time.perf_counter() - t0
         rmse = float(np.sqrt(np.mean((model.predict(dtest) - dataset.y_test) ** 2)))
         best = min(best, rmse)

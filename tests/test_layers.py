@@ -9,7 +9,17 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rayscale"
 LAYERS = {
     "options": {"errors", "layout", "space", "tasks", "options"},
-    "results": {"stats", "schema", "forecast", "bundle", "scaling", "compare", "panels"},
+    "results": {
+        "stats",
+        "models",
+        "schema",
+        "outcomes",
+        "forecast",
+        "bundle",
+        "scaling",
+        "compare",
+        "panels",
+    },
     "views": {"tables", "plots", "report"},
     "cli": {"cli", "__main__", "__init__"},
 }

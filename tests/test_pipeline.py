@@ -46,5 +46,39 @@ def test_seed_experiment_is_reproduced(tmp_path: Path) -> None:
     assert tune.best.rmse <= tune.baseline.rmse
     assert 0 < tune.rounds_run < tune.rounds_budget
     write_plots(result, out)  # the views the CLI draws after the work
-    assert (out / "tune_timeline.png").is_file() and (out / "tune_rmse_vs_rounds.png").is_file()
+    assert (out / "tune_timeline.png").is_file() and (out / "tune_score_vs_rounds.png").is_file()
     assert load_result(out) == result
+
+
+def test_a_classification_run_tunes_the_task_with_lightgbm(tmp_path: Path) -> None:
+    """The Tune phase follows the task: LightGBM's binary objective on breast_cancer, judged by
+    accuracy (the classification default), beside the grid on the same metric."""
+    from rich.console import Console
+
+    from rayscale.options import TuneOptions
+    from rayscale.tables import print_report
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        "estimator: sklearn.ensemble.RandomForestClassifier\n"
+        "product:\n  n_estimators: [10]\n  max_depth: [2, 4]\n"
+    )
+    space = {"learning_rate": [0.05, 0.2], "num_leaves": [7, 15]}
+    tune = TuneOptions(model="lightgbm", space=space, max_rounds=30, grace_period=10, report_every=10)
+    opts = RunOptions(
+        dataset="sklearn:breast_cancer", grid=str(grid), repeats=1, phases=("grid-ray", "tune"),
+        output=tmp_path / "run", tune=tune,
+    )  # fmt: skip
+    result, out = run_benchmark(opts)
+    t = result.tune
+    assert t is not None and t.task == "classification" and t.metric == "accuracy" and t.model == "lightgbm"
+    assert t.best_score == max(x.metrics["accuracy"] for x in t.trials)
+    stored = load_result(out)
+    assert stored.tune is not None and stored.tune.best == t.best and stored.options["tune"]["mode"] == "max"
+    console = Console(record=True, width=140)
+    print_report(result, console, out)
+    text = console.export_text()
+    assert "Tune sweep (LightGBM, asha)" in text and "Baseline vs tuned (LightGBM)" in text
+    assert f"{t.best.metrics['accuracy']:.4f}" in text and "Boosting rounds run" in text
+    write_plots(result, out)
+    assert (out / "tune_score_vs_rounds.png").stat().st_size > 5_000

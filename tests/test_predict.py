@@ -144,7 +144,7 @@ def test_fifo_replay_on_one_slot_is_every_trial_to_the_end_one_after_another() -
     trials = [_tune_trial(i, [(10, 5.0 - i, 1.0), (20, 4.0 - i, 2.0), (40, 3.0 - i, 4.0)]) for i in range(3)]
     one = replay_tune(_tune_trace(trials, "none"), 1)
     assert one.wall_s == pytest.approx(12.0) and one.rounds_run == 120 and one.stopped_early == 0
-    assert one.best_rmse == 1.0 and one.best_trial == "t_00002"
+    assert one.best_score == 1.0 and one.best_trial == "t_00002"
     three = replay_tune(_tune_trace(trials, "none"), 3)
     assert three.wall_s == pytest.approx(4.0)
 

@@ -232,3 +232,33 @@ def test_cv_scores_equal_cross_val_score_and_the_refit_is_scored_once(
     model = estimator_class(estimator)(**chosen.params).fit(dataset.X_train, dataset.y_train)
     expected = _plain(task, model, dataset.X_test, dataset.y_test, dataset.n_classes)
     assert refitted.metrics == pytest.approx(expected, rel=1e-9)
+
+
+# -- the longest-first order of an estimator without a cost formula -------------------------------
+
+
+def test_the_order_comes_from_the_formula_the_sequential_round_or_a_pilot(tmp_path: Path, ray2: Any) -> None:
+    from rayscale.grids import cost_formula_applies, shape
+    from rayscale.runners import expected_costs
+
+    dataset = load_dataset("sklearn:breast_cancer", seed=7)
+    forest = _grid(tmp_path, "sklearn.ensemble.RandomForestClassifier", {"n_estimators": [5, 10]})
+    assert cost_formula_applies(forest[0].estimator)
+    assert expected_costs(forest, dataset, None) == ("formula", None, 0.0)
+    # Logistic regression: no formula; C is a real number (one shape), the solver is not (two)
+    product = {"C": [0.1, 1.0], "solver": ["lbfgs", "liblinear"], "max_iter": [5000]}
+    linear = _grid(tmp_path, "sklearn.linear_model.LogisticRegression", product)
+    assert not cost_formula_applies(linear[0].estimator)
+    assert len({shape(s) for s in linear}) == 2
+    source, costs, pilot_s = expected_costs(linear, dataset, None)
+    assert source == "pilot" and costs is not None and pilot_s > 0
+    for a in linear:  # configs of one shape share the one pilot fit's seconds
+        for b in linear:
+            assert (costs[(a.index, None)] == costs[(b.index, None)]) == (shape(a) == shape(b))
+    _, sequential = run_sequential(linear, dataset)
+    source, costs, pilot_s = expected_costs(linear, dataset, sequential)
+    assert (source, pilot_s) == ("sequential", 0.0)
+    assert costs == {(t.index, None): t.fit_s for t in sequential}
+    runner = RayGridRunner(dataset, 1, ray2.cpus, estimator=linear[0].estimator)
+    _, records = runner.run(linear, costs=costs)
+    assert [r.cost for r in records] == [costs[(r.index, None)] for r in records]

@@ -156,13 +156,17 @@ def trials_csv(result: Result) -> str:
     phases = all_trials(result)
     names = sorted({name for _, trials in phases for t in trials for name in t.params}, key=_param_order)
     column = {n: f"param.{n}" if n in FIXED_COLUMNS else n for n in names}
-    columns = [*FIXED_COLUMNS[:2], *column.values(), *FIXED_COLUMNS[2:]]
+    # a classification's metrics (a regression's are among the fixed columns)
+    scores = sorted({m for _, trials in phases for t in trials for m in t.metrics} - set(FIXED_COLUMNS))
+    at = FIXED_COLUMNS.index("duration_s")
+    columns = [*FIXED_COLUMNS[:2], *column.values(), *FIXED_COLUMNS[2:at], *scores, *FIXED_COLUMNS[at:]]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for phase, trials in phases:
         for t in trials:
-            row = t.model_dump(mode="json", exclude={"reports"})
+            row = t.model_dump(mode="json", exclude={"reports", "curve"})
+            row.update({m: v for m, v in t.metrics.items() if m in scores})
             row.update({column[k]: v for k, v in t.params.items()})
             row.update(phase=phase, params=json.dumps(t.params, sort_keys=True))
             writer.writerow(row)

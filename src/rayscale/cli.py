@@ -113,6 +113,20 @@ OutputOpt = Annotated[
 PushGatewayOpt = Annotated[
     str | None, typer.Option(help="Pushgateway URL; metrics are pushed as each part ends.")
 ]
+TuneModelOpt = Annotated[
+    str, typer.Option(help="Tune: xgboost, lightgbm, or sklearn:CLASS (warm_start or partial_fit).")
+]
+SpaceOpt = Annotated[
+    str | None, typer.Option(help="Tune search space YAML (default: the Tune model's built-in one)")
+]
+SamplesOpt = Annotated[int | None, typer.Option(help="Tune: random-sample N configs instead of the grid.")]
+MaxRoundsOpt = Annotated[
+    int, typer.Option(help="Tune: rounds of a full trial (boosting rounds, trees, iterations, epochs).")
+]
+AshaReplaysOpt = Annotated[
+    int, typer.Option(help="ASHA: replays of the sweep for the spread of its answer (0: none).")
+]
+StorageOpt = Annotated[str | None, typer.Option(help="Tune storage path or URI (default: <bundle>/tune)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result JSON to stdout.")]
 MaxWallOpt = Annotated[
     float | None,
@@ -191,22 +205,18 @@ def run(
         typer.Option(help="Score every config by K-fold CV on the training split; refit the best."),
     ] = None,
     output: OutputOpt = None,
-    space: Annotated[
-        str | None, typer.Option(help="Tune search space YAML (default: built-in 32 configs)")
-    ] = None,
-    samples: Annotated[
-        int | None, typer.Option(help="Tune: random-sample N configs instead of the grid.")
-    ] = None,
-    max_rounds: Annotated[int, typer.Option(help="Tune: boosting rounds of a full trial.")] = 300,
+    tune_model: TuneModelOpt = "xgboost",
+    space: SpaceOpt = None,
+    samples: SamplesOpt = None,
+    max_rounds: MaxRoundsOpt = 300,
     scheduler: Annotated[
         Scheduler, typer.Option(help="Tune: early stopping with ASHA, or none.")
     ] = Scheduler.asha,
-    grace_period: Annotated[int, typer.Option(help="ASHA: boosting rounds every trial gets.")] = 50,
+    grace_period: Annotated[int, typer.Option(help="ASHA: rounds every trial gets.")] = 50,
     reduction_factor: Annotated[int, typer.Option(help="ASHA: 1/N of trials go on at each rung.")] = 3,
     report_every: Annotated[int, typer.Option(help="Tune: report metrics every K rounds.")] = 25,
-    storage: Annotated[
-        str | None, typer.Option(help="Tune storage path or URI (default: <bundle>/tune)")
-    ] = None,
+    asha_replays: AshaReplaysOpt = 200,
+    storage: StorageOpt = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus /metrics on this port during the run.")
     ] = None,
@@ -228,13 +238,15 @@ def run(
         show_run(*resume_benchmark(resume), json_out)
         return
     tune = TuneOptions(
-        space=load_space(space),
+        model=tune_model,
+        space=load_space(space, tune_model),
         samples=samples,
         max_rounds=max_rounds,
         scheduler=scheduler.value,
         grace_period=grace_period,
         reduction_factor=reduction_factor,
         report_every=report_every,
+        asha_replays=asha_replays,
         storage=storage,
     )
     show_run(*run_benchmark(_run_options(locals(), RUN_PHASES, tune)), json_out)

@@ -111,7 +111,7 @@ def _grid_figures(bundle: Result) -> dict[str, Figure]:
     if tune is not None:
         out["tune.wall_s"] = Figure([tune.wall_s])
         out["tune.overhead_s"] = Figure([tune.overhead_s])
-        out["tune.best_rmse"] = Figure([tune.best.rmse])
+        out[f"tune.best_{tune.metric}"] = Figure([tune.best_score])
         out["tune.parallel_efficiency"] = Figure([tune.parallel_efficiency])
     return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import computed_field
 
-from rayscale.schema import StrictModel
+from rayscale.models import StrictModel
 
 
 class ForecastCosts(StrictModel):
@@ -34,7 +34,8 @@ class ForecastPoint(StrictModel):
     measured_min_s: float | None = None
     measured_max_s: float | None = None
     rounds_run: int | None = None  # tune: boosting rounds the replayed sweep ran
-    best_rmse: float | None = None  # tune: the replayed sweep's best
+    best_score: float | None = None  # tune: the replayed sweep's best, on ``metric``
+    metric: str | None = None  # tune: what ASHA judged (``val_`` prefixed on a validation split)
     stopped_early: int | None = None  # tune: trials ASHA stopped in the replay
     extrapolated_reports: int | None = None  # tune: reports ASHA asked for beyond those recorded
 

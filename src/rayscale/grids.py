@@ -88,6 +88,21 @@ class TrialSpec:
         return float(rounds * depth * n_rows * n_features * (p.get("subsample") or 1.0))
 
 
+def cost_formula_applies(estimator: str) -> bool:
+    """Whether :meth:`TrialSpec.cost` models the estimator's fit time: an ensemble of trees or
+    boosting stages (``n_estimators``, or ``max_iter`` with a tree size). Elsewhere (a linear
+    model's ``max_iter`` is a cap, not the work; an SVM's cost is in its data) it does not."""
+    p = _defaults(estimator)
+    return "n_estimators" in p or ("max_iter" in p and ("max_depth" in p or "max_leaf_nodes" in p))
+
+
+def shape(spec: TrialSpec) -> tuple[tuple[str, str], ...]:
+    """What a config's fit time is taken to depend on where no formula applies: its parameters
+    that are not real numbers (a kernel, a solver, a count). Configs differing only in a real
+    number (a regularisation strength) share a shape, and a pilot times one of them."""
+    return tuple(sorted((k, repr(v)) for k, v in spec.params.items() if not isinstance(v, float)))
+
+
 @cache
 def _defaults(path: str) -> dict[str, Any]:
     """The estimator's parameters and their defaults (read-only: a cached dict)."""

@@ -52,6 +52,7 @@ from rayscale.sandbox import (
     OBJECT_STORE_BYTES,
     RAY_SETTINGS,
     SAMPLE_S,
+    START_LIMIT,
     START_TIMEOUT_S,
     STATE_DIR,
     SUBNET,
@@ -179,7 +180,7 @@ class IsolatedCluster:
             ):
                 if command:
                     run_command(*command)
-            self.cgroup(k).create(iso.cpu_limit)
+            self.cgroup(k).create(START_LIMIT)  # the node's own limit once every node is up
 
     def _ray_start(self, k: int) -> list[str]:
         ray = str(Path(sys.executable).with_name("ray"))
@@ -229,8 +230,7 @@ class IsolatedCluster:
             time.sleep(0.2)
 
     def start(self) -> None:
-        """The head, then every worker; returns once the head's GCS answers (the calling thread
-        is in the head's namespace)."""
+        """The head; returns once its GCS answers (the calling thread is in the head's namespace)."""
         self._start_node(1)
 
         def gcs_answers() -> bool:
@@ -239,13 +239,25 @@ class IsolatedCluster:
             return False
 
         self._wait(gcs_answers, "the head's GCS did not answer")
-        for k in range(2, self.nodes + 1):
-            self._start_node(k)
 
-    def wait_for_nodes(self) -> None:
+    def start_workers(self) -> None:
+        """Every worker node, one at a time (each alive before the next starts), then every node
+        held to its CPU limit (the driver connected).
+
+        Ray's processes start in seconds with a core and in a minute at 0.2 of one; eight starting
+        together on a small host miss their health checks and are declared dead. Starting is not
+        what a point measures, so nodes start at up to a core each and are limited once all are up.
+        """
         from rayscale.cluster import alive_nodes
 
-        self._wait(lambda: len(alive_nodes()) >= self.nodes, f"{self.nodes} nodes were not alive")
+        def alive(count: int) -> Callable[[], bool]:
+            return lambda: len(alive_nodes()) >= count
+
+        for k in range(2, self.nodes + 1):
+            self._start_node(k)
+            self._wait(alive(k), f"node {k} was not alive")
+        for k in range(1, self.nodes + 1):
+            self.cgroup(k).set_limit(self.isolation.cpu_limit)
 
     def teardown(self) -> None:
         """Every node's process group SIGKILLed, then everything else; from any thread."""
@@ -371,7 +383,7 @@ def isolated_cluster(
                 environment_set(RAY_SETTINGS),
                 ray_session(gcs, node_ip_address=cluster.head),
             ):
-                cluster.wait_for_nodes()
+                cluster.start_workers()
                 cluster.info = describe(gcs, "embedded", time.perf_counter() - started)
                 with cluster.sampled():
                     yield cluster

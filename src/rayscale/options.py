@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rayscale.errors import RayscaleError
 from rayscale.layout import MANIFEST_FILE, RESULT_FILE, SCALE_FILE
-from rayscale.space import DEFAULT_SPACE, validate_space
+from rayscale.space import DEFAULT_SPACE, check_tune_model, validate_space
 from rayscale.tasks import TASKS, direction
 
 # -- the phases ---------------------------------------------------------------------------------
@@ -219,6 +219,7 @@ def check_output_dir(out_dir: Path) -> None:
 class TuneOptions:
     """How the sweep runs. The defaults are the fast path; ``tune_defaults()`` is Tune's own."""
 
+    model: str = "xgboost"  # xgboost, lightgbm or sklearn:CLASS (rayscale.space)
     space: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPACE))
     samples: int | None = None  # None: grid over list values; N: random sampling of N configs
     max_rounds: int = 300
@@ -234,7 +235,9 @@ class TuneOptions:
     max_failures: int = 2
     storage: str | None = None  # None: <bundle>/tune
     seed: int = 42
-    metric: Literal["rmse", "val_rmse"] = "rmse"  # what ASHA and the best go by
+    metric: str = "rmse"  # what ASHA and the best go by: a task metric, val_ prefixed on validation
+    mode: Literal["min", "max"] = "min"  # the metric's direction
+    asha_replays: int = 200  # replays of an ASHA sweep for its outcome distribution (0: none)
 
     @classmethod
     def tune_defaults(cls, **overrides: Any) -> TuneOptions:
@@ -244,10 +247,11 @@ class TuneOptions:
 
     def validate(self) -> None:
         """Everything about the sweep that can be checked before any cluster work."""
-        validate_space(self.space, self.samples)
+        validate_space(self.space, self.samples, check_tune_model(self.model))
         for name in ("max_rounds", "report_every", "grace_period", "cpus_per_trial", "samples"):
             check_at_least(f"--{name.replace('_', '-')}", getattr(self, name))
         check_at_least("--reduction-factor", self.reduction_factor, 2)
+        check_at_least("--asha-replays", self.asha_replays, 0)
         if self.scheduler == "asha" and self.grace_period > self.max_rounds:
             raise RayscaleError(f"--grace-period {self.grace_period} exceeds --max-rounds {self.max_rounds}")
 

@@ -55,7 +55,7 @@ def _by_run(runs: list[Result], panels: Panels) -> None:
         if tune:
             panels.bounds.append((f"tune {short}", tune.wall_s, tune.compute_bound_s))
             panels.throughput.append((f"tune {short}", len(tune.trials) / tune.wall_s))
-            panels.best.append((f"tune {short}", tune.best.rmse))
+            panels.best.append((f"tune {short} ({tune.metric})", tune.best_score))
 
 
 def panels(results: list[Result]) -> Panels:

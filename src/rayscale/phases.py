@@ -6,13 +6,22 @@ build the same objects with :func:`build`, and :func:`rayscale.loop.run_phases` 
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
+from rayscale.asha import with_outcomes
 from rayscale.loop import Context, Phase, PhaseSummary
-from rayscale.options import GRID_PARALLEL, GRID_SEQUENTIAL, TUNE, RunOptions, TuneOptions
-from rayscale.runners import RayGridRunner, RayProcesses, run_sequential, warm_driver
-from rayscale.schema import ParallelPhase, Round, SequentialPhase, TrialRecord, TuneResult, best_of
+from rayscale.options import GRID_PARALLEL, GRID_SEQUENTIAL, TUNE, RunOptions
+from rayscale.runners import RayGridRunner, RayProcesses, expected_costs, run_sequential, warm_driver
+from rayscale.schema import (
+    CostSource,
+    ParallelPhase,
+    Round,
+    SequentialPhase,
+    TrialRecord,
+    TuneResult,
+    best_of,
+)
 from rayscale.space import count_trials
 from rayscale.stats import Stats
 from rayscale.tune import run_sweep
@@ -83,6 +92,9 @@ class GridParallel(Phase[ParallelPhase]):
         self.runner: RayGridRunner | None = None
         self.warmup_s = 0.0
         self.ray_processes: RayProcesses | None = None
+        self.cost_source: CostSource = "formula"
+        self.costs: dict[tuple[int, int | None], float] | None = None
+        self.pilot_s = 0.0
 
     def warm_up(self, ctx: Context) -> None:
         assert ctx.cluster is not None
@@ -95,12 +107,16 @@ class GridParallel(Phase[ParallelPhase]):
         )
         with ctx.console.status("warming up Ray workers") if ctx.console.is_terminal else nullcontext():
             self.warmup_s = self.runner.warm_up()
+        sequential = ctx.results.get(GRID_SEQUENTIAL.key)
+        self.cost_source, self.costs, self.pilot_s = expected_costs(
+            ctx.specs, ctx.dataset, sequential.trials if sequential is not None else None
+        )
         self.ray_processes = RayProcesses.find() if ctx.cluster.mode == "embedded" else None
 
     def run_round(self, ctx: Context, round_: int) -> GridRound:
         assert self.runner is not None
         before = self.ray_processes.cpu_s() if self.ray_processes else None
-        wall, trials = self.runner.run(ctx.specs, on_trial=self._on_trial(ctx, round_))
+        wall, trials = self.runner.run(ctx.specs, on_trial=self._on_trial(ctx, round_), costs=self.costs)
         used = self.ray_processes.cpu_s() - before if self.ray_processes and before is not None else None
         return GridRound(wall, trials, used, self.runner.tasks)
 
@@ -113,6 +129,8 @@ class GridParallel(Phase[ParallelPhase]):
             connect_s=ctx.cluster.connect_s,
             warmup_s=self.warmup_s,
             cpus_per_trial=ctx.opts.cpus_per_trial,
+            cost_source=self.cost_source,
+            pilot_s=self.pilot_s,
         )
 
     def summary(self, result: ParallelPhase, ctx: Context) -> PhaseSummary:
@@ -142,24 +160,14 @@ class TuneSweep(Phase[TuneResult]):
     def rounds(self, ctx: Context) -> int:
         return ctx.tune_repeats
 
-    @staticmethod
-    def _opts(ctx: Context) -> TuneOptions:
-        """The sweep's options, as the run set them (CPUs per trial, seed, the metric ASHA reads)."""
-        return replace(
-            ctx.opts.tune,
-            cpus_per_trial=ctx.opts.cpus_per_trial,
-            seed=ctx.opts.seed,
-            metric="val_rmse" if ctx.opts.validation_size else "rmse",
-        )
-
     def trials_per_round(self, ctx: Context) -> int:
         return count_trials(ctx.opts.tune.space, ctx.opts.tune.samples) - len(self.finished or [])
 
     def run_round(self, ctx: Context, round_: int) -> TuneResult:
         assert ctx.cluster is not None
-        opts = self._opts(ctx)
+        opts = ctx.opts.tune  # as load_work resolved it
         storage = ctx.out_dir if ctx.tune_repeats == 1 else ctx.out_dir / "tune" / f"r{round_}"
-        return run_sweep(
+        result = run_sweep(
             ctx.dataset,
             opts,
             ctx.cluster.cpus,
@@ -167,6 +175,7 @@ class TuneSweep(Phase[TuneResult]):
             on_trial=self._on_trial(ctx, round_),
             finished=self.finished,
         )
+        return with_outcomes(result, ctx.dataset, opts)
 
     def result(self, ctx: Context, outcomes: list[TuneResult]) -> TuneResult:
         """The sweep nearest the median wall (the only one, in a run)."""
@@ -181,8 +190,8 @@ class TuneSweep(Phase[TuneResult]):
             cpus=result.cpus,
             nodes=ctx.cluster.nodes,
             best_rmse=result.best.rmse,
-            best_score=result.best.rmse,
-            metric="rmse",
+            best_score=result.best.metrics[result.metric],
+            metric=result.metric,
             parallel_efficiency=result.parallel_efficiency,
         )
 

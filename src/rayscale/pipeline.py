@@ -35,22 +35,34 @@ from rayscale.bundle import (
 from rayscale.cluster import HeadWatch, gcs_address, other_jobs_warning, ray_session
 from rayscale.datasets import Dataset, load_dataset, with_folds
 from rayscale.errors import RayscaleError
-from rayscale.grids import TrialSpec, load_grid
+from rayscale.grids import TrialSpec, load_grid, make_estimator
 from rayscale.journal import Journal
 from rayscale.layout import JOURNAL_FILE, RESULT_FILE
 from rayscale.limits import stop_on_sigterm, wall_limit
 from rayscale.loop import CallbackList, Context, run_phases
 from rayscale.metrics import RunMetrics, workload_label
 from rayscale.observers import JournalCallback, MetricsCallback, ProgressCallback, stderr_console
-from rayscale.options import TUNE, RunOptions, check_cpus_per_trial, check_output_dir, from_stored
+from rayscale.options import (
+    GRID_PARALLEL,
+    GRID_SEQUENTIAL,
+    TUNE,
+    RunOptions,
+    check_cpus_per_trial,
+    check_output_dir,
+    from_stored,
+)
 from rayscale.phases import build
 from rayscale.runners import refit
 from rayscale.schema import ClusterInfo, Result, TuneTrial
-from rayscale.tasks import check_metric
+from rayscale.tasks import PROBABILITY_METRICS, check_metric, direction
+from rayscale.tunemodels import family_for
 
 
-def load_work(opts: RunOptions) -> tuple[Dataset, list[TrialSpec]]:
-    """The dataset split and the grid, both validated against each other (task, metric, folds)."""
+def load_work(opts: RunOptions) -> tuple[RunOptions, Dataset, list[TrialSpec]]:
+    """The dataset split and the grid, both validated against each other (task, metric, folds),
+    and the options with the sweep's resolved as it will run: its CPUs per trial and seed the
+    run's, the metric ASHA judges the run's selection metric (``val_`` prefixed on a validation
+    split) in that metric's direction. A bundle stores them so."""
     dataset = load_dataset(
         opts.dataset,
         seed=opts.seed,
@@ -58,16 +70,32 @@ def load_work(opts: RunOptions) -> tuple[Dataset, list[TrialSpec]]:
         validation_size=opts.validation_size,
         task=opts.task,
     )
-    check_metric(opts.metric, dataset.task)
-    if dataset.task == "classification" and TUNE.option in opts.phases:
-        raise RayscaleError(
-            f"{opts.dataset} is a classification task ({dataset.task_reason}); the Tune phase tunes "
-            "XGBoost regression only: run --phases grid-seq,grid-ray"
-        )
+    metric = check_metric(opts.metric, dataset.task)
+    if metric == "roc_auc" and len(dataset.classes) != 2:
+        raise RayscaleError(f"--metric roc_auc needs two classes; {opts.dataset} has {len(dataset.classes)}")
+    if TUNE.option in opts.phases:
+        family_for(opts.tune.model, dataset.task, len(dataset.classes)).check(opts.tune.space, metric)
+    tune = replace(
+        opts.tune,
+        cpus_per_trial=opts.cpus_per_trial,
+        seed=opts.seed,
+        metric=f"val_{metric}" if opts.validation_size else metric,
+        mode=direction(metric),  # type: ignore[arg-type]
+    )
+    opts = replace(opts, tune=tune)
     specs = load_grid(opts.grid, seed=opts.seed, max_trials=opts.max_trials, threads=opts.cpus_per_trial)
+    grid_runs = GRID_SEQUENTIAL.option in opts.phases or GRID_PARALLEL.option in opts.phases
+    if grid_runs and metric in PROBABILITY_METRICS:
+        lacking = next(
+            (s for s in specs if not hasattr(make_estimator(s.estimator, s.params), "predict_proba")), None
+        )
+        if lacking is not None:
+            raise RayscaleError(
+                f"--metric {metric} needs class probabilities: grid config {lacking.index} has none"
+            )
     if opts.cv:
-        return with_folds(dataset, opts.cv, opts.seed), grids.with_folds(specs, opts.cv)
-    return dataset, specs
+        return opts, with_folds(dataset, opts.cv, opts.seed), grids.with_folds(specs, opts.cv)
+    return opts, dataset, specs
 
 
 def import_ahead(opts: RunOptions) -> None:
@@ -78,7 +106,7 @@ def import_ahead(opts: RunOptions) -> None:
     real error, where the run needs it."""
     names = ["sklearn.ensemble"]
     if TUNE.option in opts.phases:
-        names += ["xgboost", "ray.tune"]
+        names += [opts.tune.model if opts.tune.model in ("xgboost", "lightgbm") else "sklearn", "ray.tune"]
     names.append("matplotlib.figure")
 
     def load() -> None:
@@ -93,7 +121,7 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
     """Run the selected phases and write the bundle; return the result and its directory."""
     opts.validate()
     import_ahead(opts)
-    dataset, specs = load_work(opts)
+    opts, dataset, specs = load_work(opts)
     run_id = new_run_id()
     out_dir = opts.output or Path("results") / run_id
     check_output_dir(out_dir)
@@ -117,7 +145,7 @@ def resume_benchmark(run_dir: Path, console: Console | None = None) -> tuple[Res
         raise RayscaleError(f"--resume {run_dir}: run.json does not describe a rayscale run")
     opts = from_stored(manifest["options"], run_dir)
     replace(opts, output=None).validate()
-    dataset, specs = load_work(opts)
+    opts, dataset, specs = load_work(opts)
     journal = Journal.reopen(run_dir)
     finished = [TuneTrial.model_validate(row) for row in journal.rows(TUNE.key)]
     tune_started = opts.tune.storage is not None or (run_dir / "tune" / "sweep").is_dir()

@@ -14,7 +14,15 @@ from rayscale.layout import PLOTS, SCALE_PLOT, TUNE_PLOTS, WATERFALL_PLOT
 from rayscale.options import GRID_PARALLEL, GRID_SEQUENTIAL, TUNE
 from rayscale.panels import QUANTILES, Panels, panels
 from rayscale.scaling import Curve, ScaleResult, curves
-from rayscale.schema import GridResult, Result, TrialRecord, TuneTrial, config_scores, swept_params
+from rayscale.schema import (
+    GridResult,
+    Result,
+    TrialRecord,
+    TuneResult,
+    TuneTrial,
+    config_scores,
+    swept_params,
+)
 from rayscale.tables import plural
 
 METRIC_LABELS = {"rmse": "RMSE", "r2": "R²", "mae": "MAE", "accuracy": "accuracy", "log_loss": "log loss"}
@@ -138,17 +146,26 @@ def _timeline_plot(
     plt.close(fig)
 
 
-def _tune_rounds_plot(trials: list[TuneTrial], baseline_rmse: float, path: Path) -> None:
+def _tune_rounds_plot(tune: TuneResult, path: Path) -> None:
     import matplotlib.pyplot as plt
 
+    trials, metric = tune.trials, tune.metric
+    label = METRIC_LABELS.get(metric, metric.replace("_", " "))
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for stopped, label, marker in ((False, "ran to max rounds", "o"), (True, "stopped early (ASHA)", "x")):
+    for stopped, kind, marker in ((False, "ran to max rounds", "o"), (True, "stopped early (ASHA)", "x")):
         group = [t for t in trials if t.stopped_early == stopped]
         if group:
-            ax.scatter([t.rounds for t in group], [t.rmse for t in group], marker=marker, label=label)
-    ax.axhline(baseline_rmse, color="grey", linestyle="--", label="baseline (XGBoost defaults)")
-    ax.set_xlabel("boosting rounds run")
-    ax.set_ylabel("RMSE at the last report")
+            ax.scatter(
+                [t.rounds for t in group], [t.metrics[metric] for t in group], marker=marker, label=kind
+            )
+    ax.axhline(
+        tune.baseline.metrics[metric],
+        color="grey",
+        linestyle="--",
+        label=f"baseline ({tune.model_name} defaults)",
+    )
+    ax.set_xlabel(f"{tune.unit} run")
+    ax.set_ylabel(f"{label} at the last report")
     ax.set_title("Tune trials: where each stopped and how good it was")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -217,7 +234,7 @@ def write_plots(result: Result, out_dir: Path) -> list[Path]:
         timeline, rounds = (out_dir / name for name in TUNE_PLOTS)
         started = min(t.start_ts for t in tune.trials) - tune.startup_s
         _timeline_plot(TUNE.key, tune.trials, timeline, tune.compute_bound_s, started_ts=started)
-        _tune_rounds_plot(tune.trials, tune.baseline.rmse, rounds)
+        _tune_rounds_plot(tune, rounds)
         paths += [timeline, rounds]
     return paths
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from statistics import fmean, median
 from typing import Any
@@ -166,7 +166,8 @@ class TuneTrace:
 
     trials: list[TuneTrial]  # in Tune's trial order
     scheduler: str
-    metric: str
+    metric: str  # the reported key ASHA judged
+    mode: str  # its direction, min or max
     max_rounds: int
     grace_period: int
     reduction_factor: int
@@ -186,6 +187,7 @@ class TuneTrace:
             trials=ordered,
             scheduler=tune.get("scheduler", "asha"),
             metric=tune.get("metric", "rmse"),
+            mode=tune.get("mode", "min"),
             max_rounds=int(tune.get("max_rounds", max(t.rounds for t in ordered))),
             grace_period=int(tune.get("grace_period") or 1),
             reduction_factor=int(tune.get("reduction_factor") or 2),
@@ -204,7 +206,7 @@ class TuneTrace:
         return ASHAScheduler(
             time_attr="rounds",
             metric=self.metric,
-            mode="min",
+            mode=self.mode,
             max_t=self.max_rounds,
             grace_period=self.grace_period,
             reduction_factor=self.reduction_factor,
@@ -228,7 +230,7 @@ class _Handle:
 class TuneReplay:
     wall_s: float
     rounds_run: int
-    best_rmse: float
+    best_score: float  # on the trace's metric
     best_trial: str
     stopped_early: int
     extrapolated: int  # reports ASHA asked for that the bundle did not have
@@ -242,7 +244,7 @@ def _report_at(trace: TuneTrace, trial: TuneTrial, step: int, every: int) -> tup
     recorded ones at the trial's own seconds per round with its last metric."""
     reports = trial.reports
     r = reports[min(step, len(reports) - 1)]
-    metric = r.rmse if trace.metric == "rmse" else (r.val_rmse or r.rmse)
+    metric = r.value(trace.metric)
     if step < len(reports):
         return r.rounds, metric, r.compute_s
     rounds = min(trace.max_rounds, r.rounds + (step - len(reports) + 1) * every)
@@ -260,8 +262,10 @@ def _ends(scheduler: Any, trace: TuneTrace, trial_id: str, rounds: int, metric: 
     return bool(scheduler.on_trial_result(None, _Handle(trial_id), result) == TrialScheduler.STOP)
 
 
-def replay_tune(trace: TuneTrace, slots: int) -> TuneReplay:
-    """Replay the sweep on ``slots`` concurrent trials in simulated time (see the module doc)."""
+def replay_tune(trace: TuneTrace, slots: int, jitter: Callable[[], float] | None = None) -> TuneReplay:
+    """Replay the sweep on ``slots`` concurrent trials in simulated time (see the module doc);
+    ``jitter`` draws the factor each report's compute is scaled by (timing noise, which reorders
+    arrivals as it does between real runs)."""
     if not trace.trials or any(not t.reports for t in trace.trials):
         raise RayscaleError("the bundle's Tune trials have no recorded reports to replay")
     scheduler = trace.scheduler_object()
@@ -277,7 +281,8 @@ def replay_tune(trace: TuneTrace, slots: int) -> TuneReplay:
     def schedule(run: _Running, at: float, compute_before: float) -> None:
         nonlocal sequence
         _, _, compute = _report_at(trace, run.trial, run.step, every)
-        heapq.heappush(events, (at + compute - compute_before, sequence, run))
+        step = (compute - compute_before) * (jitter() if jitter else 1.0)
+        heapq.heappush(events, (at + step, sequence, run))
         sequence += 1
 
     def start(at: float) -> None:
@@ -302,11 +307,12 @@ def replay_tune(trace: TuneTrace, slots: int) -> TuneReplay:
             continue
         run.step += 1
         schedule(run, now, compute)
-    best = min(final, key=lambda k: final[k][1])
+    sign = 1 if trace.mode == "min" else -1
+    best = min(final, key=lambda k: sign * final[k][1])
     return TuneReplay(
         wall_s=trace.fixed_s + end,
         rounds_run=sum(r for r, _ in final.values()),
-        best_rmse=final[best][1],
+        best_score=final[best][1],
         best_trial=best,
         stopped_early=sum(1 for r, _ in final.values() if r < trace.max_rounds),
         extrapolated=extrapolated,
@@ -337,7 +343,7 @@ def replay_in_order(trace: TuneTrace) -> dict[str, int]:
     for _, _, r, trial in arrivals:
         if trial.trial_id in ended:
             continue
-        metric = r.rmse if trace.metric == "rmse" else (r.val_rmse or r.rmse)
+        metric = r.value(trace.metric)
         if _ends(scheduler, trace, trial.trial_id, r.rounds, metric):
             ended[trial.trial_id] = r.rounds
     return ended
@@ -420,7 +426,8 @@ def predict_tune(trace: TuneTrace, nodes: int, costs: ForecastCosts, alone_s: fl
         schedule_efficiency=min(1.0, lower_bound(replay.busy_s, replay.longest_s, slots) / span),
         cost=_cost(nodes, total, costs),
         rounds_run=replay.rounds_run,
-        best_rmse=replay.best_rmse,
+        best_score=replay.best_score,
+        metric=trace.metric,
         stopped_early=replay.stopped_early,
         extrapolated_reports=replay.extrapolated,
     )

@@ -12,8 +12,8 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +21,22 @@ import numpy as np
 
 from rayscale.datasets import Dataset
 from rayscale.errors import RayscaleError, TrialFailed
-from rayscale.grids import DEFAULT_ESTIMATOR, TrialSpec, estimator_class, make_estimator
+from rayscale.grids import (
+    DEFAULT_ESTIMATOR,
+    TrialSpec,
+    cost_formula_applies,
+    estimator_class,
+    make_estimator,
+    shape,
+)
 from rayscale.options import GRID_PARALLEL, GRID_SEQUENTIAL, check_cpus_per_trial
-from rayscale.schema import BestModel, TrialRecord, trial_slots
+from rayscale.schema import BestModel, CostSource, TrialRecord, trial_slots
 from rayscale.tasks import Task, score
 
 # X_train, y_train, X_test, y_test, X_val, y_val (the validation pair is None without one)
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 OnTrial = Callable[[TrialRecord], None]
-TINY_S = 0.01  # a trial predicted to fit in less goes with others into one task
+TINY_S = 0.01  # a trial predicted to take less (fit and scoring) goes with others into one task
 BATCH_S = 0.05  # about how long such a task runs (tens of milliseconds, as joblib aims for)
 
 
@@ -96,18 +103,7 @@ def fit_and_score(spec: TrialSpec, data: Work) -> dict[str, Any]:
     t2 = time.perf_counter()
     node, node_id = where()
     val_metrics = {} if X_val is None else score(data.task, model, X_val, y_val, data.n_classes)  # type: ignore[arg-type]
-    regression = (
-        {
-            "rmse": metrics["rmse"],
-            "r2": metrics["r2"],
-            "mae": metrics["mae"],
-            "val_rmse": val_metrics.get("rmse"),
-        }
-        if data.task == "regression"
-        else {}
-    )
     return {
-        **regression,
         "metrics": metrics,
         "val_metrics": val_metrics,
         "fit_s": t1 - t0,
@@ -124,7 +120,7 @@ def refit(best: BestModel, estimator: str, dataset: Dataset) -> BestModel:
     """``--cv``: the chosen config fitted on the whole training split and scored once on the
     untouched test split (as GridSearchCV's ``refit``)."""
     outcome = fit_and_score(TrialSpec(best.index, best.params, estimator), work(dataset))
-    scores = {k: outcome.get(k) for k in ("rmse", "r2", "mae")}
+    scores = {k: outcome["metrics"].get(k) for k in ("rmse", "r2", "mae")}
     return best.model_copy(update={"metrics": outcome["metrics"], **scores})
 
 
@@ -265,6 +261,7 @@ class RayGridRunner:
         nodes: Sequence[tuple[str, int]] | None = None,
         max_retries: int = 3,
         estimator: str = DEFAULT_ESTIMATOR,
+        batch_s: float = BATCH_S,
     ) -> None:
         import ray
 
@@ -274,6 +271,7 @@ class RayGridRunner:
         self.cpus_per_trial = cpus_per_trial
         self.max_retries = max_retries
         self.estimator = estimator
+        self.batch_s = batch_s  # about how long a task of tiny trials runs
         self.nodes = list(nodes) if nodes else None
         self.slots = sum(self._slots().values()) if self.nodes else trial_slots(cluster_cpus, cpus_per_trial)
         self.data_ref = ray.put(work(dataset))
@@ -311,8 +309,8 @@ class RayGridRunner:
     def _batch(
         self, queue: deque[tuple[TrialSpec, int]], cost: Callable[[TrialSpec], float], most: int
     ) -> list[tuple[TrialSpec, int]]:
-        """The next task's trials: one, or for tiny trials as many as make about ``BATCH_S``
-        (joblib's auto-batching, sized from the fit times measured so far), at most ``most``."""
+        """The next task's trials: one, or for tiny trials as many as make about ``batch_s``
+        (joblib's auto-batching, sized from the trial times measured so far), at most ``most``."""
         batch = [queue.popleft()]
         k = self.seconds_per_cost
         if k is None or k * cost(batch[0][0]) >= TINY_S:
@@ -321,7 +319,7 @@ class RayGridRunner:
         while (
             queue
             and len(batch) < most
-            and total + k * cost(queue[0][0]) <= BATCH_S
+            and total + k * cost(queue[0][0]) <= self.batch_s
             and k * cost(queue[0][0]) < TINY_S
         ):
             total += k * cost(queue[0][0])
@@ -329,26 +327,26 @@ class RayGridRunner:
         return batch
 
     def run(
-        self, specs: Sequence[TrialSpec], on_trial: OnTrial | None = None
+        self,
+        specs: Sequence[TrialSpec],
+        on_trial: OnTrial | None = None,
+        costs: Mapping[tuple[int, int | None], float] | None = None,
     ) -> tuple[float, list[TrialRecord]]:
-        """One timed round: submit longest-expected-first, collect as tasks finish.
-
-        Unpinned, every task is submitted at once and Ray's scheduler hands them out in order;
-        pinned, each node gets tasks as its slots free up. Tiny trials go several to a task
-        (:meth:`_batch`); until a first fit is timed, one slot's worth goes first, alone."""
+        """One timed round: submit longest-expected-first (by ``costs``, by (index, fold), where
+        the formula does not apply: :func:`expected_costs`), collect as tasks finish. Unpinned,
+        every task is submitted at once and Ray hands them out in order; pinned, each node gets
+        tasks as its slots free up. Tiny trials go several to a task (:meth:`_batch`); until a
+        first fit is timed, one slot's worth goes first, alone."""
         import ray
 
         n, f = self.dataset.n_train, self.dataset.n_features
-        costs = {(s.index, s.fold): s.cost(n, f) for s in specs}
+        known = costs or {(s.index, s.fold): s.cost(n, f) for s in specs}
 
         def cost(spec: TrialSpec) -> float:
-            return costs[(spec.index, spec.fold)]
+            return known[(spec.index, spec.fold)]
 
-        queue: deque[tuple[TrialSpec, int]] = deque(
-            (spec, 0) for spec in sorted(specs, key=cost, reverse=True)
-        )
-        pilot = self.seconds_per_cost is None
-        most = max(1, len(specs) // (2 * self.slots))  # at least two tasks per slot: no slot idles
+        queue = deque((spec, 0) for spec in sorted(specs, key=cost, reverse=True))
+        pilot, most = self.seconds_per_cost is None, max(1, len(specs) // (2 * self.slots))  # 2+ tasks/slot
         free: dict[str | None, int] = (
             self._slots() if self.nodes else {None: self.slots if pilot else len(queue)}
         )
@@ -430,9 +428,32 @@ class RayGridRunner:
             free[node_id] += 1
 
 
+def expected_costs(
+    specs: Sequence[TrialSpec], dataset: Dataset, sequential: Sequence[TrialRecord] | None
+) -> tuple[CostSource, dict[tuple[int, int | None], float] | None, float]:
+    """(source, costs or None for the formula, pilot seconds) for the longest-first order.
+
+    The formula where it applies (:func:`rayscale.grids.cost_formula_applies`); else each config's
+    measured fit seconds in the sequential round, when one ran; else a pilot in the driver that
+    fits one config of each :func:`rayscale.grids.shape` and gives its seconds to the shape."""
+    if cost_formula_applies(specs[0].estimator):
+        return "formula", None, 0.0
+    if sequential:
+        return "sequential", {(t.index, t.fold): t.fit_s for t in sequential}, 0.0
+    data = work(dataset)
+    started = time.perf_counter()
+    timed: dict[tuple[tuple[str, str], ...], float] = {}
+    for spec in specs:
+        if shape(spec) not in timed:
+            timed[shape(spec)] = fit_and_score(replace(spec, fold=None), data)["fit_s"]
+    costs = {(s.index, s.fold): timed[shape(s)] for s in specs}
+    return "pilot", costs, time.perf_counter() - started
+
+
 def _seconds_per_cost(records: Sequence[TrialRecord]) -> float | None:
-    """The median fit seconds per cost unit of ``records`` (what sizes the batches)."""
-    ratios = sorted(r.fit_s / r.cost for r in records if r.cost > 0)
+    """The median seconds a trial spends in its task (its fit and its scoring) per cost unit of
+    ``records``: what sizes the batches."""
+    ratios = sorted((r.fit_s + r.predict_s) / r.cost for r in records if r.cost > 0)
     return ratios[len(ratios) // 2] if ratios else None
 
 

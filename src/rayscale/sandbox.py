@@ -29,6 +29,7 @@ SUBNET = "198.18.0.0/16"
 GCS_PORT = 6379
 OBJECT_STORE_BYTES = 256 * 2**20  # per node; Ray's default (30 % of RAM per node) overcommits N nodes
 START_TIMEOUT_S = 90.0
+START_LIMIT = 1.0  # cores a node may use while Ray starts on it
 # Ray's GCS declares a node dead after `threshold` failed checks, one every `period`: ~5 s on an
 # isolated cluster (Ray's defaults, 3 s x 5 with a 10 s timeout, take 15-60 s). A partitioned
 # node sends no reset: the driver's calls to its workers hang until gRPC's keepalive gives up

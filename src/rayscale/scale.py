@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -231,8 +231,9 @@ def run_scale(opts: ScaleOptions, console: Console | None = None) -> tuple[Scale
     short keeps its points). The plot is the caller's (a view, :mod:`rayscale.report`)."""
     opts.validate()
     check_isolation(opts)  # the --isolate options, and whether this machine can isolate
-    run = opts.run
-    dataset, specs = load_work(run)
+    run, dataset, specs = load_work(opts.run)
+    # a scale point keeps the sweep's timing, not its answer: no ASHA replays (rayscale.asha)
+    opts = replace(opts, run=replace(run, tune=replace(run.tune, asha_replays=0)))
     run_id = new_run_id()
     out_dir = run.output or Path("results") / f"scale-{run_id}"
     check_output_dir(out_dir)

@@ -24,25 +24,14 @@ from abc import abstractmethod
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, computed_field, model_validator
+from pydantic import computed_field, model_validator
 
+from rayscale.models import StrictModel
+from rayscale.outcomes import AshaOutcomes
 from rayscale.stats import Stats, paired_ratio
-from rayscale.tasks import ranking_key
+from rayscale.tasks import Task, ranking_key
 
 SCHEMA_VERSION = 2
-
-
-class StrictModel(BaseModel):
-    """Unknown keys are refused; derived (computed) keys in a stored document are recomputed."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_derived(cls, data: Any) -> Any:
-        if isinstance(data, dict) and cls.model_computed_fields:
-            return {k: v for k, v in data.items() if k not in cls.model_computed_fields}
-        return data
 
 
 # -- trials -------------------------------------------------------------------------------------
@@ -55,23 +44,43 @@ class TrialState(str, Enum):
     retried = "retried"  # finished, after its worker or node was lost at least once
 
 
-class Trial(StrictModel):
-    """What every trial has, grid or Tune: its config, quality, and where and when it ran.
-
-    ``metrics`` holds every metric of the task (:mod:`rayscale.tasks`) on the test split (with
-    ``--cv``, on the task's held-out fold); ``val_metrics`` the same on the validation split carved
+class Scored(StrictModel):
+    """Scores on every metric of the task (:mod:`rayscale.tasks`): ``metrics`` on the test split
+    (with ``--cv``, on the task's held-out fold), ``val_metrics`` on the validation split carved
     from the training rows (``--validation-size``), which is what selection uses when present. A
-    regression trial also carries its ``rmse``/``r2``/``mae`` (and ``val_rmse``) on their own.
-    """
+    regression's ``rmse``/``r2``/``mae`` (and ``val_rmse``) are also kept on their own, as bundles
+    written before ``metrics`` existed hold them; either form fills the other."""
 
-    index: int
-    params: dict[str, Any]
     rmse: float | None = None
     r2: float | None = None
     mae: float | None = None
     val_rmse: float | None = None
     metrics: dict[str, float] = {}
     val_metrics: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _regression_metrics(self) -> Scored:
+        if not self.metrics and self.rmse is not None:
+            self.metrics = {"rmse": self.rmse, "r2": self.r2 or 0.0, "mae": self.mae or 0.0}
+        if not self.val_metrics and self.val_rmse is not None:
+            self.val_metrics = {"rmse": self.val_rmse}
+        if self.rmse is None and "rmse" in self.metrics:
+            self.rmse, self.r2, self.mae = (self.metrics.get(k) for k in ("rmse", "r2", "mae"))
+        if self.val_rmse is None and "rmse" in self.val_metrics:
+            self.val_rmse = self.val_metrics["rmse"]
+        return self
+
+    def selection(self, metric: str = "rmse") -> float:
+        """The score a best is chosen on: on validation when there is one, else the hold-out."""
+        return (self.val_metrics or self.metrics)[metric]
+
+
+class Trial(Scored):
+    """What every trial has, grid or Tune: its config, quality (:class:`Scored`), and where and
+    when it ran."""
+
+    index: int
+    params: dict[str, Any]
     node: str
     node_id: str
     pid: int
@@ -88,23 +97,6 @@ class Trial(StrictModel):
     @property
     def state(self) -> TrialState:
         return self._state()
-
-    @model_validator(mode="after")
-    def _regression_metrics(self) -> Trial:
-        """A bundle written before ``metrics`` existed: its regression figures are its metrics."""
-        if not self.metrics and self.rmse is not None:
-            self.metrics = {"rmse": self.rmse, "r2": self.r2 or 0.0, "mae": self.mae or 0.0}
-            if self.val_rmse is not None and not self.val_metrics:
-                self.val_metrics = {"rmse": self.val_rmse}
-        return self
-
-    def selection(self, metric: str = "rmse") -> float:
-        """The score a best is chosen on: on validation when there is one, else the hold-out."""
-        return (self.val_metrics or self.metrics)[metric]
-
-    @property
-    def selection_rmse(self) -> float:
-        return self.selection("rmse")
 
     @abstractmethod
     def _duration(self) -> float: ...
@@ -130,27 +122,36 @@ class TrialRecord(Trial):
         return TrialState.retried if self.retries else TrialState.ok
 
 
-class TuneReport(StrictModel):
-    """One report of a Tune trial: after ``rounds`` boosting rounds, its metric and compute so far."""
+class TuneReport(Scored):
+    """One report of a Tune trial: after ``rounds`` rounds, its scores and compute so far."""
 
     rounds: int
-    rmse: float
     compute_s: float
-    val_rmse: float | None = None
     ts: float | None = None  # when the trial sent it (wall clock); the order ASHA saw reports in
+
+    def value(self, key: str) -> float:
+        """A reported key as Tune saw it: a metric, or ``val_`` and a metric on validation."""
+        if key.startswith("val_"):
+            return self.val_metrics[key.removeprefix("val_")]
+        return self.metrics[key]
 
 
 class TuneTrial(Trial):
-    """One Tune trial: boosting rounds run, and whether ASHA stopped it early."""
+    """One Tune trial: rounds run, and whether ASHA stopped it early."""
 
-    rmse: float  # the Tune phase is a regression (XGBoost's squared error)
-    r2: float
-    mae: float
     trial_id: str
     compute_s: float
     rounds: int
     stopped_early: bool
     reports: list[TuneReport] = []
+    # its reports past where ASHA stopped it, from the curves pass (rayscale.asha); not in any timing
+    curve: list[TuneReport] = []
+
+    @property
+    def full_reports(self) -> list[TuneReport]:
+        """Every report to the full budget: those sent to Tune, then the curves pass's."""
+        last = self.reports[-1].rounds if self.reports else 0
+        return [*self.reports, *(r for r in self.curve if r.rounds > last)]
 
     def _duration(self) -> float:
         return self.compute_s
@@ -232,28 +233,31 @@ class SequentialPhase(Rounds):
     trials: list[TrialRecord]
 
 
+CostSource = Literal["formula", "sequential", "pilot"]
+
+
 class ParallelPhase(Rounds):
-    """Every config as a Ray task; ``connect_s`` and ``warmup_s`` are the cold start, kept apart."""
+    """Every config as a Ray task; ``connect_s`` and ``warmup_s`` are the cold start, kept apart.
+
+    ``cost_source`` is where the longest-first order came from: the cost formula, the measured
+    sequential round, or a pilot (``pilot_s`` seconds in the driver, before the timed rounds)."""
 
     connect_s: float
     warmup_s: float
     cpus_per_trial: float
     trials: list[TrialRecord]
+    cost_source: CostSource = "formula"
+    pilot_s: float = 0.0
 
 
 # -- the grid's figures -------------------------------------------------------------------------
 
 
-class BestModel(StrictModel):
+class BestModel(Scored):
     """The chosen config and its scores: on the test split, and with ``--cv`` its mean CV scores."""
 
     index: int
     params: dict[str, Any]
-    rmse: float | None = None
-    r2: float | None = None
-    mae: float | None = None
-    val_rmse: float | None = None
-    metrics: dict[str, float] = {}
     cv_metrics: dict[str, float] = {}  # --cv: the mean over folds the choice was made on
 
 
@@ -277,15 +281,7 @@ def best_of(trials: list[TrialRecord], metric: str = "rmse") -> BestModel:
         top = next(t for t in trials if t.index == index)
         return BestModel(index=index, params=top.params, cv_metrics=means[index])
     top = min(trials, key=lambda t: (ranking_key(metric, t.selection(metric)), t.index))
-    return BestModel(
-        index=top.index,
-        params=top.params,
-        rmse=top.rmse,
-        r2=top.r2,
-        mae=top.mae,
-        val_rmse=top.val_rmse,
-        metrics=top.metrics,
-    )
+    return BestModel(index=top.index, params=top.params, metrics=top.metrics, val_metrics=top.val_metrics)
 
 
 def config_scores(trials: list[TrialRecord], metric: str) -> list[tuple[int, dict[str, Any], float]]:
@@ -515,18 +511,18 @@ class GridResult(StrictModel):
 # -- Tune ---------------------------------------------------------------------------------------
 
 
-class TuneModel(StrictModel):
+class TuneModel(Scored):
     params: dict[str, Any]
-    rmse: float
-    r2: float
-    mae: float
-    rounds: int | None = None  # boosting rounds of the reported model (the Tune best's)
-    val_rmse: float | None = None
+    rounds: int | None = None  # rounds of the reported model (the Tune best's)
 
 
 class TuneResult(StrictModel):
     """The Tune phase: wall against the compute bound, and baseline vs tuned quality."""
 
+    model: str = "xgboost"  # --tune-model
+    unit: str = "boosting rounds"  # what one of its rounds is
+    task: Task = "regression"
+    metric: str = "rmse"  # the selection metric (on validation when there is a validation split)
     scheduler: Literal["asha", "none"]
     sampling: Literal["grid", "random"]
     wall_s: float
@@ -552,8 +548,19 @@ class TuneResult(StrictModel):
     baseline: TuneModel
     best: TuneModel
     improvement_pct: float
+    asha: AshaOutcomes | None = None  # ASHA's outcome over replays of this sweep (rayscale.asha)
     resumed_with: int = 0  # trials an interrupted run had finished when this sweep resumed
     reran_after_resume: list[str] = []  # of those, trials Tune had not yet saved as finished (ran again)
+
+    @property
+    def best_score(self) -> float:
+        """The best's test score on the selection metric."""
+        return self.best.metrics[self.metric]
+
+    @property
+    def model_name(self) -> str:
+        """The Tune model as tables name it: XGBoost, LightGBM, or the scikit-learn class."""
+        return {"xgboost": "XGBoost", "lightgbm": "LightGBM"}.get(self.model, self.model.rpartition(".")[2])
 
     @computed_field  # type: ignore[prop-decorator]
     @property

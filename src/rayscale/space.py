@@ -1,5 +1,11 @@
-"""The Tune phase's search space, an option like any other: the built-in default, a YAML file,
-and the checks that refuse a bad space before any cluster work."""
+"""The Tune phase's search space, an option like any other: each Tune model's built-in default, a
+YAML file, and the checks that refuse a bad space before any cluster work.
+
+Tune models (``--tune-model``): ``xgboost`` (the default), ``lightgbm``, and ``sklearn:CLASS`` for a
+scikit-learn estimator that grows by ``warm_start`` (``n_estimators`` or ``max_iter``) or learns by
+``partial_fit`` (epochs). A scikit-learn class's parameters are checked against its
+``get_params()`` by the Tune phase before Ray starts; XGBoost's and LightGBM's against the lists here.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import yaml
 
 from rayscale.errors import RayscaleError
 
+TUNE_MODELS = ("xgboost", "lightgbm", "sklearn:CLASS")
 # The default space: 2 values on each of 5 axes, 32 configs, from cautious to aggressive.
 DEFAULT_SPACE: dict[str, Any] = {
     "learning_rate": [0.03, 0.1],
@@ -43,14 +50,76 @@ XGB_PARAMS = {
     "tree_method",
     "max_delta_step",
 }
+LIGHTGBM_SPACE: dict[str, Any] = {
+    "learning_rate": [0.03, 0.1],
+    "num_leaves": [7, 31],
+    "min_child_samples": [5, 20],
+    "feature_fraction": [0.8, 1.0],
+    "lambda_l2": [0.0, 1.0],
+}
+# lightgbm.train parameters a space may sweep (their main names and common aliases).
+LIGHTGBM_PARAMS = {
+    "learning_rate",
+    "num_leaves",
+    "max_depth",
+    "min_child_samples",
+    "min_data_in_leaf",
+    "min_child_weight",
+    "min_sum_hessian_in_leaf",
+    "feature_fraction",
+    "colsample_bytree",
+    "bagging_fraction",
+    "subsample",
+    "bagging_freq",
+    "lambda_l1",
+    "reg_alpha",
+    "lambda_l2",
+    "reg_lambda",
+    "min_gain_to_split",
+    "max_bin",
+    "boosting",
+}
+# scikit-learn estimators' default spaces, by class name (regressor and classifier alike).
+SKLEARN_SPACES: dict[str, dict[str, Any]] = {
+    "GradientBoosting": {"learning_rate": [0.05, 0.1, 0.2], "max_depth": [2, 3], "subsample": [0.8, 1.0]},
+    "HistGradientBoosting": {
+        "learning_rate": [0.05, 0.1, 0.2],
+        "max_leaf_nodes": [15, 31],
+        "l2_regularization": [0.0, 1.0],
+    },
+    "RandomForest": {"max_features": [0.5, 1.0], "min_samples_leaf": [1, 5], "max_depth": [6, None]},
+    "ExtraTrees": {"max_features": [0.5, 1.0], "min_samples_leaf": [1, 5], "max_depth": [6, None]},
+    "SGD": {"alpha": [1e-5, 1e-4, 1e-3], "penalty": ["l2", "l1", "elasticnet"]},
+    "MLP": {"alpha": [1e-4, 1e-2], "learning_rate_init": [1e-3, 1e-2]},
+}
 YAML_EXPONENT = re.compile(r"^[+-]?\d+[eE][+-]?\d+$")
-TEXT_PARAMS = {"grow_policy", "tree_method"}  # every other parameter takes numbers
+TEXT_PARAMS = {"grow_policy", "tree_method", "boosting"}  # every other parameter takes numbers
 
 
-def load_space(path: str | None) -> dict[str, Any]:
-    """The search space from YAML (``space:`` mapping) or the built-in default."""
-    if path is None:
+def check_tune_model(model: str) -> str:
+    """``model`` when it names a Tune model, else a one-line error."""
+    if model in ("xgboost", "lightgbm") or (model.startswith("sklearn:") and len(model) > len("sklearn:")):
+        return model
+    raise RayscaleError(f"--tune-model {model!r}: choose xgboost, lightgbm or sklearn:CLASS")
+
+
+def default_space(model: str = "xgboost") -> dict[str, Any]:
+    """The built-in space of a Tune model (a scikit-learn class's by its name)."""
+    if model == "xgboost":
         return dict(DEFAULT_SPACE)
+    if model == "lightgbm":
+        return dict(LIGHTGBM_SPACE)
+    name = model.rpartition(".")[2]
+    for stem, space in SKLEARN_SPACES.items():
+        if name.startswith(stem):
+            return dict(space)
+    raise RayscaleError(f"--tune-model {model}: no built-in search space for {name}; give --space FILE")
+
+
+def load_space(path: str | None, model: str = "xgboost") -> dict[str, Any]:
+    """The search space from YAML (``space:`` mapping) or the Tune model's built-in default."""
+    if path is None:
+        return default_space(check_tune_model(model))
     file = Path(path)
     if not file.is_file():
         raise RayscaleError(f"search space file not found: {path}")
@@ -83,9 +152,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _check_values(name: str, values: list[Any]) -> None:
-    """A numeric parameter takes numbers only; a text one takes text only (no mixing)."""
-    if name in TEXT_PARAMS:
+def _check_values(name: str, values: list[Any], model: str = "xgboost") -> None:
+    """A numeric parameter takes numbers only; a text one takes text only (no mixing). A
+    scikit-learn estimator's values are checked by the estimator itself (``None`` and text too)."""
+    if model.startswith("sklearn:"):
+        wrong = [v for v in values if isinstance(v, list | dict)]
+        kind = "single values"
+    elif name in TEXT_PARAMS:
         wrong = [v for v in values if not isinstance(v, str)]
         kind = "text"
     else:
@@ -95,14 +168,16 @@ def _check_values(name: str, values: list[Any]) -> None:
         raise RayscaleError(f"search space: {name!r} takes {kind}; got {wrong[0]!r}")
 
 
-def validate_space(space: dict[str, Any], samples: int | None) -> None:
+def validate_space(space: dict[str, Any], samples: int | None, model: str = "xgboost") -> None:
+    known = {"xgboost": XGB_PARAMS, "lightgbm": LIGHTGBM_PARAMS}.get(model)
     for name, value in space.items():
-        if name not in XGB_PARAMS:
-            raise RayscaleError(f"search space: unknown XGBoost parameter {name!r}")
+        if known is not None and name not in known:
+            label = "XGBoost" if model == "xgboost" else "LightGBM"
+            raise RayscaleError(f"search space: unknown {label} parameter {name!r}")
         if isinstance(value, list):
             if not value:
                 raise RayscaleError(f"search space: {name!r} has no values")
-            _check_values(name, value)
+            _check_values(name, value, model)
         elif isinstance(value, dict):
             if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
                 raise RayscaleError(
@@ -111,15 +186,15 @@ def validate_space(space: dict[str, Any], samples: int | None) -> None:
             kind, bounds = next(iter(value.items()))
             if not isinstance(bounds, list) or not bounds:
                 raise RayscaleError(f"search space: {name!r} {kind} needs a list of values")
-            _check_values(name, bounds)
+            _check_values(name, bounds, model)
             if kind != "choice" and (len(bounds) != 2 or bounds[0] >= bounds[1]):
                 raise RayscaleError(f"search space: {name!r} {kind} needs [low, high] with low < high")
             if samples is None:
                 raise RayscaleError(
                     f"search space: {name!r} is a distribution; random sampling needs --samples N"
                 )
-        elif isinstance(value, int | float | str):
-            _check_values(name, [value])
+        elif value is None or isinstance(value, int | float | str):
+            _check_values(name, [value], model)
         else:
             raise RayscaleError(f"search space: {name!r} must be a value, a list or a distribution")
 

@@ -17,8 +17,9 @@ from rayscale.compare import Row
 from rayscale.forecast import Forecast, ForecastPoint
 from rayscale.options import TUNE
 from rayscale.scaling import ScaleResult
-from rayscale.schema import GridResult, Result, swept_params
+from rayscale.schema import AshaOutcomes, GridResult, Result, swept_params
 from rayscale.stats import NOISY_HALF_WIDTH, half_width, repeats_to_narrow
+from rayscale.tasks import direction
 
 FACTOR_LABELS = {
     "baseline": "baseline's own overhead (sequential wall / Σ fit)",
@@ -90,6 +91,10 @@ def timing_table(result: Result) -> Table:
             _s(par.connect_s + par.warmup_s),
             f"connect {_s(par.connect_s)} + warm-up {_s(par.warmup_s)}, not in the timings",
         )
+    if par:
+        table.add_row(
+            "Longest-first order", par.cost_source, COST_SOURCES[par.cost_source].format(_s(par.pilot_s))
+        )
     tasks = [r.tasks for r in par.rounds if r.tasks] if par else []
     if tasks and max(tasks) < len(par.trials):  # type: ignore[union-attr]
         trials = len(par.trials)  # type: ignore[union-attr]
@@ -106,6 +111,13 @@ def timing_table(result: Result) -> Table:
         "Cluster", plural(grid.cpus, "CPU"), f"{plural(grid.nodes, 'node')}, {grid.configs} configs"
     )
     return table
+
+
+COST_SOURCES = {
+    "formula": "expected cost: trees × depth × rows × features × subsample",
+    "sequential": "each config's fit time in the sequential round (no formula for this estimator)",
+    "pilot": "one fit per config shape, timed in the driver ({}, before the rounds)",
+}
 
 
 def breakdown_table(grid: GridResult) -> Table:
@@ -171,7 +183,7 @@ def _score(metric: str, value: float) -> str:
 def tune_table(result: Result) -> Table:
     tune = result.tune
     assert tune is not None
-    table = _table(f"Tune sweep (XGBoost, {tune.scheduler})", "figure", "value", "detail")
+    table = _table(f"Tune sweep ({tune.model_name}, {tune.scheduler})", "figure", "value", "detail")
     table.add_row(
         "Trials",
         str(len(tune.trials)),
@@ -185,12 +197,12 @@ def tune_table(result: Result) -> Table:
     )
     share = tune.rounds_run / tune.rounds_budget if tune.rounds_budget else 0.0
     table.add_row(
-        "Boosting rounds run",
+        f"{tune.unit.capitalize()} run",
         f"{tune.rounds_run}",
         f"{share:.0%} of {tune.rounds_budget} ({len(tune.trials)} × {tune.max_rounds})",
     )
     table.add_row("Tune wall", _s(tune.wall_s), f"of which start-up {_s(tune.startup_s)}")
-    table.add_row("Σ compute", _s(tune.compute_s), "time inside boosting, all trials")
+    table.add_row("Σ compute", _s(tune.compute_s), "time spent training, all trials")
     used = min(tune.cpus, tune.max_concurrent * tune.cpus_per_trial)
     table.add_row("Compute bound", _s(tune.compute_bound_s), f"Σ compute / {plural(used, 'CPU')} in use")
     table.add_row(
@@ -210,21 +222,39 @@ def tune_table(result: Result) -> Table:
     return table
 
 
+def asha_line(asha: AshaOutcomes, metric: str) -> str:
+    """ASHA's answer on this run beside its distribution over replays of the sweep."""
+    q = asha.best_quantiles
+    label = SCORE_LABELS.get(metric, metric.replace("_", " "))
+    found = "it" if asha.observed_found else "not it"
+    return (
+        f"ASHA found {label} {_score(metric, asha.observed)} on this run ({found}); over {asha.replays} "
+        f"replays of its reports it finds the full-budget best ({_score(metric, asha.full_budget_best)}) "
+        f"in {asha.found_share:.0%} (median {_score(metric, q['median'])}, p5–p95 "
+        f"{_score(metric, q['p5'])}–{_score(metric, q['p95'])}, median {asha.rounds_median:.0f} rounds)"
+    )
+
+
 def baseline_table(result: Result) -> Table:
     tune = result.tune
     assert tune is not None
-    table = _table("Baseline vs tuned (XGBoost)", "metric", "baseline (defaults)", "Ray Tune best")
-    table.add_row("RMSE", f"{tune.baseline.rmse:.2f}", f"{tune.best.rmse:.2f}")
-    table.add_row("R²", f"{tune.baseline.r2:.4f}", f"{tune.best.r2:.4f}")
-    table.add_row("MAE", f"{tune.baseline.mae:.2f}", f"{tune.best.mae:.2f}")
+    table = _table(f"Baseline vs tuned ({tune.model_name})", "metric", "baseline (defaults)", "Ray Tune best")
+    for name, value in tune.baseline.metrics.items():
+        best = tune.best.metrics.get(name)
+        label = SCORE_LABELS.get(name, name.replace("_", " "))
+        table.add_row(label, _score(name, value), "" if best is None else _score(name, best))
     change = tune.improvement_pct
+    label = SCORE_LABELS.get(tune.metric, tune.metric.replace("_", " "))
+    word = ("lower", "higher") if direction(tune.metric) == "min" else ("higher", "lower")
     table.add_row(
         "change",
         "",
-        f"{change:.1f}% lower RMSE" if change >= 0 else f"{-change:.1f}% higher RMSE (tuned is worse)",
+        f"{change:.1f}% {word[0]} {label}"
+        if change >= 0
+        else f"{-change:.1f}% {word[1]} {label} (tuned is worse)",
     )
-    best = ", ".join(f"{k}={v}" for k, v in sorted(tune.best.params.items()))
-    table.add_row("best config", "", f"{best}, rounds={tune.best.rounds}")
+    config = ", ".join(f"{k}={v}" for k, v in sorted(tune.best.params.items()))
+    table.add_row("best config", "", f"{config}, rounds={tune.best.rounds}")
     return table
 
 
@@ -291,6 +321,8 @@ def print_report(result: Result, console: Console, bundle: Path | None = None) -
     if tune is not None:
         console.print(tune_table(result))
         console.print(tune.end_to_end.sentence("Tune (vs the plain loop)", "start-up"), highlight=False)
+        if tune.asha is not None:
+            console.print(asha_line(tune.asha, tune.metric), highlight=False)
         console.print(baseline_table(result))
     if bundle is not None:
         console.print(f"bundle: {bundle}")
@@ -402,7 +434,7 @@ def _forecast_row(p: ForecastPoint, priced: bool) -> list[str]:
         f"{p.speedup:.2f}x",
     ]
     if p.phase == TUNE.key:
-        row += [str(p.rounds_run), f"{p.best_rmse:.2f}", str(p.extrapolated_reports)]
+        row += [str(p.rounds_run), f"{p.best_score:.4g} {p.metric}", str(p.extrapolated_reports)]
     else:
         row += [f"{p.parallel_efficiency:.2f}", f"{p.schedule_efficiency:.2f}"]
     return row + ([f"{p.cost:.4f}" if p.cost is not None else ""] if priced else [])
@@ -416,7 +448,7 @@ def forecast_tables(forecast: Forecast) -> list[Table]:
         what = "each point predicted from" if forecast.validated else "predicted from"
         table = Table(title=f"{phase}: {what} the {plural(base, 'node')} point")
         columns = ["nodes", "wall", "measured", "error", "total", "speedup"]
-        columns += ["rounds", "best RMSE", "extrap."] if phase == TUNE.key else ["par. eff.", "sched. eff."]
+        columns += ["rounds", "best", "extrap."] if phase == TUNE.key else ["par. eff.", "sched. eff."]
         columns += ["cost"] if priced else []
         for name in columns:
             table.add_column(name, justify="right")

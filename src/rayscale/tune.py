@@ -1,4 +1,5 @@
-"""The Ray Tune phase: an XGBoost sweep with ASHA, against a library-default baseline.
+"""The Ray Tune phase: a sweep with ASHA (XGBoost by default; :mod:`rayscale.tunemodels`),
+against the model's library-default baseline.
 
 Tune's defaults (a report every boosting round, a checkpoint per report, the JSON/CSV/
 TensorBoard loggers, a fresh actor per trial) cost far more than the boosting itself on
@@ -21,14 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rayscale.datasets import Dataset
 from rayscale.errors import RayscaleError, TrialFailed
 from rayscale.options import TUNE, TuneOptions, check_cpus_per_trial
 from rayscale.runners import Arrays, arrays, where
 from rayscale.schema import TuneModel, TuneReport, TuneResult, TuneTrial, trial_slots
-from rayscale.tasks import regression_scores as scores
+from rayscale.tasks import METRICS, Task, direction, ranking_key
+from rayscale.tunemodels import TuneFamily, family_for
 
 
 def grid_configs(space: dict[str, Any], seed: int) -> list[dict[str, Any]]:
@@ -66,152 +66,89 @@ def to_param_space(space: dict[str, Any], samples: int | None, seed: int) -> dic
     return {"params": out}
 
 
-def booster_params(config: dict[str, Any], nthread: int, seed: int) -> dict[str, Any]:
-    return {
-        "objective": "reg:squarederror",
-        "tree_method": "hist",
-        "nthread": nthread,
-        "seed": seed,
-        **config,
-    }
-
-
-def _reporting_callback(
-    every: int,
-    total: int,
-    dtest: Any,
-    y_test: np.ndarray,
-    validation: tuple[Any, np.ndarray] | None,
-    emit: Callable[[dict[str, Any], Any], None],
-) -> Any:
-    """An xgboost callback that times boosting alone and emits metrics every ``every`` rounds
-    (test metrics, and the validation RMSE when there is a validation split)."""
-    import xgboost as xgb
-
-    class Reporter(xgb.callback.TrainingCallback):
-        def __init__(self) -> None:
-            self.compute_s = 0.0
-            self.mark = 0.0
-
-        def before_training(self, model: Any) -> Any:
-            self.mark = time.perf_counter()
-            return model
-
-        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-            self.compute_s += time.perf_counter() - self.mark
-            rounds = epoch + 1
-            if rounds % every == 0 or rounds == total:
-                metrics: dict[str, Any] = scores(y_test, model.predict(dtest))
-                if validation is not None:
-                    metrics["val_rmse"] = scores(validation[1], model.predict(validation[0]))["rmse"]
-                emit({**metrics, "rounds": rounds, "compute_s": self.compute_s}, model)
-            self.mark = time.perf_counter()
-            return False
-
-    return Reporter()
-
-
-# One (train, test, validation) DMatrix set per worker process, keyed by what the data is: a
-# reused actor runs many trials on the same table and builds it once.
-_DMATRICES: dict[str, tuple[Any, Any, Any]] = {}
-
-
-def _dmatrices(data_key: str, data: Arrays, nthread: int) -> tuple[Any, Any, Any]:
-    import xgboost as xgb
-
-    if data_key not in _DMATRICES:
-        _DMATRICES.clear()
-        X_train, y_train, X_test, _, X_val, _ = data
-        _DMATRICES[data_key] = (
-            xgb.DMatrix(X_train, label=y_train, nthread=nthread),
-            xgb.DMatrix(X_test, nthread=nthread),
-            None if X_val is None else xgb.DMatrix(X_val, nthread=nthread),
-        )
-    return _DMATRICES[data_key]
-
-
-def xgb_trainable(
+def run_trial(
     config: dict[str, Any],
     data: Arrays,
     data_key: str,
+    model: str,
+    task: Task,
+    n_classes: int,
     max_rounds: int,
     report_every: int,
     nthread: int,
     seed: int,
     checkpoint: bool,
 ) -> None:
-    """One Tune trial: boost up to ``max_rounds``, reporting to Tune every ``report_every`` rounds."""
-    import xgboost as xgb
+    """One Tune trial: train up to ``max_rounds``, reporting every metric of the task to Tune
+    every ``report_every`` rounds (``val_`` prefixed on the validation split, when there is one)."""
     from ray import tune
 
     start_ts = time.time()
     node, node_id = where()
-    dtrain, dtest, dval = _dmatrices(data_key, data, nthread)
+    family = family_for(model, task, n_classes)
+    family.data_key = data_key
+    test, val = family.eval_sets(data, nthread)
     y_test, y_val = data[3], data[5]
     fixed = {"node": node, "node_id": node_id, "pid": os.getpid(), "start_ts": start_ts}
 
-    def emit(metrics: dict[str, Any], model: Any) -> None:
-        result = {**metrics, **fixed, "end_ts": time.time()}
+    def emit(rounds: int, compute_s: float, trained: Any) -> None:
+        result: dict[str, Any] = {**family.scores(trained, test, y_test), "rounds": rounds}
+        result["compute_s"] = compute_s
+        if val is not None and y_val is not None:
+            result |= {f"val_{k}": v for k, v in family.scores(trained, val, y_val).items()}
+        result |= {**fixed, "end_ts": time.time()}
         if not checkpoint:
             tune.report(result)
             return
         with tempfile.TemporaryDirectory() as folder:
-            model.save_model(os.path.join(folder, "model.ubj"))
+            family.save(trained, folder)
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    validation = None if dval is None or y_val is None else (dval, y_val)
-    callback = _reporting_callback(report_every, max_rounds, dtest, y_test, validation, emit)
-    params = booster_params(config["params"], nthread, seed)
-    xgb.train(params, dtrain, num_boost_round=max_rounds, callbacks=[callback])
+    family.train(config["params"], data, max_rounds, report_every, nthread, seed, emit)
 
 
-def baseline(dataset: Dataset, nthread: int, seed: int) -> TuneModel:
-    """XGBoost with its library defaults (``XGBRegressor()``) on the same split.
+def baseline(dataset: Dataset, model: str, nthread: int, seed: int) -> TuneModel:
+    """The Tune model with its library defaults (``XGBRegressor()``, ``LGBMClassifier()``, …) on
+    the same split; the parameters recorded are the effective ones."""
+    family = family_for(model, dataset.task, len(dataset.classes))
+    params, fitted = family.baseline(arrays(dataset), nthread, seed)
+    return TuneModel(params=params, metrics=family.scores(fitted, dataset.X_test, dataset.y_test))
 
-    The parameters recorded are the effective ones, read back from the trained booster.
-    """
-    import json
 
-    import xgboost as xgb
+def _split(result: dict[str, Any], task: Task) -> tuple[dict[str, float], dict[str, float]]:
+    """A reported result's task metrics: (on the test split, on the validation split)."""
+    names = METRICS[task]
+    return (
+        {k: result[k] for k in names if k in result},
+        {k: result[f"val_{k}"] for k in names if f"val_{k}" in result},
+    )
 
-    model = xgb.XGBRegressor(n_jobs=nthread, random_state=seed).fit(dataset.X_train, dataset.y_train)
-    booster = model.get_booster()
-    tree = json.loads(booster.save_config())["learner"]["gradient_booster"]["tree_train_param"]
-    params: dict[str, Any] = {
-        "learning_rate": round(float(tree["eta"]), 6),
-        "n_estimators": booster.num_boosted_rounds(),
-    }
-    params.update({k: float(tree[k]) for k in ("subsample", "colsample_bytree", "min_child_weight")})
-    params["max_depth"] = int(tree["max_depth"])
-    return TuneModel.model_validate(
-        {"params": params, **scores(dataset.y_test, model.predict(dataset.X_test))}
+
+def _report(result: dict[str, Any], task: Task) -> TuneReport:
+    metrics, val_metrics = _split(result, task)
+    return TuneReport(
+        rounds=result["rounds"],
+        compute_s=result["compute_s"],
+        ts=result.get("end_ts"),
+        metrics=metrics,
+        val_metrics=val_metrics,
     )
 
 
 def _tune_trial(
-    trial_id: str, config: dict[str, Any], reports: list[dict[str, Any]], max_rounds: int
+    trial_id: str, config: dict[str, Any], reports: list[dict[str, Any]], max_rounds: int, task: Task
 ) -> TuneTrial:
     """A trial's record from its config and reported results (the last one is where it ended);
     ``index`` is Tune's trial number."""
     m = reports[-1]
+    metrics, val_metrics = _split(m, task)
     return TuneTrial(
         index=int(trial_id.rsplit("_", 1)[-1]),
         trial_id=trial_id,
         params=config["params"],
-        rmse=m["rmse"],
-        r2=m["r2"],
-        mae=m["mae"],
-        val_rmse=m.get("val_rmse"),
-        reports=[
-            TuneReport(
-                rounds=r["rounds"],
-                rmse=r["rmse"],
-                compute_s=r["compute_s"],
-                val_rmse=r.get("val_rmse"),
-                ts=r.get("end_ts"),
-            )
-            for r in reports
-        ],
+        metrics=metrics,
+        val_metrics=val_metrics,
+        reports=[_report(r, task) for r in reports],
         compute_s=m["compute_s"],
         rounds=m["rounds"],
         stopped_early=m["rounds"] < max_rounds,
@@ -227,14 +164,14 @@ def _tune_trial(
 _REVIVED: dict[str, Any] = {}
 
 
-def _revive_collector(token: str, max_rounds: int) -> Any:
+def _revive_collector(token: str, max_rounds: int, task: Task) -> Any:
     """Unpickling hook: a fresh collector, registered so the resuming code can attach to it."""
-    collector = _collector(None, max_rounds, token)
+    collector = _collector(None, max_rounds, token, task)
     _REVIVED[token] = collector
     return collector
 
 
-def _collector(on_trial: Callable[[TuneTrial], None] | None, max_rounds: int, token: str) -> Any:
+def _collector(on_trial: Callable[[TuneTrial], None] | None, max_rounds: int, token: str, task: Task) -> Any:
     """A Tune callback keeping each trial's last result in the driver; ``on_trial`` gets each
     finished trial's record (progress bar, journal).
 
@@ -251,7 +188,7 @@ def _collector(on_trial: Callable[[TuneTrial], None] | None, max_rounds: int, to
             self.errors: dict[str, str] = {}
 
         def __reduce__(self) -> tuple[Any, ...]:
-            return (_revive_collector, (token, max_rounds))
+            return (_revive_collector, (token, max_rounds, task))
 
         def on_trial_result(
             self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -261,7 +198,7 @@ def _collector(on_trial: Callable[[TuneTrial], None] | None, max_rounds: int, to
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             if self.hook and trial.trial_id in self.reports:
                 config, reports = self.reports[trial.trial_id]
-                self.hook(_tune_trial(trial.trial_id, config, reports, max_rounds))
+                self.hook(_tune_trial(trial.trial_id, config, reports, max_rounds, task))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self.errors[trial.trial_id] = str(getattr(trial, "error_file", "") or "see Tune's logs")
@@ -283,16 +220,21 @@ def _tidy(experiment: Path) -> None:
 
 
 def scheduler_for(
-    kind: str, max_rounds: int, grace_period: int, reduction_factor: int, metric: str | None = None
+    kind: str,
+    max_rounds: int,
+    grace_period: int,
+    reduction_factor: int,
+    metric: str | None = None,
+    mode: str = "min",
 ) -> Any:
-    """Ray Tune's scheduler for a sweep: ASHA over boosting rounds, or FIFO (no early stopping).
-    With ``metric`` the scheduler judges that metric itself, as predict's replay needs (a live
-    sweep names its metric in ``TuneConfig`` instead, and Tune refuses it in both places)."""
+    """Ray Tune's scheduler for a sweep: ASHA over rounds, or FIFO (no early stopping). With
+    ``metric`` the scheduler judges that metric (in ``mode``) itself, as predict's replay needs (a
+    live sweep names its metric in ``TuneConfig`` instead, and Tune refuses it in both places)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if kind != "asha":
         return FIFOScheduler()
-    judged: dict[str, Any] = {"metric": metric, "mode": "min"} if metric else {}
+    judged: dict[str, Any] = {"metric": metric, "mode": mode} if metric else {}
     return ASHAScheduler(
         time_attr="rounds",
         max_t=max_rounds,
@@ -328,9 +270,12 @@ def run_sweep(
     max_concurrent = opts.max_concurrent or trial_slots(cluster_cpus, opts.cpus_per_trial)
     trainable = tune.with_resources(
         tune.with_parameters(
-            xgb_trainable,
+            run_trial,
             data=arrays(dataset),
             data_key=f"{dataset.spec}|{time.time_ns()}",  # unique per sweep: no stale cache
+            model=opts.model,
+            task=dataset.task,
+            n_classes=len(dataset.classes),
             max_rounds=opts.max_rounds,
             report_every=opts.report_every,
             nthread=opts.cpus_per_trial,
@@ -344,7 +289,7 @@ def run_sweep(
     if finished is not None:
         tuner, collector = _restored(trainable, param_space, storage, on_trial)
     else:
-        collector = _collector(on_trial, opts.max_rounds, storage)
+        collector = _collector(on_trial, opts.max_rounds, storage, dataset.task)
         tuner = _tuner(trainable, param_space, opts, max_concurrent, storage, collector)
     return _fit_and_summarise(
         tuner, collector, dataset, opts, cluster_cpus, max_concurrent, storage, finished or []
@@ -368,7 +313,7 @@ def _tuner(
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=opts.metric,
-            mode="min",
+            mode=opts.mode,
             scheduler=scheduler_for(
                 opts.scheduler, opts.max_rounds, opts.grace_period, opts.reduction_factor
             ),
@@ -443,7 +388,7 @@ def _fit_and_summarise(
             len(collector.errors),
         )
     fresh = [
-        _tune_trial(trial_id, config, reports, opts.max_rounds)
+        _tune_trial(trial_id, config, reports, opts.max_rounds, dataset.task)
         for trial_id, (config, reports) in collector.reports.items()
     ]
     # A trial the journal saw finish but Tune had not yet saved as finished (within the last second
@@ -466,7 +411,8 @@ def _fit_and_summarise(
         cluster_cpus,
         max_concurrent,
         storage,
-        baseline(dataset, opts.cpus_per_trial, opts.seed),
+        baseline(dataset, opts.model, opts.cpus_per_trial, opts.seed),
+        family_for(opts.model, dataset.task, len(dataset.classes)),
     )
     if finished:
         result.resumed_with = len(finished)
@@ -483,12 +429,19 @@ def summarise(
     max_concurrent: int,
     storage: str,
     base: TuneModel,
+    family: TuneFamily,
 ) -> TuneResult:
+    metric = opts.metric.removeprefix("val_")
     compute = sum(t.compute_s for t in trials)
-    best = min(trials, key=lambda t: (t.selection_rmse, t.index))
+    best = min(trials, key=lambda t: (ranking_key(metric, t.selection(metric)), t.index))
     used = min(cpus, max_concurrent * opts.cpus_per_trial)
     bound = compute / used
+    gain = best.metrics[metric] - base.metrics[metric]
     return TuneResult(
+        model=opts.model,
+        unit=family.unit,
+        task=family.task,
+        metric=metric,
         scheduler=opts.scheduler,
         wall_s=wall,
         compute_s=compute,
@@ -513,12 +466,8 @@ def summarise(
         trials=trials,
         baseline=base,
         best=TuneModel(
-            params=best.params,
-            rmse=best.rmse,
-            r2=best.r2,
-            mae=best.mae,
-            rounds=best.rounds,
-            val_rmse=best.val_rmse,
+            params=best.params, metrics=best.metrics, val_metrics=best.val_metrics, rounds=best.rounds
         ),
-        improvement_pct=100.0 * (base.rmse - best.rmse) / base.rmse,
+        # the share of the baseline's score the tuning gained, positive when it is better
+        improvement_pct=100.0 * gain / abs(base.metrics[metric]) * (1 if direction(metric) == "max" else -1),
     )

@@ -1,0 +1,172 @@
+"""ASHA's answer as a distribution, from one sweep.
+
+Asynchronous successive halving decides as results arrive, so the same sweep with the same seed
+finds different bests from run to run: which trial reaches a rung first depends on timing. One
+run's best cannot tell luck from the method. After the sweep, a **curves pass** runs every trial
+ASHA stopped on to the full budget (Ray tasks on the same cluster, outside every timing; training
+is deterministic, so each curve continues the reports the trial sent). Then the sweep is
+**replayed** through Ray Tune's own ``ASHAScheduler`` (predict's replay, at the run's
+concurrency) with those full-budget reports, each placed at the wall time after its trial's start
+at which it was sent (on short trials, reporting is much of that time) and each step scaled by a
+factor drawn from the sweep's own timing noise, many times: the spread of the replays' bests is
+the spread of what ASHA finds on this work, and the share that chose the full-budget best is how
+often it finds it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import time
+from typing import Any
+
+from rayscale.datasets import Dataset
+from rayscale.options import TuneOptions
+from rayscale.predict import TuneTrace, replay_tune
+from rayscale.runners import Arrays, arrays
+from rayscale.schema import AshaOutcomes, Round, TuneReport, TuneResult, TuneTrial
+from rayscale.tasks import Task, direction, ranking_key
+from rayscale.tunemodels import family_for
+
+
+def _curve(
+    params: dict[str, Any], data: Arrays, model: str, task: Task, n_classes: int, opts: TuneOptions
+) -> list[TuneReport]:
+    """One config trained to the full budget, its reports as the sweep's trainable sends them."""
+    family = family_for(model, task, n_classes)
+    test, val = family.eval_sets(data, opts.cpus_per_trial)
+    out: list[TuneReport] = []
+
+    def emit(rounds: int, compute_s: float, trained: Any) -> None:
+        on_val = {} if val is None or data[5] is None else family.scores(trained, val, data[5])
+        scores = family.scores(trained, test, data[3])
+        out.append(TuneReport(rounds=rounds, compute_s=compute_s, metrics=scores, val_metrics=on_val))
+
+    family.train(params, data, opts.max_rounds, opts.report_every, opts.cpus_per_trial, opts.seed, emit)
+    return out
+
+
+def run_curves(result: TuneResult, dataset: Dataset, opts: TuneOptions) -> float:
+    """The curves pass: every trial ASHA stopped, to the full budget, as Ray tasks (Ray must be
+    initialised); fills each one's ``curve`` and returns the pass's wall seconds."""
+    import ray
+
+    started = time.perf_counter()
+    stopped = [t for t in result.trials if t.stopped_early]
+    if stopped:
+        data = ray.put(arrays(dataset))
+        task = ray.remote(max_retries=2)(_curve).options(num_cpus=opts.cpus_per_trial)
+        n_classes = len(dataset.classes)
+        refs = [task.remote(t.params, data, opts.model, dataset.task, n_classes, opts) for t in stopped]
+        for trial, curve in zip(stopped, ray.get(refs), strict=True):
+            trial.curve = curve
+    return time.perf_counter() - started
+
+
+def _wall_steps(t: TuneTrial) -> list[float]:
+    """Wall seconds per round between the trial's successive reports, as the driver saw them sent."""
+    sent = [(r.rounds, r.ts) for r in t.reports if r.ts is not None]
+    return [
+        (tb - ta) / (rb - ra)
+        for (ra, ta), (rb, tb) in itertools.pairwise(sent)
+        if rb > ra and tb > ta  # type: ignore[operator]
+    ]
+
+
+def timing_noise(trials: list[TuneTrial]) -> float:
+    """The sweep's timing noise: the standard deviation of log wall seconds per round between one
+    trial's reports about that trial's mean (the same work, timed again; on a short trial the
+    reporting itself is much of it), pooled over the trials with at least two intervals."""
+    deviations: list[float] = []
+    for t in trials:
+        logs = [math.log(x) for x in _wall_steps(t)]
+        if len(logs) >= 2:
+            centre = sum(logs) / len(logs)
+            deviations += [x - centre for x in logs]
+    return math.sqrt(sum(d * d for d in deviations) / (len(deviations) - 1)) if len(deviations) > 1 else 0.0
+
+
+def _timed_by_wall(t: TuneTrial) -> TuneTrial:
+    """The trial to the full budget, each report placed at the wall seconds since the trial began
+    at which it was sent (arrivals are what ASHA orders by); its curve continues at the trial's own
+    wall seconds per round."""
+    if any(r.ts is None for r in t.reports):  # a bundle without send times: compute alone
+        return t.model_copy(update={"reports": t.full_reports})
+    sent = [r.model_copy(update={"compute_s": max(0.0, (r.ts or 0.0) - t.start_ts)}) for r in t.reports]
+    pace = sent[-1].compute_s / max(1, sent[-1].rounds)
+    rest = [r.model_copy(update={"compute_s": r.rounds * pace}) for r in t.full_reports[len(sent) :]]
+    return t.model_copy(update={"reports": [*sent, *rest]})
+
+
+def _judged(result: TuneResult) -> str:
+    """The reported key ASHA judged: the metric, ``val_`` prefixed on a validation split."""
+    return f"val_{result.metric}" if result.best.val_metrics else result.metric
+
+
+def outcomes(result: TuneResult, replays: int, seed: int, curves_s: float = 0.0) -> AshaOutcomes:
+    """The sweep replayed ``replays`` times with jittered arrivals (deterministic under ``seed``);
+    every stopped trial must have its curve (:func:`run_curves`)."""
+    metric, judged = result.metric, _judged(result)
+    if any(t.full_reports[-1].rounds < result.max_rounds for t in result.trials):
+        raise ValueError("every trial needs its reports to the full budget (run_curves)")
+    options = {
+        "tune": {
+            "scheduler": "asha",
+            "metric": judged,
+            "mode": direction(metric),
+            "max_rounds": result.max_rounds,
+            "grace_period": result.grace_period,
+            "reduction_factor": result.reduction_factor,
+            "cpus_per_trial": result.cpus_per_trial,
+        }
+    }
+    full = [_timed_by_wall(t) for t in result.trials]
+    trace = TuneTrace.of(full, options, [Round.of(result.wall_s, result.trials)])
+    by_id = {t.trial_id: t for t in full}
+
+    def chosen(scores: dict[str, float]) -> str:
+        return min(scores, key=lambda k: (ranking_key(metric, scores[k]), by_id[k].index))
+
+    target = chosen({t.trial_id: t.reports[-1].value(judged) for t in full})
+    noise = timing_noise(result.trials)
+    rng = random.Random(seed)
+
+    def jitter() -> float:
+        return math.exp(rng.gauss(0.0, noise))
+
+    best, rounds_run, found = [], [], 0
+    for _ in range(replays):
+        replay = replay_tune(trace, result.max_concurrent, jitter)
+        pick = chosen({k: _at(by_id[k], r).value(judged) for k, r in replay.stops.items()})
+        best.append(_at(by_id[pick], replay.stops[pick]).metrics[metric])
+        rounds_run.append(replay.rounds_run)
+        found += pick == target
+    observed = min(result.trials, key=lambda t: (ranking_key(metric, t.selection(metric)), t.index))
+    return AshaOutcomes(
+        replays=replays,
+        seed=seed,
+        noise=noise,
+        best=best,
+        rounds_run=rounds_run,
+        found_share=found / replays,
+        full_budget_trial=target,
+        full_budget_best=by_id[target].reports[-1].metrics[metric],
+        observed=result.best_score,
+        observed_found=observed.trial_id == target,
+        curves_s=curves_s,
+    )
+
+
+def _at(trial: TuneTrial, rounds: int) -> TuneReport:
+    """The trial's report at ``rounds``."""
+    return next(r for r in trial.reports if r.rounds == rounds)
+
+
+def with_outcomes(result: TuneResult, dataset: Dataset, opts: TuneOptions) -> TuneResult:
+    """An ASHA sweep with its outcome distribution (``opts.asha_replays`` replays; none at 0)."""
+    if result.scheduler != "asha" or opts.asha_replays == 0:
+        return result
+    curves_s = run_curves(result, dataset, opts)
+    result.asha = outcomes(result, opts.asha_replays, opts.seed, curves_s)
+    return result
