@@ -70,7 +70,7 @@ def _wall_steps(t: TuneTrial) -> list[float]:
     return [
         (tb - ta) / (rb - ra)
         for (ra, ta), (rb, tb) in itertools.pairwise(sent)
-        if rb > ra and tb > ta  # type: ignore[operator]
+        if rb > ra and tb > ta
     ]
 
 

@@ -46,6 +46,7 @@ from rayscale.options import default_cpu_limit
 from rayscale.sandbox import (
     CFS_PERIOD_US,
     GCS_PORT,
+    HEALTH_CHECK_S,
     MIN_CPU_SHARE,
     MIN_HOST_IDLE,
     NETNS_DIR,
@@ -292,6 +293,21 @@ class IsolatedCluster:
             self._stop.set()
             thread.join()
 
+    def _lost(self, trials: Sequence[Trial]) -> set[int]:
+        """Nodes the GCS no longer has alive. A retried trial means a worker or node went away:
+        the GCS is then given its health check's window to declare a lost node dead (the gRPC
+        keepalive ends a partitioned node's calls sooner, and the point can finish before)."""
+        from rayscale.cluster import alive_nodes
+
+        window = HEALTH_CHECK_S if any(getattr(t, "retries", 0) for t in trials) else 0.0
+        deadline = time.monotonic() + window
+        while True:
+            alive = {n["NodeManagerAddress"] for n in alive_nodes()}
+            lost = {k for k in range(1, self.nodes + 1) if address(k) not in alive}
+            if lost or time.monotonic() >= deadline:
+                return lost
+            time.sleep(0.25)
+
     def emulation(self, trials: Sequence[Trial], cpus_per_trial: float) -> Emulation:
         """The emulation of the point these trials ran in, and whether the host kept up with it."""
         samples = [*self.samples, self._sample()]
@@ -321,10 +337,7 @@ class IsolatedCluster:
             periods = window[-1].nodes[k][1] - window[0].nodes[k][1]
             if periods:
                 throttled[address(k)] = (window[-1].nodes[k][2] - window[0].nodes[k][2]) / periods
-        from rayscale.cluster import alive_nodes
-
-        alive = {n["NodeManagerAddress"] for n in alive_nodes()}
-        why = [f"node {address(k)} was lost" for k in range(1, self.nodes + 1) if address(k) not in alive]
+        why = [f"node {address(k)} was lost" for k in sorted(self._lost(trials))]
         if host_idle is not None and host_idle < MIN_HOST_IDLE:
             why.append(f"the host was {host_idle:.0%} idle while trials ran (under {MIN_HOST_IDLE:.0%})")
         short = {a: c for a, c in node_cpu.items() if c < MIN_CPU_SHARE * due}

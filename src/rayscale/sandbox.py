@@ -45,6 +45,11 @@ RAY_SETTINGS = {
     "RAY_grpc_keepalive_time_ms": "1000",
     "RAY_grpc_keepalive_timeout_ms": "2000",
 }
+# a node stops answering → declared dead after this long (threshold × period, and a timeout to spare)
+HEALTH_CHECK_S = (
+    int(RAY_SETTINGS["RAY_health_check_failure_threshold"]) * int(RAY_SETTINGS["RAY_health_check_period_ms"])
+    + int(RAY_SETTINGS["RAY_health_check_timeout_ms"]) * 2
+) / 1000
 SAMPLE_S = 0.25
 MIN_HOST_IDLE = 0.10
 MIN_CPU_SHARE = 0.9
