@@ -30,11 +30,12 @@ from typing import Any
 from rich.console import Console
 
 from _results import header, write  # bench/_results.py
-from rayscale import isolate
+from rayscale import sandbox
 from rayscale.datasets import load_dataset
 from rayscale.grids import load_grid
-from rayscale.isolate import Isolation, Names, isolated_cluster
+from rayscale.isolate import Isolation, isolated_cluster
 from rayscale.runners import RayGridRunner
+from rayscale.sandbox import Names
 from rayscale.scaling import stragglers
 
 GRID = "product:\n  n_estimators: [100, 150, 200, 250]\n  max_depth: [2, 3]\n  learning_rate: [0.05, 0.1]\n"
@@ -112,17 +113,17 @@ def _lost_head(console: Console) -> dict:
     names: Names | None = None
     while names is None and time.monotonic() < deadline:
         names = next(
-            (Names(s) for s in os.listdir(isolate.STATE_DIR)
-             if isolate._read(isolate.STATE_DIR / s).split(" ")[0] == str(proc.pid)),
+            (Names(s) for s in os.listdir(sandbox.STATE_DIR)
+             if sandbox.read_value(sandbox.STATE_DIR / s).split(" ")[0] == str(proc.pid)),
             None,
         )  # fmt: skip
         time.sleep(0.2)
     assert names is not None, "the run started no isolated cluster"
     time.sleep(20)  # started, connected, rounds running
-    controller = isolate.CpuController.find()
+    controller = sandbox.CpuController.find()
     assert controller is not None
     killed = time.monotonic()
-    for pid in isolate.NodeCgroup(controller, names.netns(1)).pids():
+    for pid in sandbox.NodeCgroup(controller, names.netns(1)).pids():
         os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=120)
     took = time.monotonic() - killed
@@ -137,7 +138,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None, help="JSON [bench/results/faults-<date>.json]")
     args = parser.parse_args()
     console = Console(width=150)
-    if (what := isolate.missing(links=False, delay=False)) is not None:
+    if (what := sandbox.missing(links=False, delay=False)) is not None:
         raise SystemExit(f"error: --isolate needs {what}")
     path = Path(tempfile.mkdtemp()) / "grid.yaml"
     path.write_text(GRID)
@@ -146,12 +147,12 @@ def main() -> None:
         "nodes": NODES,
         "cpu_limit": CORES,
         "configs": len(specs),
-        "ray_settings": isolate.RAY_SETTINGS,
+        "ray_settings": sandbox.RAY_SETTINGS,
         "partition": _cluster_fault("partition", args.rounds, specs, console),
         "slowed": _cluster_fault("slowed", args.rounds, specs, console),
         "lost_head": _lost_head(console),
     }
-    slowed = isolate.address(NODES)
+    slowed = sandbox.address(NODES)
     report["slowed_attributed"] = all(
         {s["node"] for s in r["faulted"]["stragglers"]} <= {slowed} for r in report["slowed"]
     )

@@ -37,7 +37,7 @@ from rayscale.tasks import Task, score
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 OnTrial = Callable[[TrialRecord], None]
 TINY_S = 0.01  # a trial predicted to take less (fit and scoring) goes with others into one task
-BATCH_S = 0.05  # about how long such a task runs (tens of milliseconds, as joblib aims for)
+BATCH_S = 0.2  # about how long such a task runs (joblib's smallest ideal batch duration; bench/load.py)
 
 
 @dataclass(frozen=True)
