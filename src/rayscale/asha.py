@@ -67,11 +67,7 @@ def run_curves(result: TuneResult, dataset: Dataset, opts: TuneOptions) -> float
 def _wall_steps(t: TuneTrial) -> list[float]:
     """Wall seconds per round between the trial's successive reports, as the driver saw them sent."""
     sent = [(r.rounds, r.ts) for r in t.reports if r.ts is not None]
-    return [
-        (tb - ta) / (rb - ra)
-        for (ra, ta), (rb, tb) in itertools.pairwise(sent)
-        if rb > ra and tb > ta
-    ]
+    return [(tb - ta) / (rb - ra) for (ra, ta), (rb, tb) in itertools.pairwise(sent) if rb > ra and tb > ta]
 
 
 def timing_noise(trials: list[TuneTrial]) -> float:
