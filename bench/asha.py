@@ -3,7 +3,7 @@ cover what repeated real runs find?
 
 ``--runs`` identical ``rayscale run --phases tune`` (the default 32-config XGBoost space, 300
 rounds, ASHA) on ``--dataset``, each in a fresh embedded Ray, one after another. Each run's bundle
-carries its own outcome distribution (``tune.asha``: 200 replays of its reports to the full
+carries its own outcome distribution (``tune.asha_outcomes``: 200 replays of its reports to the full
 budget, arrivals jittered by its timing noise). The checks: every real run's best lies inside
 each run's predicted range (min–max of its replays), and the share of real runs that found the
 full-budget best lies inside the interval around the predicted share (a binomial 95 % interval
@@ -55,8 +55,8 @@ def main() -> None:
             opts = RunOptions(dataset=args.dataset, phases=("tune",), repeats=1, output=Path(tmp) / f"r{i}")
             result, _ = run_benchmark(opts, console=Console(quiet=True))
             tune = result.tune
-            assert tune is not None and tune.asha is not None
-            asha = tune.asha
+            assert tune is not None and tune.asha_outcomes is not None
+            asha = tune.asha_outcomes
             runs.append(asha)
             console.log(
                 f"run {i + 1}: best {asha.observed:.3f} (full-budget best {asha.full_budget_best:.3f}: "

@@ -42,12 +42,12 @@ def test_the_curves_continue_each_stopped_trials_own_reports(sweep) -> None:
         sent = {r.rounds: r.metrics for r in t.reports}
         again = {r.rounds: r.metrics for r in t.curve if r.rounds in sent}
         assert again == sent
-    assert result.asha is not None and result.asha.curves_s > 0
+    assert result.asha_outcomes is not None and result.asha_outcomes.curves_s > 0
 
 
 def test_the_replays_are_deterministic_and_hold_the_runs_own_best(sweep) -> None:
     result, opts = sweep
-    asha = result.asha
+    asha = result.asha_outcomes
     assert asha is not None and asha.replays == 200 and len(asha.best) == 200
     assert outcomes(result, 200, opts.seed, asha.curves_s) == asha  # the same seed, the same answer
     q = asha.best_quantiles

@@ -164,5 +164,5 @@ def with_outcomes(result: TuneResult, dataset: Dataset, opts: TuneOptions) -> Tu
     if result.scheduler != "asha" or opts.asha_replays == 0:
         return result
     curves_s = run_curves(result, dataset, opts)
-    result.asha = outcomes(result, opts.asha_replays, opts.seed, curves_s)
+    result.asha_outcomes = outcomes(result, opts.asha_replays, opts.seed, curves_s)
     return result

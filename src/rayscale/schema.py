@@ -548,7 +548,7 @@ class TuneResult(StrictModel):
     baseline: TuneModel
     best: TuneModel
     improvement_pct: float
-    asha: AshaOutcomes | None = None  # ASHA's outcome over replays of this sweep (rayscale.asha)
+    asha_outcomes: AshaOutcomes | None = None  # ASHA's outcome over replays of this sweep (rayscale.asha)
     resumed_with: int = 0  # trials an interrupted run had finished when this sweep resumed
     reran_after_resume: list[str] = []  # of those, trials Tune had not yet saved as finished (ran again)
 

@@ -321,8 +321,8 @@ def print_report(result: Result, console: Console, bundle: Path | None = None) -
     if tune is not None:
         console.print(tune_table(result))
         console.print(tune.end_to_end.sentence("Tune (vs the plain loop)", "start-up"), highlight=False)
-        if tune.asha is not None:
-            console.print(asha_line(tune.asha, tune.metric), highlight=False)
+        if tune.asha_outcomes is not None:
+            console.print(asha_line(tune.asha_outcomes, tune.metric), highlight=False)
         console.print(baseline_table(result))
     if bundle is not None:
         console.print(f"bundle: {bundle}")
