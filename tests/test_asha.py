@@ -49,7 +49,9 @@ def test_the_replays_are_deterministic_and_hold_the_runs_own_best(sweep) -> None
     result, opts = sweep
     asha = result.asha_outcomes
     assert asha is not None and asha.replays == 200 and len(asha.best) == 200
-    assert outcomes(result, 200, opts.seed, asha.curves_s) == asha  # the same seed, the same answer
+    assert (
+        outcomes(result, opts.metric, 200, opts.seed, asha.curves_s) == asha
+    )  # the same seed, the same answer
     q = asha.best_quantiles
     assert q["min"] <= asha.observed <= q["max"]
     assert q["min"] <= q["p5"] <= q["median"] <= q["p95"] <= q["max"]
@@ -93,4 +95,4 @@ def test_without_curves_there_is_nothing_to_replay(sweep) -> None:
     result, opts = sweep
     bare = result.model_copy(update={"trials": [t.model_copy(update={"curve": []}) for t in result.trials]})
     with pytest.raises(ValueError, match="full budget"):
-        outcomes(bare, 10, opts.seed)
+        outcomes(bare, opts.metric, 10, opts.seed)

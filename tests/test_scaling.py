@@ -85,6 +85,10 @@ def test_stragglers_are_slower_than_the_cost_model_and_named_by_node() -> None:
     assert [(s.index, s.node) for s in found] == [(10, "10.0.0.9")]
     assert found[0].expected_s == pytest.approx(0.03, rel=0.05)
     assert scaling.stragglers(trials[:3]) == []
+    # far outside the spread but only 30 % slower: a slower node, not a straggler
+    mild = [*trials[:10], _trial(10, cost=300.0, fit_s=0.03 * 1.3, node="10.0.0.9")]
+    assert scaling.stragglers(mild) == []
+    assert [s.index for s in scaling.stragglers(mild, slower=1.2)] == [10]
 
 
 def test_cost_and_the_cheapest_node_count_meeting_a_deadline() -> None:

@@ -95,15 +95,11 @@ def _timed_by_wall(t: TuneTrial) -> TuneTrial:
     return t.model_copy(update={"reports": [*sent, *rest]})
 
 
-def _judged(result: TuneResult) -> str:
-    """The reported key ASHA judged: the metric, ``val_`` prefixed on a validation split."""
-    return f"val_{result.metric}" if result.best.val_metrics else result.metric
-
-
-def outcomes(result: TuneResult, replays: int, seed: int, curves_s: float = 0.0) -> AshaOutcomes:
-    """The sweep replayed ``replays`` times with jittered arrivals (deterministic under ``seed``);
-    every stopped trial must have its curve (:func:`run_curves`)."""
-    metric, judged = result.metric, _judged(result)
+def outcomes(result: TuneResult, judged: str, replays: int, seed: int, curves_s: float = 0.0) -> AshaOutcomes:
+    """The sweep replayed ``replays`` times with jittered arrivals (deterministic under ``seed``),
+    ASHA judging the reported key ``judged`` (the sweep's ``TuneOptions.metric``); every stopped
+    trial must have its curve (:func:`run_curves`)."""
+    metric = result.metric
     if any(t.full_reports[-1].rounds < result.max_rounds for t in result.trials):
         raise ValueError("every trial needs its reports to the full budget (run_curves)")
     options = {
@@ -164,5 +160,5 @@ def with_outcomes(result: TuneResult, dataset: Dataset, opts: TuneOptions) -> Tu
     if result.scheduler != "asha" or opts.asha_replays == 0:
         return result
     curves_s = run_curves(result, dataset, opts)
-    result.asha_outcomes = outcomes(result, opts.asha_replays, opts.seed, curves_s)
+    result.asha_outcomes = outcomes(result, opts.metric, opts.asha_replays, opts.seed, curves_s)
     return result

@@ -31,6 +31,7 @@ from rayscale.grids import load_grid
 from rayscale.options import GRID_PARALLEL, TUNE, PredictOptions
 from rayscale.scaling import Measurement, ScaleResult, cheapest_meeting_deadline, node_hours
 from rayscale.schema import Result, Round, TrialRecord, TuneTrial, lower_bound, trial_slots
+from rayscale.tune import scheduler_for
 
 
 def worker_gap(trials: Sequence[TrialRecord] | Sequence[TuneTrial]) -> float:
@@ -199,17 +200,8 @@ class TuneTrace:
 
     def scheduler_object(self) -> Any:
         """Ray Tune's own scheduler, configured as the sweep's was."""
-        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-        if self.scheduler != "asha":
-            return FIFOScheduler()
-        return ASHAScheduler(
-            time_attr="rounds",
-            metric=self.metric,
-            mode=self.mode,
-            max_t=self.max_rounds,
-            grace_period=self.grace_period,
-            reduction_factor=self.reduction_factor,
+        return scheduler_for(
+            self.scheduler, self.max_rounds, self.grace_period, self.reduction_factor, self.metric, self.mode
         )
 
 

@@ -197,12 +197,17 @@ def fit_usl(nodes: Sequence[int], speedup: Sequence[float]) -> USLFit:
     return USLFit(sigma=fit.sigma, kappa=fit.kappa, rmse=float(math.sqrt(np.mean(residual**2))))
 
 
-def stragglers(trials: Sequence[TrialRecord], mads: float = 3.0) -> list[StragglerRecord]:
-    """Trials slower than the cost model predicts by more than ``mads`` MADs.
+def stragglers(
+    trials: Sequence[TrialRecord], mads: float = 3.0, slower: float = 1.5
+) -> list[StragglerRecord]:
+    """Trials slower than the cost model predicts by more than ``mads`` MADs and by at least
+    ``slower`` times.
 
     The model is time = k × cost with k the median seconds per cost unit. A trial's log-ratio of
     measured to expected time is compared with the median log-ratio; the spread is the median
-    absolute deviation (scaled to σ for normal data). Only slow outliers count.
+    absolute deviation (scaled to σ for normal data). Only slow outliers count. The cost model fits
+    so tightly that 3 MADs can be a few percent; the ``slower`` floor keeps a node that is merely
+    a little slower (a head whose Ray processes share its CPU) from being named beside a sick one.
     """
     usable = [t for t in trials if t.cost > 0 and t.fit_s > 0]
     if len(usable) < 4:
@@ -215,7 +220,7 @@ def stragglers(trials: Sequence[TrialRecord], mads: float = 3.0) -> list[Straggl
     return [
         StragglerRecord(index=t.index, node=t.node, node_id=t.node_id, fit_s=t.fit_s, expected_s=k * t.cost)
         for t, x in zip(usable, logs.values, strict=True)
-        if (x - centre) / mad > mads
+        if (x - centre) / mad > mads and x - centre >= math.log(slower)
     ]
 
 

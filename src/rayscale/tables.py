@@ -164,15 +164,19 @@ def best_table(result: Result) -> Table:
     for name in sorted(swept_params(grid.reference.trials)):
         table.add_row(name, str(best.params.get(name, "default")))
     for name, value in best.metrics.items():
-        table.add_row(SCORE_LABELS.get(name, name.replace("_", " ")), _score(name, value))
+        table.add_row(score_label(name), _score(name, value))
     for name, value in best.cv_metrics.items():
-        table.add_row(f"CV mean {SCORE_LABELS.get(name, name.replace('_', ' '))}", _score(name, value))
+        table.add_row(f"CV mean {score_label(name)}", _score(name, value))
     if best.val_rmse is not None:
         table.add_row("validation RMSE", f"{best.val_rmse:.2f}")
     return table
 
 
 SCORE_LABELS = {"rmse": "RMSE", "r2": "R²", "mae": "MAE", "f1_macro": "F1 (macro)", "roc_auc": "ROC AUC"}
+
+
+def score_label(metric: str) -> str:
+    return SCORE_LABELS.get(metric, metric.replace("_", " "))
 
 
 def _score(metric: str, value: float) -> str:
@@ -225,7 +229,7 @@ def tune_table(result: Result) -> Table:
 def asha_line(asha: AshaOutcomes, metric: str) -> str:
     """ASHA's answer on this run beside its distribution over replays of the sweep."""
     q = asha.best_quantiles
-    label = SCORE_LABELS.get(metric, metric.replace("_", " "))
+    label = score_label(metric)
     found = "it" if asha.observed_found else "not it"
     return (
         f"ASHA found {label} {_score(metric, asha.observed)} on this run ({found}); over {asha.replays} "
@@ -241,10 +245,10 @@ def baseline_table(result: Result) -> Table:
     table = _table(f"Baseline vs tuned ({tune.model_name})", "metric", "baseline (defaults)", "Ray Tune best")
     for name, value in tune.baseline.metrics.items():
         best = tune.best.metrics.get(name)
-        label = SCORE_LABELS.get(name, name.replace("_", " "))
+        label = score_label(name)
         table.add_row(label, _score(name, value), "" if best is None else _score(name, best))
     change = tune.improvement_pct
-    label = SCORE_LABELS.get(tune.metric, tune.metric.replace("_", " "))
+    label = score_label(tune.metric)
     word = ("lower", "higher") if direction(tune.metric) == "min" else ("higher", "lower")
     table.add_row(
         "change",

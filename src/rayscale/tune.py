@@ -83,9 +83,10 @@ def run_trial(
     every ``report_every`` rounds (``val_`` prefixed on the validation split, when there is one)."""
     from ray import tune
 
+    family = family_for(model, task, n_classes)
+    family.load()  # the library's import is the worker's start-up, not the trial's
     start_ts = time.time()
     node, node_id = where()
-    family = family_for(model, task, n_classes)
     family.data_key = data_key
     test, val = family.eval_sets(data, nthread)
     y_test, y_val = data[3], data[5]

@@ -12,6 +12,7 @@ to those rounds gives the same model.
 
 from __future__ import annotations
 
+import importlib
 import json
 import pickle
 import time
@@ -36,6 +37,7 @@ class TuneFamily(ABC):
 
     spec: str
     unit: str  # what a round is, for tables and plots
+    library: str  # the module it trains with
 
     def __init__(self, task: Task, n_classes: int) -> None:
         self.task = task
@@ -56,6 +58,10 @@ class TuneFamily(ABC):
     @abstractmethod
     def baseline(self, data: Arrays, nthread: int, seed: int) -> tuple[dict[str, Any], Any]:
         """The library's defaults fitted on the training split: (their effective params, the model)."""
+
+    def load(self) -> None:
+        """Import the library (seconds, once per worker process: xgboost imports scikit-learn)."""
+        importlib.import_module(self.library)
 
     def eval_sets(self, data: Arrays, nthread: int) -> tuple[Any, Any]:
         """The test and validation features in the form the model predicts from."""
@@ -111,6 +117,8 @@ def _reports(rounds: int, every: int, total: int) -> bool:
 class XGBoost(TuneFamily):
     spec = "xgboost"
     unit = "boosting rounds"
+    library = "xgboost"
+    _built: tuple[Any, Any, Any] | None = None
     # One (train, test, validation) DMatrix set per worker process, keyed by what the data is: a
     # reused actor runs many trials on the same table and builds it once.
     _cache: ClassVar[dict[str, tuple[Any, Any, Any]]] = {}
@@ -126,9 +134,13 @@ class XGBoost(TuneFamily):
         return {**self.objective(), "tree_method": "hist", "nthread": nthread, "seed": seed, **config}
 
     def matrices(self, data: Arrays, nthread: int) -> tuple[Any, Any, Any]:
+        """The data as DMatrices: built once per model (its test set and its training use the same),
+        and with ``data_key`` once per worker process."""
         import xgboost as xgb
 
         key = self.data_key
+        if self._built is not None:
+            return self._built
         if key is not None and key in self._cache:
             return self._cache[key]
         X_train, y_train, X_test, _, X_val, _ = data
@@ -140,6 +152,7 @@ class XGBoost(TuneFamily):
         if key is not None:
             self._cache.clear()
             self._cache[key] = built
+        self._built = built
         return built
 
     def eval_sets(self, data: Arrays, nthread: int) -> tuple[Any, Any]:
@@ -205,6 +218,7 @@ class XGBoost(TuneFamily):
 class LightGBM(TuneFamily):
     spec = "lightgbm"
     unit = "boosting rounds"
+    library = "lightgbm"
     BASELINE_PARAMS = ("n_estimators", "learning_rate", "num_leaves", "min_child_samples", "reg_lambda")
 
     def params(self, config: dict[str, Any], nthread: int, seed: int) -> dict[str, Any]:
@@ -265,6 +279,7 @@ class Sklearn(TuneFamily):
         super().__init__(task, n_classes)
         self.spec = spec
         self.path = spec.removeprefix("sklearn:")
+        self.library = self.path.rpartition(".")[0]
         cls = estimator_class(self.path)
         self.defaults = dict(cls().get_params())
         if "warm_start" in self.defaults and "n_estimators" in self.defaults:
@@ -294,10 +309,15 @@ class Sklearn(TuneFamily):
     def gives_probabilities(self) -> bool:
         return hasattr(self.make({}, 1, 0), "predict_proba")
 
-    def make(self, params: dict[str, Any], nthread: int, seed: int) -> Any:
+    def _fixed(self, nthread: int, seed: int) -> dict[str, Any]:
+        """Threads and random state, set as the grid sets them, where the class has them."""
         fixed: dict[str, Any] = {k: nthread for k in THREAD_PARAMS if k in self.defaults}
         if "random_state" in self.defaults:
             fixed["random_state"] = seed
+        return fixed
+
+    def make(self, params: dict[str, Any], nthread: int, seed: int) -> Any:
+        fixed = self._fixed(nthread, seed)
         if "early_stopping" in self.defaults:
             fixed["early_stopping"] = False  # the sweep, not the estimator, decides when to stop
         if self.growth is not None:
@@ -335,10 +355,7 @@ class Sklearn(TuneFamily):
 
     def baseline(self, data: Arrays, nthread: int, seed: int) -> tuple[dict[str, Any], Any]:
         """The class with its defaults (its random state and threads set as the trials' are)."""
-        fixed = {k: nthread for k in THREAD_PARAMS if k in self.defaults}
-        if "random_state" in self.defaults:
-            fixed["random_state"] = seed
-        model = estimator_class(self.path)(**fixed).fit(data[0], data[1])
+        model = estimator_class(self.path)(**self._fixed(nthread, seed)).fit(data[0], data[1])
         params = model.get_params()
         shown = [k for k in (self.growth, "max_iter", "learning_rate", "max_depth", "alpha") if k]
         return {k: params[k] for k in dict.fromkeys(shown) if k in params}, model
