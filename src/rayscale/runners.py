@@ -245,8 +245,8 @@ def _warm_task(data: Work, hold_s: float, estimator: str = DEFAULT_ESTIMATOR) ->
 class RayGridRunner:
     """Runs a grid as Ray tasks against data put once in the object store.
 
-    ``warm_up`` starts one worker per trial slot (each imports scikit-learn and reads the data)
-    so that timed rounds measure the steady state; its cost is reported as ``warmup_s``.
+    ``warm_up`` starts one worker per trial slot on every node (each imports scikit-learn and reads
+    the data) so that timed rounds measure the steady state; its cost is reported as ``warmup_s``.
 
     With ``nodes`` (``[(node_id, cpus), ...]``) trials are pinned to those nodes only: each node's
     slots are kept full with hard node-affinity tasks, refilled as trials finish. That is the same
@@ -294,14 +294,20 @@ class RayGridRunner:
         return {node_id: trial_slots(cpus, self.cpus_per_trial) for node_id, cpus in self.nodes}
 
     def warm_up(self, hold_s: float = 0.3) -> float:
+        """Every slot of every node holds a warm task at once: pinned to its node even when the
+        rounds are not, since a node whose first worker starts in a round would lose its trials to
+        the nodes already warm, and the round would time a worker's start."""
         import ray
+
+        from rayscale.cluster import cpu_nodes
 
         started = time.perf_counter()
         task = ray.remote(_warm_task)
+        nodes = self.nodes or [(node["NodeID"], node["Resources"]["CPU"]) for node in cpu_nodes()]
         refs = [
             self._pinned(task, node_id).remote(self.data_ref, hold_s, self.estimator)
-            for node_id, count in self._slots().items()
-            for _ in range(count)
+            for node_id, cpus in nodes
+            for _ in range(trial_slots(cpus, self.cpus_per_trial))
         ]
         ray.get(refs)
         return time.perf_counter() - started
