@@ -4,12 +4,17 @@ cover what repeated real runs find?
 ``--runs`` identical ``rayscale run --phases tune`` (the default 32-config XGBoost space, 300
 rounds, ASHA) on ``--dataset``, each in a fresh embedded Ray, one after another. Each run's bundle
 carries its own outcome distribution (``tune.asha_outcomes``: 200 replays of its reports to the full
-budget, arrivals jittered by its timing noise). The checks: every real run's best lies inside
+budget, arrivals jittered by its timing noise, start offsets, gaps and dispatch order). The checks:
+its own best inside its range; every real run's best lies inside
 each run's predicted range (min–max of its replays), and the share of real runs that found the
 full-budget best lies inside the interval around the predicted share (a binomial 95 % interval
 for ``--runs`` draws). The plot shows the replays' bests against the real runs'.
 
-    python bench/asha.py [--runs 8] [--dataset diabetes]
+``--sweep small`` is the 8-config, 90-round, 2-slot sweep of ``tests/test_asha.py`` instead: its
+trials take tens of milliseconds, so when each one's worker started is much of what orders their
+reports (results under ``-small``).
+
+    python bench/asha.py [--runs 8] [--dataset diabetes] [--sweep default|small]
 """
 
 from __future__ import annotations
@@ -22,9 +27,17 @@ from pathlib import Path
 from rich.console import Console
 
 from _results import RESULTS, header, write  # bench/_results.py
-from rayscale.options import RunOptions
+from rayscale.options import RunOptions, TuneOptions
 from rayscale.pipeline import run_benchmark
 from rayscale.stats import Stats
+
+SMALL = TuneOptions(
+    space={"learning_rate": [0.05, 0.3], "max_depth": [2, 4], "subsample": [0.8, 1.0]},
+    max_rounds=90,
+    grace_period=10,
+    reduction_factor=3,
+    report_every=10,
+)
 
 
 def _binomial_interval(share: float, n: int) -> tuple[float, float]:
@@ -46,13 +59,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--dataset", default="diabetes")
+    parser.add_argument("--sweep", choices=("default", "small"), default="default")
     args = parser.parse_args()
+    sweep = SMALL if args.sweep == "small" else TuneOptions()
     console = Console(width=140)
     report = header("asha")
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
-            opts = RunOptions(dataset=args.dataset, phases=("tune",), repeats=1, output=Path(tmp) / f"r{i}")
+            opts = RunOptions(
+                dataset=args.dataset, phases=("tune",), repeats=1, tune=sweep, output=Path(tmp) / f"r{i}"
+            )
             result, _ = run_benchmark(opts, console=Console(quiet=True))
             tune = result.tune
             assert tune is not None and tune.asha_outcomes is not None
@@ -68,12 +85,14 @@ def main() -> None:
     predicted = Stats([a.found_share for a in runs]).median
     low, high = _binomial_interval(predicted, len(runs))
     inside = [sum(min(a.best) <= o <= max(a.best) for o in observed) / len(observed) for a in runs]
+    own = [min(a.best) <= a.observed <= max(a.best) for a in runs]
     inside_p5_p95 = [
         sum(a.best_quantiles["p5"] <= o <= a.best_quantiles["p95"] for o in observed) / len(observed)
         for a in runs
     ]
     report |= {
         "dataset": args.dataset,
+        "sweep": args.sweep,
         "runs": [a.model_dump(mode="json") for a in runs],
         "observed_best": observed,
         "distinct_observed": sorted(set(observed)),
@@ -81,23 +100,24 @@ def main() -> None:
         "predicted_found_share_median": predicted,
         "predicted_found_share_interval": [low, high],
         "share_within_interval": low <= found <= high,
+        "own_best_inside_own_range": own,
         "observed_inside_each_runs_range": inside,
         "observed_inside_each_runs_p5_p95": inside_p5_p95,
         "covered": min(inside) == 1.0,
     }
-    plot = (
-        RESULTS
-        / f"asha-{report['created_utc'][:10].replace('-', '')}-{report['environment']['hostname']}.png"
-    )
+    stem = f"asha-{report['created_utc'][:10].replace('-', '')}-{report['environment']['hostname']}"
+    stem += "-small" if args.sweep == "small" else ""
+    plot = RESULTS / f"{stem}.png"
     _plot(runs, observed, plot)
     report["plot"] = plot.name
     console.print(
         f"real runs: bests {sorted(set(observed))}, found the full-budget best in {found:.0%}; "
         f"replays predict {predicted:.0%} (95 % of {len(runs)}-run shares in {low:.0%}–{high:.0%}: "
-        f"{'within' if low <= found <= high else 'OUTSIDE'}); every real best inside every run's range: "
+        f"{'within' if low <= found <= high else 'OUTSIDE'}); each run's own best inside its range: "
+        f"{sum(own)}/{len(own)}; every real best inside every run's range: "
         f"{min(inside) == 1.0} (p5–p95: {Stats(inside_p5_p95).median:.0%} median)"
     )
-    console.print(f"written {write(report)}")
+    console.print(f"written {write(report, RESULTS / f'{stem}.json')}")
 
 
 def _plot(runs: list, observed: list[float], path: Path) -> None:

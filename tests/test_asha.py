@@ -4,11 +4,12 @@ run's own best."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 import pytest
 
-from rayscale.asha import outcomes, timing_noise, with_outcomes
+from rayscale.asha import RunNoise, dispatch_ranks, outcomes, start_offsets, timing_noise, with_outcomes
 from rayscale.cluster import ray_session
 from rayscale.datasets import load_dataset
 from rayscale.options import TuneOptions
@@ -64,12 +65,6 @@ def test_the_replays_are_deterministic_and_hold_the_runs_own_best(sweep) -> None
     assert asha.noise == timing_noise(result.trials) and asha.noise > 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 24 (open): on this 8-config, 2-slot sweep the replays' arrival jitter sometimes never "
-    "reaches the order the real run had (trial start times are not jittered), so the run's own best can "
-    "fall outside the replayed range; bench/asha.py covered every real best on the 32-config sweep",
-)
 def test_the_runs_own_best_is_inside_the_replayed_range(sweep) -> None:
     result, _ = sweep
     asha = result.asha_outcomes
@@ -101,6 +96,40 @@ def test_timing_noise_is_the_spread_of_seconds_per_round_within_trials() -> None
     deviations = [x - centre for x in logs] + [0.0, 0.0, 0.0]  # trial 1: three steady intervals
     assert noisy == pytest.approx(math.sqrt(sum(d * d for d in deviations) / 5))
     assert timing_noise([_trial(0, [0.01, 0.01])]) == 0.0  # one interval: nothing to compare
+
+
+def _started(index: int, pid: int, start_ts: float) -> TuneTrial:
+    return _trial(index, [0.01]).model_copy(update={"pid": pid, "start_ts": start_ts})
+
+
+# Tune's order is 0..5; worker 1 was up first and ran trial 1, then trials 2, 5, 4 as it freed;
+# worker 2 started 0.2 s later with trial 0, then took trial 3.
+STARTED = [_started(1, 1, 10.0), _started(2, 1, 10.05), _started(0, 2, 10.2), _started(5, 1, 10.21),
+           _started(3, 2, 10.3), _started(4, 1, 10.4)]  # fmt: skip
+
+
+def test_the_first_starts_are_each_workers_first_trial() -> None:
+    assert start_offsets(STARTED, 2) == pytest.approx([0.0, 0.2])  # not trial 2, its worker's second
+    assert start_offsets(STARTED, 1) == [0.0]
+
+
+def test_a_dispatch_rank_is_the_started_trials_place_among_those_pending() -> None:
+    # trials 0 and 1 each waited for a worker of their own; then 2 (next), 5 (third of 3, 4, 5),
+    # 3 (next of 3, 4), 4
+    assert dispatch_ranks(STARTED, 2) == [0, 2, 0, 0]
+    in_order = [_started(i, 1 + i % 2, 10.0 + i) for i in range(6)]
+    assert dispatch_ranks(in_order, 2) == [0, 0, 0, 0]
+
+
+def test_the_run_noise_draws_from_what_the_run_measured() -> None:
+    noise = RunNoise(random.Random(1), 0.0, [0.0, 0.2], [0.01, 0.03], [0, 2, 0, 0])
+    starts = [noise.starts(2) for _ in range(50)]
+    assert {tuple(s) for s in starts} == {(0.0, 0.2), (0.2, 0.0)}  # which trial got the late worker
+    assert {noise.gap() for _ in range(50)} == {0.01, 0.03}
+    assert {noise.pick(5) for _ in range(50)} == {0, 2} and {noise.pick(2) for _ in range(50)} == {0, 1}
+    assert noise.step() == 1.0  # no noise measured, none drawn
+    with pytest.raises(ValueError, match="2 first starts"):
+        noise.starts(3)
 
 
 def test_without_curves_there_is_nothing_to_replay(sweep) -> None:

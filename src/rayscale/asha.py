@@ -7,10 +7,11 @@ ASHA stopped on to the full budget (Ray tasks on the same cluster, outside every
 is deterministic, so each curve continues the reports the trial sent). Then the sweep is
 **replayed** through Ray Tune's own ``ASHAScheduler`` (predict's replay, at the run's
 concurrency) with those full-budget reports, each placed at the wall time after its trial's start
-at which it was sent (on short trials, reporting is much of that time) and each step scaled by a
-factor drawn from the sweep's own timing noise, many times: the spread of the replays' bests is
-the spread of what ASHA finds on this work, and the share that chose the full-budget best is how
-often it finds it.
+at which it was sent (on short trials, reporting is much of that time), each step scaled by a
+factor drawn from the sweep's own timing noise, the run's own first-start offsets dealt to the
+first trials in a random order, and each dispatch gap and dispatch order drawn from the run's
+(:class:`RunNoise`), many times: the spread of the replays' bests is the spread of what ASHA
+finds on this work, and the share that chose the full-budget best is how often it finds it.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import itertools
 import math
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from rayscale.datasets import Dataset
 from rayscale.options import TuneOptions
-from rayscale.predict import TuneTrace, replay_tune
+from rayscale.predict import TuneTrace, replay_tune, worker_gaps
 from rayscale.runners import Arrays, arrays
 from rayscale.schema import AshaOutcomes, Round, TuneReport, TuneResult, TuneTrial
 from rayscale.tasks import Task, direction, ranking_key
@@ -83,6 +85,72 @@ def timing_noise(trials: list[TuneTrial]) -> float:
     return math.sqrt(sum(d * d for d in deviations) / (len(deviations) - 1)) if len(deviations) > 1 else 0.0
 
 
+def start_offsets(trials: list[TuneTrial], slots: int) -> list[float]:
+    """When each of the first ``slots`` workers began its first trial, in seconds after the first
+    did (each waited for its worker process to start: on short trials, much of what orders their
+    reports); a worker is a (node, pid), one Tune actor that reused actors run trial after trial."""
+    first: dict[tuple[str, int], float] = {}
+    for t in trials:
+        key = (t.node_id, t.pid)
+        first[key] = min(first.get(key, t.start_ts), t.start_ts)
+    starts = sorted(first.values())[:slots]
+    return [s - starts[0] for s in starts]
+
+
+def dispatch_ranks(trials: list[TuneTrial], slots: int) -> list[int]:
+    """For each trial after the first ``slots`` in Tune's order (those each wait for a worker of
+    their own), in the order they started: its place among the ones not yet started, in Tune's
+    order (0: the next one; a freed actor takes the next trial most of the time, not always)."""
+    pending = sorted(t.index for t in trials)[slots:]
+    ranks = []
+    for t in sorted(trials, key=lambda t: (t.start_ts, t.index)):
+        if t.index in pending:
+            ranks.append(pending.index(t.index))
+            pending.remove(t.index)
+    return ranks
+
+
+@dataclass
+class RunNoise:
+    """What differs between real runs of one sweep, as this run measured it (predict's
+    :class:`~rayscale.predict.Noise`): each report's step scaled by a log-normal factor of the
+    sweep's :func:`timing_noise`; the run's own first-start offsets dealt to the first trials in
+    a random order (which trial got the worker that started first is luck); each dispatch gap,
+    and which pending trial a freed slot takes, drawn from the ones the run had. Without the
+    offsets and the order, a short sweep's replays never reach the orders its real runs have
+    (bench/asha.py --sweep small)."""
+
+    rng: random.Random
+    sigma: float
+    offsets: list[float]  # start_offsets of the run
+    gaps: list[float]  # the run's worker_gaps
+    ranks: list[int]  # the run's dispatch_ranks
+
+    @classmethod
+    def of(cls, result: TuneResult, seed: int) -> RunNoise:
+        return cls(
+            random.Random(seed),
+            timing_noise(result.trials),
+            start_offsets(result.trials, result.max_concurrent),
+            worker_gaps(result.trials),
+            dispatch_ranks(result.trials, result.max_concurrent),
+        )
+
+    def step(self) -> float:
+        return math.exp(self.rng.gauss(0.0, self.sigma))
+
+    def starts(self, n: int) -> list[float]:
+        if n > len(self.offsets):
+            raise ValueError(f"the run measured {len(self.offsets)} first starts, not {n}")
+        return self.rng.sample(self.offsets, n)
+
+    def gap(self) -> float:
+        return self.rng.choice(self.gaps) if self.gaps else 0.0
+
+    def pick(self, pending: int) -> int:
+        return min(self.rng.choice(self.ranks), pending - 1) if self.ranks else 0
+
+
 def _timed_by_wall(t: TuneTrial) -> TuneTrial:
     """The trial to the full budget, each report placed at the wall seconds since the trial began
     at which it was sent (arrivals are what ASHA orders by); its curve continues at the trial's own
@@ -92,7 +160,8 @@ def _timed_by_wall(t: TuneTrial) -> TuneTrial:
     sent = [r.model_copy(update={"compute_s": max(0.0, (r.ts or 0.0) - t.start_ts)}) for r in t.reports]
     pace = sent[-1].compute_s / max(1, sent[-1].rounds)
     rest = [r.model_copy(update={"compute_s": r.rounds * pace}) for r in t.full_reports[len(sent) :]]
-    return t.model_copy(update={"reports": [*sent, *rest]})
+    # its setup is in its first report's wall now, not to be added again at its start
+    return t.model_copy(update={"reports": [*sent, *rest], "compute_s": t.end_ts - t.start_ts})
 
 
 def outcomes(result: TuneResult, judged: str, replays: int, seed: int, curves_s: float = 0.0) -> AshaOutcomes:
@@ -121,15 +190,10 @@ def outcomes(result: TuneResult, judged: str, replays: int, seed: int, curves_s:
         return min(scores, key=lambda k: (ranking_key(metric, scores[k]), by_id[k].index))
 
     target = chosen({t.trial_id: t.reports[-1].value(judged) for t in full})
-    noise = timing_noise(result.trials)
-    rng = random.Random(seed)
-
-    def jitter() -> float:
-        return math.exp(rng.gauss(0.0, noise))
-
+    noise = RunNoise.of(result, seed)
     best, rounds_run, found = [], [], 0
     for _ in range(replays):
-        replay = replay_tune(trace, result.max_concurrent, jitter)
+        replay = replay_tune(trace, result.max_concurrent, noise)
         pick = chosen({k: _at(by_id[k], r).value(judged) for k, r in replay.stops.items()})
         best.append(_at(by_id[pick], replay.stops[pick]).metrics[metric])
         rounds_run.append(replay.rounds_run)
@@ -138,7 +202,7 @@ def outcomes(result: TuneResult, judged: str, replays: int, seed: int, curves_s:
     return AshaOutcomes(
         replays=replays,
         seed=seed,
-        noise=noise,
+        noise=noise.sigma,
         best=best,
         rounds_run=rounds_run,
         found_share=found / replays,

@@ -11,7 +11,9 @@ from rayscale.stats import Stats
 class AshaOutcomes(StrictModel):
     """ASHA's answer as a distribution: the sweep replayed ``replays`` times through Ray Tune's
     ``ASHAScheduler`` with its own reports to the full budget, each report's arrival jittered by
-    the sweep's timing noise (``noise``: the spread of log seconds per round within its trials).
+    the sweep's timing noise (``noise``: the spread of log seconds per round within its trials),
+    its first trials' start offsets dealt in a random order, its dispatch gaps and the pending
+    trial each freed slot takes drawn from the run's own (``rayscale.asha.RunNoise``).
 
     ``best`` holds the replays' best test scores on the selection metric; ``full_budget_best``
     is the best test score had every trial run to ``max_rounds`` (``full_budget_trial``), and

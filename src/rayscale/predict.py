@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from statistics import fmean, median
-from typing import Any
+from typing import Any, Protocol
 
 from rayscale.bundle import load_any
 from rayscale.errors import RayscaleError
@@ -34,18 +34,23 @@ from rayscale.schema import Result, Round, TrialRecord, TuneTrial, lower_bound, 
 from rayscale.tune import scheduler_for
 
 
-def worker_gap(trials: Sequence[TrialRecord] | Sequence[TuneTrial]) -> float:
-    """Mean idle time of a worker between the end of one of its trials and the start of its next
-    (the dispatch latency a slot pays per task; the mean, since a makespan adds them up); 0 when
-    no worker ran two."""
+def worker_gaps(trials: Sequence[TrialRecord] | Sequence[TuneTrial]) -> list[float]:
+    """Each idle time of a worker between the end of one of its trials and the start of its next
+    (the dispatch latency a slot pays per task)."""
     by_worker: dict[tuple[str, int], list[Any]] = {}
     for t in trials:
         by_worker.setdefault((t.node_id, t.pid), []).append(t)
-    gaps = [
+    return [
         max(0.0, b.start_ts - a.end_ts)
         for tasks in by_worker.values()
         for a, b in itertools.pairwise(sorted(tasks, key=lambda t: t.start_ts))
     ]
+
+
+def worker_gap(trials: Sequence[TrialRecord] | Sequence[TuneTrial]) -> float:
+    """The mean of :func:`worker_gaps` (the mean, since a makespan adds them up); 0 when no worker
+    ran two."""
+    gaps = worker_gaps(trials)
     return fmean(gaps) if gaps else 0.0
 
 
@@ -205,6 +210,26 @@ class TuneTrace:
         )
 
 
+class Noise(Protocol):
+    """What a replay draws where real runs of one sweep differ (``rayscale.asha.RunNoise``)."""
+
+    def step(self) -> float:
+        """The factor one report's compute is scaled by."""
+        ...
+
+    def starts(self, n: int) -> list[float]:
+        """The start times of the first ``n`` trials (the earliest at 0)."""
+        ...
+
+    def gap(self) -> float:
+        """The dispatch gap before a trial that takes a freed slot."""
+        ...
+
+    def pick(self, pending: int) -> int:
+        """Which of ``pending`` trials a freed slot takes (0: the next in Tune's order)."""
+        ...
+
+
 @dataclass
 class _Running:
     trial: TuneTrial
@@ -254,9 +279,11 @@ def _ends(scheduler: Any, trace: TuneTrace, trial_id: str, rounds: int, metric: 
     return bool(scheduler.on_trial_result(None, _Handle(trial_id), result) == TrialScheduler.STOP)
 
 
-def replay_tune(trace: TuneTrace, slots: int, jitter: Callable[[], float] | None = None) -> TuneReplay:
-    """Replay the sweep on ``slots`` concurrent trials in simulated time (see the module doc);
-    ``jitter`` draws the factor each report's compute is scaled by (timing noise, which reorders
+def replay_tune(trace: TuneTrace, slots: int, noise: Noise | None = None) -> TuneReplay:
+    """Replay the sweep on ``slots`` concurrent trials in simulated time (see the module doc):
+    the first trials start together, each next one in Tune's order the mean dispatch gap after a
+    slot frees. ``noise`` draws instead each report's compute factor, the first trials' start
+    times, each gap and which pending trial a freed slot takes (timing noise, which reorders
     arrivals as it does between real runs)."""
     if not trace.trials or any(not t.reports for t in trace.trials):
         raise RayscaleError("the bundle's Tune trials have no recorded reports to replay")
@@ -273,18 +300,19 @@ def replay_tune(trace: TuneTrace, slots: int, jitter: Callable[[], float] | None
     def schedule(run: _Running, at: float, compute_before: float) -> None:
         nonlocal sequence
         _, _, compute = _report_at(trace, run.trial, run.step, every)
-        step = (compute - compute_before) * (jitter() if jitter else 1.0)
+        step = (compute - compute_before) * (noise.step() if noise else 1.0)
         heapq.heappush(events, (at + step, sequence, run))
         sequence += 1
 
-    def start(at: float) -> None:
-        trial = queue.pop()
+    def start(at: float, first: bool = False) -> None:
+        trial = queue.pop(-1 - (noise.pick(len(queue)) if noise and not first else 0))
         began[trial.trial_id] = at
         scheduler.on_trial_add(None, _Handle(trial.trial_id))
         schedule(_Running(trial), at + trace.setup_s, 0.0)
 
-    for _ in range(min(slots, len(queue))):
-        start(0.0)
+    first = min(slots, len(queue))
+    for at in noise.starts(first) if noise else [0.0] * first:
+        start(at, first=True)
     end = 0.0
     while events:
         now, _, run = heapq.heappop(events)
@@ -295,7 +323,7 @@ def replay_tune(trace: TuneTrace, slots: int, jitter: Callable[[], float] | None
             took.append(now - began[run.trial.trial_id])
             end = max(end, now)
             if queue:
-                start(now + trace.gap_s)
+                start(now + (noise.gap() if noise else trace.gap_s))
             continue
         run.step += 1
         schedule(run, now, compute)
