@@ -155,6 +155,31 @@ def test_without_root_one_line_names_what_is_missing_and_creates_nothing() -> No
     assert not (out / "o").exists()
 
 
+def test_a_process_is_a_worker_a_clusters_or_a_nodes_own(tmp_path: Path) -> None:
+    gcs = tmp_path / "gcs_server"  # the GCS is a binary of that name
+    gcs.write_bytes(Path("/bin/sleep").read_bytes())
+    gcs.chmod(0o755)
+    started = {
+        "worker": ["bash", "-c", 'exec -a "ray::IDLE" sleep 30'],  # a Ray worker's process title
+        "cluster": [str(gcs), "30"],
+        "node": ["sleep", "30"],
+    }
+    processes = {role: subprocess.Popen(argv) for role, argv in started.items()}
+    try:
+        time.sleep(0.3)
+        for role, process in processes.items():
+            assert sandbox.process_cpu(process.pid)[0] == role
+        before, began = sandbox.process_cpu(os.getpid())[1], time.process_time()
+        while time.process_time() - began < 0.3:
+            pass
+        assert sandbox.process_cpu(os.getpid())[1] - before >= 0.2  # CPU seconds so far, from /proc
+    finally:
+        for process in processes.values():
+            process.kill()
+            process.wait()
+    assert sandbox.process_cpu(processes["node"].pid) == ("gone", 0.0)
+
+
 # -- isolated clusters ---------------------------------------------------------------------------------
 
 

@@ -21,8 +21,11 @@ from rayscale.predict import (
     predict_grid,
     replay_in_order,
     replay_tune,
+    slot_speeds,
     worker_gap,
+    worker_speed,
 )
+from rayscale.scaling import Emulation
 from rayscale.schema import Round, TuneReport, TuneTrial
 
 
@@ -59,6 +62,31 @@ def test_a_worker_gap_is_the_idle_time_between_its_own_tasks() -> None:
     ]
     assert worker_gap(trials) == pytest.approx(0.4)
     assert worker_gap(trials[:1]) == 0.0
+
+
+def test_slots_of_unequal_speed_take_each_task_at_their_own_pace() -> None:
+    # slot 1 runs at half the time: A 1 | B 0.5, then B's next 0.5 → 1.0 (without speeds, 2.0)
+    assert list_schedule([1, 1, 1], 2, 0.0, [1.0, 0.5]) == pytest.approx(1.0)
+    assert list_schedule([1, 1, 1], 2, 0.0) == pytest.approx(2.0)
+    assert slot_speeds(6, 2, 0.8) == [1.0, 1.0, 0.8, 0.8, 0.8, 0.8]  # the head's two, then the workers'
+
+
+def _emulation(ray_cpu: dict[str, float], cluster_cpu: float | None) -> Emulation:
+    return Emulation(
+        cpu_limit=0.2, cfs_period_us=10_000, host_idle=0.8, ray_cpu=ray_cpu, cluster_cpu=cluster_cpu,
+        faithful=True,
+    )  # fmt: skip
+
+
+def test_a_worker_node_gives_trials_what_the_heads_cluster_processes_took() -> None:
+    # The measured head: 0.2 core, 0.01 to its own Ray processes, 0.03 to the GCS and monitor; its
+    # trial got 0.16. A worker runs only its own: 0.19 for the trial, so 0.16 / 0.19 of the time.
+    one = _emulation({"198.18.0.1": 0.01}, 0.03)
+    assert worker_speed(one, 1.0) == pytest.approx(0.16 / 0.19)
+    assert worker_speed(one, 0.1) == 1.0  # trials asking for less than either leaves: no difference
+    assert worker_speed(None, 1.0) == 1.0  # not isolated: nothing measured to tell them apart
+    assert worker_speed(_emulation({"198.18.0.1": 0.01}, None), 1.0) == 1.0
+    assert worker_speed(_emulation({"198.18.0.1": 0.01, "198.18.0.2": 0.01}, 0.03), 1.0) == 1.0  # 2 nodes
 
 
 def _trace(durations: list[float], warmup: float = 1.0) -> GridTrace:
@@ -147,6 +175,11 @@ def test_fifo_replay_on_one_slot_is_every_trial_to_the_end_one_after_another() -
     assert one.best_score == 1.0 and one.best_trial == "t_00002"
     three = replay_tune(_tune_trace(trials, "none"), 3)
     assert three.wall_s == pytest.approx(4.0)
+    # the second and third slots (a worker node's) at half the time: the head's trial is the last
+    faster = replay_tune(_tune_trace(trials, "none"), 3, speeds=[1.0, 0.5, 0.5])
+    assert faster.wall_s == pytest.approx(4.0) and faster.busy_s == pytest.approx(4.0 + 2.0 + 2.0)
+    two = replay_tune(_tune_trace(trials, "none"), 2, speeds=[1.0, 0.5])
+    assert two.wall_s == pytest.approx(4.0)  # slot 1 runs two trials of 2 s while slot 0 runs one of 4
 
 
 def test_asha_replay_stops_the_worse_trial_at_its_first_rung() -> None:

@@ -3,7 +3,7 @@ typed points (grid and Tune alike), the costs it assumed, the cheapest node coun
 
 from __future__ import annotations
 
-from pydantic import computed_field
+from pydantic import Field, computed_field
 
 from rayscale.models import StrictModel
 
@@ -55,6 +55,8 @@ class Forecast(StrictModel):
     costs: ForecastCosts
     points: list[ForecastPoint]
     cheapest: dict[str, int | None]  # phase -> the cheapest node count within the deadline
+    # phase -> a trial's time on a worker node against the measured node's (rayscale.predict.worker_speed)
+    worker_speed: dict[str, float] = Field(default_factory=dict)
 
     def of_phase(self, phase: str) -> list[ForecastPoint]:
         return sorted((p for p in self.points if p.phase == phase), key=lambda p: p.nodes)

@@ -100,6 +100,7 @@ class _Sample:
     host_idle: int
     host_total: int
     nodes: dict[int, tuple[int, int, int]]  # node → (CPU ns, periods, throttled periods)
+    ray: dict[int, tuple[float, float]]  # node → CPU s of its Ray processes (its own, the cluster's)
 
 
 def _host_jiffies() -> tuple[int, int]:
@@ -275,7 +276,8 @@ class IsolatedCluster:
     def _sample(self) -> _Sample:
         idle, total = _host_jiffies()
         nodes = {k: self.cgroup(k).counters() for k in range(1, self.nodes + 1)}
-        return _Sample(time.time(), idle, total, nodes)
+        ray = {k: self.cgroup(k).ray_cpu_s() for k in range(1, self.nodes + 1)}
+        return _Sample(time.time(), idle, total, nodes, ray)
 
     def _sampling(self) -> None:
         while not self._stop.wait(SAMPLE_S):
@@ -337,6 +339,13 @@ class IsolatedCluster:
             periods = window[-1].nodes[k][1] - window[0].nodes[k][1]
             if periods:
                 throttled[address(k)] = (window[-1].nodes[k][2] - window[0].nodes[k][2]) / periods
+        span_s = window[-1].ts - window[0].ts
+        ray_cpu = {
+            address(k): max(0.0, window[-1].ray[k][0] - window[0].ray[k][0]) / span_s
+            for k in range(1, self.nodes + 1)
+            if span_s > 0
+        }
+        cluster = sum(max(0.0, window[-1].ray[k][1] - window[0].ray[k][1]) for k in range(1, self.nodes + 1))
         why = [f"node {address(k)} was lost" for k in sorted(self._lost(trials))]
         if host_idle is not None and host_idle < MIN_HOST_IDLE:
             why.append(f"the host was {host_idle:.0%} idle while trials ran (under {MIN_HOST_IDLE:.0%})")
@@ -352,6 +361,8 @@ class IsolatedCluster:
             host_idle=host_idle,
             node_cpu=node_cpu,
             node_throttled=throttled,
+            ray_cpu=ray_cpu,
+            cluster_cpu=cluster / span_s if span_s > 0 else None,
             faithful=not why,
             why="; ".join(why) or None,
         )

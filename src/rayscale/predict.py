@@ -7,6 +7,11 @@ to those that were), a slot waiting the measured dispatch gap between two tasks,
 ending the measured collect time after its last task. Before the round: the node's provisioning
 delay, the data's transfer (object size / bandwidth) and the per-node warm-up.
 
+Isolated nodes (``--isolate``) all get the same CPU limit, but the head spends part of its own on
+the cluster's Ray processes (GCS, autoscaler monitor), which a worker node does not run; the
+sampler measures that split at the one-node base point, and a trial on a worker node takes its
+measured time × :func:`worker_speed` (the head's slots keep the measured pace).
+
 The Tune sweep is replayed on the same slots driving Ray Tune's own ``ASHAScheduler`` with the
 reports the bundle recorded, in simulated time: each trial starts when a slot frees, its reports
 arrive after the compute they took, and ASHA stops or continues it as they arrive, so stops and
@@ -29,7 +34,7 @@ from rayscale.errors import RayscaleError
 from rayscale.forecast import Forecast, ForecastCosts, ForecastPoint
 from rayscale.grids import load_grid
 from rayscale.options import GRID_PARALLEL, TUNE, PredictOptions
-from rayscale.scaling import Measurement, ScaleResult, cheapest_meeting_deadline, node_hours
+from rayscale.scaling import Emulation, Measurement, ScaleResult, cheapest_meeting_deadline, node_hours
 from rayscale.schema import Result, Round, TrialRecord, TuneTrial, lower_bound, trial_slots
 from rayscale.tune import scheduler_for
 
@@ -54,20 +59,47 @@ def worker_gap(trials: Sequence[TrialRecord] | Sequence[TuneTrial]) -> float:
     return fmean(gaps) if gaps else 0.0
 
 
-def list_schedule(durations: Sequence[float], slots: int, gap_s: float = 0.0) -> float:
-    """Makespan of handing ``durations`` out in order, each to the earliest free slot, a slot
-    waiting ``gap_s`` before each task it runs (the dispatch latency)."""
+def list_schedule(
+    durations: Sequence[float], slots: int, gap_s: float = 0.0, speeds: Sequence[float] | None = None
+) -> float:
+    """Makespan of handing ``durations`` out in order, each to the earliest free slot (the lowest
+    numbered of those free together), a slot waiting ``gap_s`` before each task it runs (the
+    dispatch latency); a task on slot i takes its duration × ``speeds[i]`` (1 for every slot
+    without them)."""
     if slots < 1:
         raise ValueError("slots must be at least 1")
-    if len(durations) <= slots:
-        return gap_s + max(durations, default=0.0)
-    free = [0.0] * slots
+    factor = list(speeds) if speeds is not None else [1.0] * slots
+    free = [(0.0, i) for i in range(slots)]
     end = 0.0
     for d in durations:
-        finish = heapq.heappop(free) + gap_s + d
+        at, i = heapq.heappop(free)
+        finish = at + gap_s + d * factor[i]
         end = max(end, finish)
-        heapq.heappush(free, finish)
+        heapq.heappush(free, (finish, i))
     return end
+
+
+def worker_speed(emulation: Emulation | None, demand: float) -> float:
+    """What a trial's time on a worker node is, against its time on the measured one-node head
+    (a factor on durations). Every isolated node gets the same CPU limit; the head also runs the
+    cluster's processes (GCS, autoscaler monitor), a worker only a node's own (raylet, agents), so
+    trials there get more of it, up to ``demand`` (the node's trial slots × CPUs per trial). 1
+    where the measurement has no such split (not isolated, or more than one node)."""
+    if emulation is None or emulation.cluster_cpu is None or len(emulation.ray_cpu) != 1:
+        return 1.0
+    own = next(iter(emulation.ray_cpu.values()))
+    head = min(demand, emulation.cpu_limit - own - emulation.cluster_cpu)
+    worker = min(demand, emulation.cpu_limit - own)
+    return head / worker if head > 0 and worker > 0 else 1.0
+
+
+def slot_speeds(slots: int, per_node: int, speed: float) -> list[float]:
+    """Each slot's factor: the head's first (its node's slots, as measured), then the workers'."""
+    return [1.0 if i < per_node else speed for i in range(slots)]
+
+
+def _capacity(speeds: Sequence[float]) -> float:
+    return sum(1.0 / f for f in speeds)
 
 
 # --- the grid phase ------------------------------------------------------------------------------
@@ -84,6 +116,7 @@ class GridTrace:
     warmup_s: float
     cpus_per_trial: float
     data_bytes: int
+    worker_speed: float = 1.0  # a trial's time on a worker node against the measured node's
 
     @classmethod
     def of(
@@ -93,6 +126,7 @@ class GridTrace:
         warmup_s: float,
         cpus_per_trial: float,
         dataset: dict[str, Any],
+        worker_speed: float = 1.0,
     ) -> GridTrace:
         ordered = sorted(trials, key=lambda t: (-t.cost, t.index))
         rows = sum(int(dataset.get(k) or 0) for k in ("n_train", "n_test", "n_val"))
@@ -104,6 +138,7 @@ class GridTrace:
             warmup_s=warmup_s,
             cpus_per_trial=cpus_per_trial,
             data_bytes=rows * (int(dataset.get("n_features") or 0) + 1) * 8,
+            worker_speed=worker_speed,
         )
 
     def seconds_per_cost(self) -> float:
@@ -143,8 +178,9 @@ def predict_grid(trace: GridTrace, nodes: Sequence[int], costs: ForecastCosts) -
     points = []
     for n in nodes:
         slots = _slots(n, costs, trace.cpus_per_trial)
-        wall = list_schedule(trace.durations, slots, trace.gap_s) + trace.collect_s
-        bound = lower_bound(work, max(trace.durations, default=0.0), slots)
+        speeds = slot_speeds(slots, slots // n, trace.worker_speed)
+        wall = list_schedule(trace.durations, slots, trace.gap_s, speeds) + trace.collect_s
+        bound = lower_bound(work, max(trace.durations, default=0.0) * min(speeds), _capacity(speeds))
         total = _overheads(trace.warmup_s, trace.data_bytes, costs, n) + wall
         speedup = work / wall
         points.append(
@@ -181,6 +217,7 @@ class TuneTrace:
     fixed_s: float  # the sweep's wall less its trials' span: fit() to the first trial, and the tail
     gap_s: float  # mean time between a trial ending and the next starting on its actor
     setup_s: float  # mean wall of a trial beyond its boosting compute (its DMatrix, its reports)
+    worker_speed: float = 1.0  # a trial's time on a worker node against the measured node's
 
     @classmethod
     def of(cls, trials: Sequence[TuneTrial], options: dict[str, Any], rounds: Sequence[Round]) -> TuneTrace:
@@ -233,6 +270,7 @@ class Noise(Protocol):
 @dataclass
 class _Running:
     trial: TuneTrial
+    slot: int
     step: int = 0  # the report it sends next (0-based)
 
 
@@ -279,12 +317,15 @@ def _ends(scheduler: Any, trace: TuneTrace, trial_id: str, rounds: int, metric: 
     return bool(scheduler.on_trial_result(None, _Handle(trial_id), result) == TrialScheduler.STOP)
 
 
-def replay_tune(trace: TuneTrace, slots: int, noise: Noise | None = None) -> TuneReplay:
+def replay_tune(
+    trace: TuneTrace, slots: int, noise: Noise | None = None, speeds: Sequence[float] | None = None
+) -> TuneReplay:
     """Replay the sweep on ``slots`` concurrent trials in simulated time (see the module doc):
     the first trials start together, each next one in Tune's order the mean dispatch gap after a
     slot frees. ``noise`` draws instead each report's compute factor, the first trials' start
     times, each gap and which pending trial a freed slot takes (timing noise, which reorders
-    arrivals as it does between real runs)."""
+    arrivals as it does between real runs). A trial on slot i runs at ``speeds[i]`` × its measured
+    times (:func:`list_schedule`)."""
     if not trace.trials or any(not t.reports for t in trace.trials):
         raise RayscaleError("the bundle's Tune trials have no recorded reports to replay")
     scheduler = trace.scheduler_object()
@@ -300,19 +341,20 @@ def replay_tune(trace: TuneTrace, slots: int, noise: Noise | None = None) -> Tun
     def schedule(run: _Running, at: float, compute_before: float) -> None:
         nonlocal sequence
         _, _, compute = _report_at(trace, run.trial, run.step, every)
-        step = (compute - compute_before) * (noise.step() if noise else 1.0)
+        step = (compute - compute_before) * (noise.step() if noise else 1.0) * factor[run.slot]
         heapq.heappush(events, (at + step, sequence, run))
         sequence += 1
 
-    def start(at: float, first: bool = False) -> None:
+    def start(at: float, slot: int, first: bool = False) -> None:
         trial = queue.pop(-1 - (noise.pick(len(queue)) if noise and not first else 0))
         began[trial.trial_id] = at
         scheduler.on_trial_add(None, _Handle(trial.trial_id))
-        schedule(_Running(trial), at + trace.setup_s, 0.0)
+        schedule(_Running(trial, slot), at + trace.setup_s * factor[slot], 0.0)
 
+    factor = list(speeds) if speeds is not None else [1.0] * slots
     first = min(slots, len(queue))
-    for at in noise.starts(first) if noise else [0.0] * first:
-        start(at, first=True)
+    for slot, at in enumerate(noise.starts(first) if noise else [0.0] * first):
+        start(at, slot, first=True)
     end = 0.0
     while events:
         now, _, run = heapq.heappop(events)
@@ -323,7 +365,7 @@ def replay_tune(trace: TuneTrace, slots: int, noise: Noise | None = None) -> Tun
             took.append(now - began[run.trial.trial_id])
             end = max(end, now)
             if queue:
-                start(now + (noise.gap() if noise else trace.gap_s))
+                start(now + (noise.gap() if noise else trace.gap_s), run.slot)
             continue
         run.step += 1
         schedule(run, now, compute)
@@ -387,9 +429,12 @@ def measured_points(bundle: Result | ScaleResult) -> list[_Source]:
         run = bundle.options.get("run") or {}
         cpus_per_trial = float(run.get("cpus_per_trial") or 1)
         out = []
+        per_node = bundle.cpus_per_node
         for p in bundle.points:
             m = Measurement.of(p, trial_slots(p.cpus, cpus_per_trial))
-            out.append(_Source(m, bundle.cpus_per_node, _trace(m, cpus_per_trial, run, bundle.dataset)))
+            demand = trial_slots(per_node, cpus_per_trial) * cpus_per_trial
+            trace = _trace(m, cpus_per_trial, run, bundle.dataset, worker_speed(m.emulation, demand))
+            out.append(_Source(m, per_node, trace))
         return out
     sources: list[_Source] = []
     grid, tune = bundle.grid, bundle.tune
@@ -419,19 +464,25 @@ def measured_points(bundle: Result | ScaleResult) -> list[_Source]:
 
 
 def _trace(
-    m: Measurement, cpus_per_trial: float, options: dict[str, Any], dataset: dict[str, Any]
+    m: Measurement,
+    cpus_per_trial: float,
+    options: dict[str, Any],
+    dataset: dict[str, Any],
+    speed: float = 1.0,
 ) -> GridTrace | TuneTrace:
-    """What the simulation replays of a measurement (``options``: the stored run options)."""
+    """What the simulation replays of a measurement (``options``: the stored run options;
+    ``speed``: :func:`worker_speed`)."""
     if m.phase == TUNE.key:
-        return TuneTrace.of([t for t in m.trials if isinstance(t, TuneTrial)], options, m.rounds)
+        trace = TuneTrace.of([t for t in m.trials if isinstance(t, TuneTrial)], options, m.rounds)
+        return replace(trace, worker_speed=speed)
     records = [t for t in m.trials if isinstance(t, TrialRecord)]
-    return GridTrace.of(records, m.rounds, m.warmup_s, cpus_per_trial, dataset)
+    return GridTrace.of(records, m.rounds, m.warmup_s, cpus_per_trial, dataset, speed)
 
 
 def predict_tune(trace: TuneTrace, nodes: int, costs: ForecastCosts, alone_s: float) -> ForecastPoint:
     """The sweep replayed on ``nodes`` nodes; ``alone_s`` is its replay on one slot (the speedup's base)."""
     slots = _slots(nodes, costs, trace.cpus_per_trial)
-    replay = replay_tune(trace, slots)
+    replay = replay_tune(trace, slots, speeds=slot_speeds(slots, slots // nodes, trace.worker_speed))
     span = max(1e-9, replay.wall_s - trace.fixed_s)
     total = (costs.provision_s if nodes > 1 else 0.0) + replay.wall_s
     speedup = alone_s / replay.wall_s
@@ -517,7 +568,14 @@ def forecast(
         base[phase] = mine[0].measured.nodes
         points += _predict_phase(mine, nodes, costs, validate)
     cheapest = {phase: _cheapest([p for p in points if p.phase == phase], costs) for phase in base}
-    return Forecast(validated=validate, base=base, costs=costs, points=points, cheapest=cheapest)
+    speeds = {
+        s.measured.phase: s.trace.worker_speed
+        for s in measured
+        if s.measured.nodes == base.get(s.measured.phase) and s.trace.worker_speed != 1.0
+    }
+    return Forecast(
+        validated=validate, base=base, costs=costs, points=points, cheapest=cheapest, worker_speed=speeds
+    )
 
 
 def _cheapest(points: list[ForecastPoint], costs: ForecastCosts) -> int | None:

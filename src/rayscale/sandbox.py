@@ -236,6 +236,18 @@ class NodeCgroup:
     def pids(self) -> set[int]:
         return {int(p) for f in self.procs_files for p in read_value(f).split()}
 
+    def ray_cpu_s(self) -> tuple[float, float]:
+        """CPU seconds so far of the Ray processes alive in this cgroup that are not workers:
+        (every node's own: raylet, agents, log monitor; the cluster's: GCS, autoscaler monitor)."""
+        own = cluster = 0.0
+        for pid in self.pids():
+            role, cpu_s = process_cpu(pid)
+            if role == "node":
+                own += cpu_s
+            elif role == "cluster":
+                cluster += cpu_s
+        return own, cluster
+
     def counters(self) -> tuple[int, int, int]:
         """(CPU ns used, CFS periods, periods throttled) so far."""
         stat = dict(
@@ -297,6 +309,27 @@ class Names:
 
 def address(k: int) -> str:
     return f"198.18.0.{k}"
+
+
+CLUSTER_PROCESSES = ("autoscaler/_private/monitor.py", "dashboard/dashboard.py")  # with gcs_server
+
+
+def process_cpu(pid: int) -> tuple[str, float]:
+    """(role, CPU seconds so far) of a process: a Ray ``worker`` (where trials run), a process
+    only a head runs for the ``cluster`` (the GCS, the autoscaler monitor), or one every ``node``
+    runs; ("gone", 0) once it has exited."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "gone", 0.0
+    comm, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+    cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    if cmdline.startswith("ray::") or "default_worker.py" in cmdline:
+        return "worker", cpu_s
+    if comm == "gcs_server" or any(p in cmdline for p in CLUSTER_PROCESSES):
+        return "cluster", cpu_s
+    return "node", cpu_s
 
 
 def process_start_time(pid: int) -> str | None:

@@ -58,6 +58,9 @@ class Emulation(StrictModel):
     )  # cores each node (by address) got while a trial ran on it
     # share of CFS periods each node was throttled in, trials running
     node_throttled: dict[str, float] = Field(default_factory=dict)
+    # cores each node's own Ray processes used (raylet, agents; not workers), trials running
+    ray_cpu: dict[str, float] = Field(default_factory=dict)
+    cluster_cpu: float | None = None  # cores the head's cluster processes used (GCS, autoscaler)
     faithful: bool
     why: str | None = None  # what made it unfaithful
 

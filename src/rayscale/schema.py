@@ -305,8 +305,9 @@ def trial_slots(cpus: float, cpus_per_trial: float) -> int:
     return int(cpus // cpus_per_trial)
 
 
-def lower_bound(busy_s: float, longest_s: float, slots: int) -> float:
-    """No schedule on ``slots`` trial slots can finish sooner than max(Σ duration / slots, longest)."""
+def lower_bound(busy_s: float, longest_s: float, slots: float) -> float:
+    """No schedule on ``slots`` trial slots can finish sooner than max(Σ duration / slots, longest)
+    (slots of unequal speed: their capacity, Σ 1 / duration factor)."""
     if slots <= 0:
         raise ValueError("slots must be positive")
     return max(busy_s / slots, longest_s)

@@ -474,6 +474,12 @@ def print_forecast(forecast: Forecast, console: Console, plot: Path | None) -> N
         f"{'' if costs.bandwidth_mbps else ' (not modelled: no --bandwidth-mbps)'} and the warm-up",
         highlight=False,
     )
+    for phase, speed in forecast.worker_speed.items():
+        console.print(
+            f"{phase}: a trial on a worker node takes {speed:.2f}× its time on the measured head "
+            "(the head's limit also ran the cluster's Ray processes, a worker's runs only its own)",
+            highlight=False,
+        )
     if costs.deadline_s is not None and costs.price_per_node_hour is not None:
         for phase in forecast.cheapest:
             p = forecast.cheapest_point(phase)
