@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export RAY_AUTH_MODE ?= token
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load bench-repeat bench-startup bench-predict bench-asha bench-cv bench-isolate bench-faults lint e2e-kind controlplane dashboard constraints clean
+.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load bench-repeat bench-startup bench-predict bench-asha bench-cv bench-isolate bench-faults bench-transfer lint e2e-kind controlplane dashboard constraints clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,9 @@ bench-isolate: install  ## (root) scale --isolate against a plain local cluster 
 
 bench-faults: install  ## (root) partitions, a slowed node and a lost head on isolated clusters
 	$(BIN)/python bench/faults.py $(ARGS)
+
+bench-transfer: install  ## (root) the data's way to 1-3 isolated nodes: plain TCP against Ray's object transfer
+	$(BIN)/python bench/transfer.py $(ARGS)
 
 e2e-kind: install  ## chart + image + RayJob on a kind cluster (needs docker, kind, kubectl)
 	$(BIN)/pytest -m kind tests/e2e $(ARGS)

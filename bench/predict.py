@@ -38,6 +38,7 @@ from rayscale.options import GRID_PARALLEL
 from rayscale.predict import GridTrace, measured_points, predict_grid
 
 TARGETS = {GRID_PARALLEL.key: 10.0, "tune": 15.0}
+TRANSFER_TARGET = 15.0  # the data's transfer + warm-up against the measured warm-up
 ISOLATED = ["--isolate", "--cpu-limit", "0.2"]
 TRANSFER = ["--dataset", "friedman1:200000:20", "--nodes", "1,2,4", "--link-mbps", "100"]
 # short fits (seconds at 0.2 core on 160,000 rows), so that the data's 32 MB weigh
@@ -80,8 +81,9 @@ def _speed(bundle: Path) -> dict:
     }
 
 
-def _checks(validation: dict, prefix: str = "") -> dict:
-    """Every predicted point above the base against its target."""
+def _checks(validation: dict, prefix: str = "", warmups: bool = False) -> dict:
+    """Every predicted point above the base against its target; with ``warmups``, each grid
+    point's predicted transfer + warm-up against its measured warm-up too."""
     checks = {}
     for p in validation["points"]:
         if p["nodes"] > validation["base"][p["phase"]]:
@@ -92,27 +94,39 @@ def _checks(validation: dict, prefix: str = "") -> dict:
                 "target_pct": TARGETS[p["phase"]],
                 "met": abs(p["error_pct"]) <= TARGETS[p["phase"]],
             }
+            if warmups and p["warmup_error_pct"] is not None:
+                checks[f"{prefix}warm-up@{p['nodes']}"] = {
+                    "predicted_wall_s": p["predicted_warmup_s"],
+                    "measured_wall_s": p["measured_warmup_s"],
+                    "error_pct": p["warmup_error_pct"],
+                    "target_pct": TRANSFER_TARGET,
+                    "met": abs(p["warmup_error_pct"]) <= TRANSFER_TARGET,
+                }
     return checks
 
 
-def _transfer(bundle: Path, repeats: int) -> dict:
+def _transfer(bundle: Path, repeats: int, measure: bool = True) -> dict:
     """The data's transfer: a large dataset on isolated nodes behind a 100 Mbit/s link, predicted
-    from its 1-node point with the same bandwidth."""
-    grid = Path(tempfile.mkdtemp()) / "transfer-grid.yaml"
-    grid.write_text(TRANSFER_GRID)
-    _rayscale(
-        "scale", "--local-cluster", *ISOLATED, *TRANSFER, "--grid", str(grid), "--repeats", str(repeats),
-        "--output", str(bundle),
-    )  # fmt: skip
+    from its 1-node point with the same bandwidth (its walls, and each warm-up, which holds the
+    data's way to the node); ``measure=False`` predicts a bundle already made."""
+    if measure:
+        grid = Path(tempfile.mkdtemp()) / "transfer-grid.yaml"
+        grid.write_text(TRANSFER_GRID)
+        _rayscale(
+            "scale", "--local-cluster", *ISOLATED, *TRANSFER, "--grid", str(grid),
+            "--repeats", str(repeats), "--output", str(bundle),
+        )  # fmt: skip
     args = ["--validate", "--bandwidth-mbps", "100", "--json", "--plot", str(bundle / "validate.png")]
     validation = json.loads(_rayscale("predict", str(bundle), *args))
-    return {"validation": validation, "checks": _checks(validation, "transfer ")}
+    return {"validation": validation, "checks": _checks(validation, "transfer ", warmups=True)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per node count and phase")
-    parser.add_argument("--bundle", type=Path, default=None, help="a scale bundle already made")
+    parser.add_argument(
+        "--bundle", type=Path, default=None, help="a scale bundle already made (and its -transfer beside it)"
+    )
     parser.add_argument("--output", type=Path, default=None, help="JSON [bench/results/predict-<date>.json]")
     parser.add_argument(
         "--isolated",
@@ -143,7 +157,7 @@ def main() -> None:
         console.log(
             f"rayscale scale {' '.join(TRANSFER)} --local-cluster {' '.join(ISOLATED)} … → {transfer}"
         )
-        report["transfer"] = _transfer(transfer, args.repeats)
+        report["transfer"] = _transfer(transfer, args.repeats, measure=args.bundle is None)
         checks |= report["transfer"]["checks"]
     wide = ["--nodes", "1..1024", "--price-per-node-hour", "0.50", "--deadline", "60", "--provision-s", "45"]
     wide += ["--bandwidth-mbps", "1000", "--json", "--plot", str(bundle / "forecast.png")]

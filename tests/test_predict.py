@@ -113,9 +113,13 @@ def test_a_grid_forecast_is_the_schedule_plus_what_surrounds_it() -> None:
     assert one.predicted_wall_s == pytest.approx(10.1)  # every trial one after another, + collect
     assert two.predicted_wall_s == pytest.approx(5.1)  # 4+1 | 3+2
     assert four.predicted_wall_s == pytest.approx(4.1)  # the longest
-    transfer = 100_000 * 8 / 0.1e6  # 8 s at 0.1 Mbit/s
-    assert one.predicted_total_s == pytest.approx(transfer + 1.0 + 10.1)  # no provisioning for the first node
+    transfer = 100_000 * 8 / 0.1e6  # 8 s at 0.1 Mbit/s, for each node the head sends the data to
+    assert one.predicted_total_s == pytest.approx(1.0 + 10.1)  # no provisioning, no transfer on one node
     assert two.predicted_total_s == pytest.approx(30.0 + transfer + 1.0 + 5.1)
+    assert four.predicted_total_s == pytest.approx(30.0 + 3 * transfer + 1.0 + 4.1)  # 3 copies, one link
+    assert [p.predicted_warmup_s for p in (one, two, four)] == pytest.approx(
+        [1.0, transfer + 1.0, 3 * transfer + 1.0]
+    )
     assert two.speedup == pytest.approx(10.0 / 5.1)
     assert two.parallel_efficiency == pytest.approx(two.speedup / 2)
     assert four.schedule_efficiency == pytest.approx(4.0 / 4.1)  # bound: the longest trial

@@ -26,6 +26,8 @@ class ForecastPoint(StrictModel):
     slots: int
     predicted_wall_s: float  # one warm round (grid) or the sweep (tune), as the bundle's wall
     predicted_total_s: float  # provisioning + transfer + warm-up + the wall
+    # grid: the data's transfer to the other nodes + the warm-up (what a measured warm-up holds)
+    predicted_warmup_s: float | None = None
     speedup: float  # against the same work on one slot
     parallel_efficiency: float  # speedup / CPUs
     schedule_efficiency: float  # lower bound / wall
@@ -33,6 +35,7 @@ class ForecastPoint(StrictModel):
     measured_wall_s: float | None = None
     measured_min_s: float | None = None
     measured_max_s: float | None = None
+    measured_warmup_s: float | None = None  # grid: the warm-up measured at this node count
     rounds_run: int | None = None  # tune: boosting rounds the replayed sweep ran
     best_score: float | None = None  # tune: the replayed sweep's best, on ``metric``
     metric: str | None = None  # tune: what ASHA judged (``val_`` prefixed on a validation split)
@@ -45,6 +48,13 @@ class ForecastPoint(StrictModel):
         if self.measured_wall_s is None:
             return None
         return 100.0 * (self.predicted_wall_s - self.measured_wall_s) / self.measured_wall_s
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def warmup_error_pct(self) -> float | None:
+        if self.measured_warmup_s is None or self.predicted_warmup_s is None:
+            return None
+        return 100.0 * (self.predicted_warmup_s - self.measured_warmup_s) / self.measured_warmup_s
 
 
 class Forecast(StrictModel):

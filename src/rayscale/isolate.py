@@ -109,6 +109,12 @@ def _host_jiffies() -> tuple[int, int]:
     return fields[3] + fields[4], sum(fields)
 
 
+# Each isolated cluster a process starts gets its own GCS port. The driver's gRPC channels share
+# subchannels by target, and the one to the previous cluster's GCS, at the same address, can be
+# backing off its reconnects when the next head starts: ray.init then waited ~30 s for it.
+_CLUSTERS = itertools.count()
+
+
 @dataclass
 class IsolatedCluster:
     """N isolated nodes; the fault methods act on the running cluster from any thread."""
@@ -123,6 +129,7 @@ class IsolatedCluster:
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     samples: list[_Sample] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    port: int = field(default_factory=lambda: GCS_PORT + next(_CLUSTERS) % 100)  # the GCS's
 
     @property
     def head(self) -> str:
@@ -191,8 +198,8 @@ class IsolatedCluster:
                 "--object-store-memory", str(OBJECT_STORE_BYTES),
                 "--temp-dir", str(self.names.temp_dir / f"n{k}")]  # fmt: skip
         if k == 1:
-            return [*argv, "--head", "--port", str(GCS_PORT), "--include-dashboard=false"]
-        return [*argv, "--address", f"{self.head}:{GCS_PORT}"]
+            return [*argv, "--head", "--port", str(self.port), "--include-dashboard=false"]
+        return [*argv, "--address", f"{self.head}:{self.port}"]
 
     def _start_node(self, k: int) -> None:
         """``ray start`` in node k's namespace and cgroup (the shell joins the cgroup, then
@@ -236,7 +243,7 @@ class IsolatedCluster:
         self._start_node(1)
 
         def gcs_answers() -> bool:
-            with contextlib.suppress(OSError), socket.create_connection((self.head, GCS_PORT), timeout=1):
+            with contextlib.suppress(OSError), socket.create_connection((self.head, self.port), timeout=1):
                 return True
             return False
 
@@ -391,7 +398,7 @@ def isolated_cluster(
         cluster.create()
         with entered(NETNS_DIR / names.netns(1)):
             cluster.start()
-            gcs = f"{cluster.head}:{GCS_PORT}"
+            gcs = f"{cluster.head}:{cluster.port}"
 
             def lost(address: str) -> None:  # on the watch thread, the main one blocked in Ray
                 print(f"error: lost the Ray head at {address}; {kept}", file=sys.stderr, flush=True)

@@ -434,8 +434,8 @@ def write_forecast_plot(forecast: Forecast, path: Path) -> Path:
         ax.set_yscale("log")
         ax.xaxis.set_major_formatter(plain)
         ax.yaxis.set_major_formatter(plain)
-        # Walls span about a decade (label the minor ticks too); costs span several (decades only).
-        ax.yaxis.set_minor_formatter(plain if ax is ax_w else NullFormatter())
+        # Walls and totals span about a decade (label the minor ticks too); costs span several.
+        ax.yaxis.set_minor_formatter(NullFormatter() if ax is ax_c and priced else plain)
         ax.set_xlabel("nodes")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)

@@ -5,7 +5,8 @@ first and handed to the earliest free slot (a list schedule over N × C/cpus-per
 taking the duration it took when measured (or, for configs not measured, the cost model fitted
 to those that were), a slot waiting the measured dispatch gap between two tasks, and the round
 ending the measured collect time after its last task. Before the round: the node's provisioning
-delay, the data's transfer (object size / bandwidth) and the per-node warm-up.
+delay, the data's transfer (the head sends a copy to each other node through its own link: N − 1
+× object size / bandwidth) and the per-node warm-up.
 
 Isolated nodes (``--isolate``) all get the same CPU limit, but the head spends part of its own on
 the cluster's Ray processes (GCS, autoscaler monitor), which a worker node does not run; the
@@ -162,9 +163,12 @@ def _slots(nodes: int, costs: ForecastCosts, cpus_per_trial: float) -> int:
     return nodes * per_node
 
 
-def _overheads(trace_warmup_s: float, data_bytes: int, costs: ForecastCosts, nodes: int) -> float:
-    transfer = 0.0 if not costs.bandwidth_mbps else data_bytes * 8 / (costs.bandwidth_mbps * 1e6)
-    return (costs.provision_s if nodes > 1 else 0.0) + transfer + trace_warmup_s
+def transfer_s(data_bytes: int, costs: ForecastCosts, nodes: int) -> float:
+    """The data's way to the other nodes: the head holds its only copy and sends one to each of
+    the ``nodes`` − 1 others through its own link (0 without ``--bandwidth-mbps``, or on one)."""
+    if not costs.bandwidth_mbps:
+        return 0.0
+    return (nodes - 1) * data_bytes * 8 / (costs.bandwidth_mbps * 1e6)
 
 
 def _cost(nodes: int, total_s: float, costs: ForecastCosts) -> float | None:
@@ -181,7 +185,8 @@ def predict_grid(trace: GridTrace, nodes: Sequence[int], costs: ForecastCosts) -
         speeds = slot_speeds(slots, slots // n, trace.worker_speed)
         wall = list_schedule(trace.durations, slots, trace.gap_s, speeds) + trace.collect_s
         bound = lower_bound(work, max(trace.durations, default=0.0) * min(speeds), _capacity(speeds))
-        total = _overheads(trace.warmup_s, trace.data_bytes, costs, n) + wall
+        warmup = transfer_s(trace.data_bytes, costs, n) + trace.warmup_s
+        total = (costs.provision_s if n > 1 else 0.0) + warmup + wall
         speedup = work / wall
         points.append(
             ForecastPoint(
@@ -190,6 +195,7 @@ def predict_grid(trace: GridTrace, nodes: Sequence[int], costs: ForecastCosts) -
                 slots=slots,
                 predicted_wall_s=wall,
                 predicted_total_s=total,
+                predicted_warmup_s=warmup,
                 speedup=speedup,
                 parallel_efficiency=speedup / (n * costs.cpus_per_node),
                 schedule_efficiency=bound / wall,
@@ -528,6 +534,7 @@ def _predict_phase(
             p = p.model_copy(
                 update={
                     "measured_wall_s": walls.median,
+                    "measured_warmup_s": seen.measured.warmup_s if p.phase == GRID_PARALLEL.key else None,
                     "measured_min_s": walls.min,
                     "measured_max_s": walls.max,
                 }
