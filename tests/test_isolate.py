@@ -378,7 +378,8 @@ def test_a_lost_head_is_one_line_within_the_watch_and_keeps_scale_json(
     stderr = (tmp_path / "stderr").read_text()
     assert proc.returncode == 3, stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and re.match(r"error: lost the Ray head at 198\.18\.0\.1:6379; ", errors[0]), (
+    # the process's second cluster: its GCS on the second port (each cluster its own, from 6379)
+    assert len(errors) == 1 and re.match(r"error: lost the Ray head at 198\.18\.0\.1:6380; ", errors[0]), (
         stderr
     )
     assert "scale.json" in errors[0]
