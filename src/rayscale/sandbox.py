@@ -34,8 +34,11 @@ START_LIMIT = 1.0  # cores a node may use while Ray starts on it
 # isolated cluster (Ray's defaults, 3 s x 5 with a 10 s timeout, take 15-60 s). A partitioned
 # node sends no reset: the driver's calls to its workers hang until gRPC's keepalive gives up
 # (Ray's default: pings every 300 s), so the keepalive is 1 s + 2 s too. Every node and the
-# driver get the same settings.
+# driver get the same settings. Objects move in 1 MiB chunks, not Ray's 5 MiB: through the shaped
+# links, pulls of one object into 2-3 nodes at once took up to 4x the link's time in 5 MiB chunks
+# and the link's time in 1 MiB ones (bench/transfer.py), as plain TCP does.
 RAY_SETTINGS = {
+    "RAY_object_manager_default_chunk_size": str(2**20),
     "RAY_health_check_initial_delay_ms": "1000",
     "RAY_health_check_period_ms": "1000",
     "RAY_health_check_timeout_ms": "1000",
