@@ -226,7 +226,13 @@ class TuneTrace:
     worker_speed: float = 1.0  # a trial's time on a worker node against the measured node's
 
     @classmethod
-    def of(cls, trials: Sequence[TuneTrial], options: dict[str, Any], rounds: Sequence[Round]) -> TuneTrace:
+    def of(
+        cls,
+        trials: Sequence[TuneTrial],
+        options: dict[str, Any],
+        rounds: Sequence[Round],
+        worker_speed: float = 1.0,
+    ) -> TuneTrace:
         """From the sweep's trials, its stored options (``options["tune"]`` of the bundle) and its
         timed rounds (each round's wall less its span is the fixed part)."""
         tune = options.get("tune") or {}
@@ -244,6 +250,7 @@ class TuneTrace:
             fixed_s=median(max(0.0, r.wall_s - r.span_s) for r in rounds) if rounds else 0.0,
             gap_s=worker_gap(ordered),
             setup_s=fmean(setups) if setups else 0.0,
+            worker_speed=worker_speed,
         )
 
     def scheduler_object(self) -> Any:
@@ -479,8 +486,7 @@ def _trace(
     """What the simulation replays of a measurement (``options``: the stored run options;
     ``speed``: :func:`worker_speed`)."""
     if m.phase == TUNE.key:
-        trace = TuneTrace.of([t for t in m.trials if isinstance(t, TuneTrial)], options, m.rounds)
-        return replace(trace, worker_speed=speed)
+        return TuneTrace.of([t for t in m.trials if isinstance(t, TuneTrial)], options, m.rounds, speed)
     records = [t for t in m.trials if isinstance(t, TrialRecord)]
     return GridTrace.of(records, m.rounds, m.warmup_s, cpus_per_trial, dataset, speed)
 
