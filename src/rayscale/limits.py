@@ -59,7 +59,8 @@ class Stopped(RayscaleError):
 
 def underlying_stop(exc: BaseException) -> BaseException:
     """The :class:`Stopped` behind ``exc`` when a SIGTERM raised it inside Ray's own C code (a
-    ``ray.wait`` checking for signals surfaces it as ``SystemError``), else ``exc`` itself."""
+    ``ray.wait`` checking for signals surfaces it as ``SystemError``) or inside Tune's controller
+    (which raises a ``TuneError`` while handling it), else ``exc`` itself."""
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:

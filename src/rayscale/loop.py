@@ -214,7 +214,7 @@ def run_phases(ctx: Context, saved: dict[str, dict[str, Any]]) -> None:
     ctx.callbacks.on_run_start()
     try:
         _run_groups(ctx, saved)
-    except SystemError as exc:  # a SIGTERM's Stopped, raised inside Ray's C code
+    except Exception as exc:  # a SIGTERM's Stopped, raised inside Ray's C code or Tune's callbacks
         stop = underlying_stop(exc)
         if stop is exc:
             raise
