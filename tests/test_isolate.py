@@ -159,16 +159,25 @@ def test_a_process_is_a_worker_a_clusters_or_a_nodes_own(tmp_path: Path) -> None
     gcs = tmp_path / "gcs_server"  # the GCS is a binary of that name
     gcs.write_bytes(Path("/bin/sleep").read_bytes())
     gcs.chmod(0o755)
+    raylet = tmp_path / "raylet"
+    raylet.write_bytes(Path("/bin/sleep").read_bytes())
+    raylet.chmod(0o755)
     started = {
         "worker": ["bash", "-c", 'exec -a "ray::IDLE" sleep 30'],  # a Ray worker's process title
         "cluster": [str(gcs), "30"],
         "node": ["sleep", "30"],
+        # the raylet names the workers it starts; an agent takes a worker's kind of title
+        "raylet": ["bash", "-c", f'exec -a "raylet --python_worker_command=default_worker.py" {raylet} 30'],
+        "agent": ["bash", "-c", 'exec -a "ray::DashboardAgent" sleep 30'],
+        "client server": ["bash", "-c", 'exec -a "python -m ray.util.client.server" sleep 30'],
     }
+    roles = {"raylet": "node", "agent": "node", "client server": "cluster"}
     processes = {role: subprocess.Popen(argv) for role, argv in started.items()}
     try:
         time.sleep(0.3)
         for role, process in processes.items():
-            assert sandbox.process_cpu(process.pid)[0] == role
+            assert process.poll() is None, role
+            assert sandbox.process_cpu(process.pid)[0] == roles.get(role, role), role
         before, began = sandbox.process_cpu(os.getpid())[1], time.process_time()
         while time.process_time() - began < 0.3:
             pass
@@ -187,11 +196,15 @@ def test_a_process_is_a_worker_a_clusters_or_a_nodes_own(tmp_path: Path) -> None
 @pytest.mark.cluster
 @needs_isolation
 def test_isolated_scale_runs_trials_on_distinct_node_addresses_and_records_its_emulation(
-    tmp_path: Path, grid: Path
+    tmp_path: Path,
 ) -> None:
+    # fits of about a second: tiny ones could all end on the head before a worker's lease is granted
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("product:\n  n_estimators: [60, 120]\n  max_depth: [2, 3]\n")
     out = tmp_path / "s"
     argv = ["scale", "--nodes", "1,2", "--local-cluster", "--isolate", "--link-mbps", "200"]
-    result = CliRunner().invoke(app, [*argv, "--grid", str(grid), "--repeats", "1", "--output", str(out)])
+    argv += ["--dataset", "friedman1:3000", "--grid", str(grid), "--repeats", "1", "--output", str(out)]
+    result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
     bundle = json.loads((out / "scale.json").read_text())
     assert bundle["options"]["isolate"] is True
@@ -202,7 +215,9 @@ def test_isolated_scale_runs_trials_on_distinct_node_addresses_and_records_its_e
         assert emulation["cpu_limit"] == default_cpu_limit(2, 1)
         assert emulation["cfs_period_us"] == 10_000 and 0 <= emulation["host_idle"] <= 1
         nodes = {t["node"] for t in point["trials"]}
-        assert len(nodes) == point["nodes"]
+        assert len(nodes) == point["nodes"], [
+            (t["node"], t["start_ts"], t["end_ts"]) for t in point["trials"]
+        ]
         assert all(
             ipaddress.ip_address(n) in subnet and not ipaddress.ip_address(n).is_loopback for n in nodes
         )

@@ -4,6 +4,7 @@ replayed against a real Tune run, and a real 2-node local cluster predicted from
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,76 +18,11 @@ from rayscale.options import parse_nodes
 from rayscale.predict import (
     GridTrace,
     TuneTrace,
-    list_schedule,
     predict_grid,
     replay_in_order,
     replay_tune,
-    slot_speeds,
-    worker_gap,
-    worker_speed,
 )
-from rayscale.scaling import Emulation
 from rayscale.schema import Round, TuneReport, TuneTrial
-
-
-@pytest.mark.parametrize(
-    ("durations", "slots", "gap", "makespan"),
-    [
-        # A: 3, then 1 (ends 4); B: 2, then 2 (ends 4).
-        ([3, 2, 2, 1], 2, 0.0, 4.0),
-        # With 0.5 s per dispatch: A 0.5+3 = 3.5; B 0.5+2 = 2.5, then B 2.5+0.5+2 = 5.0; A 3.5+0.5+1 = 5.0.
-        ([3, 2, 2, 1], 2, 0.5, 5.0),
-        # A list schedule, not the optimum: 3,3 | 2,2 | 2 ends at 7 (the best split, 3+3 / 2+2+2, is 6).
-        ([3, 3, 2, 2, 2], 2, 0.0, 7.0),
-        # One long task and many short ones: B runs all five 1 s tasks while A runs the 5 s one.
-        ([5, 1, 1, 1, 1, 1], 2, 0.0, 5.0),
-        # More slots than tasks: the longest one, after its dispatch.
-        ([4, 1], 8, 0.25, 4.25),
-        # One slot: the sum.
-        ([1, 2, 3], 1, 0.0, 6.0),
-    ],
-)
-def test_list_schedule_matches_hand_computed_makespans(
-    durations: list[float], slots: int, gap: float, makespan: float
-) -> None:
-    assert list_schedule(durations, slots, gap) == pytest.approx(makespan)
-
-
-def test_a_worker_gap_is_the_idle_time_between_its_own_tasks() -> None:
-    trials = [
-        trial(0, start=0.0, end=1.0, pid=1),
-        trial(1, start=1.2, end=2.0, pid=1),  # 0.2 s after its first
-        trial(2, start=0.0, end=3.0, pid=2),
-        trial(3, start=3.4, end=4.0, pid=2),  # 0.4 s after its first
-        trial(4, start=4.6, end=5.0, pid=2),  # 0.6 s after its second
-    ]
-    assert worker_gap(trials) == pytest.approx(0.4)
-    assert worker_gap(trials[:1]) == 0.0
-
-
-def test_slots_of_unequal_speed_take_each_task_at_their_own_pace() -> None:
-    # slot 1 runs at half the time: A 1 | B 0.5, then B's next 0.5 → 1.0 (without speeds, 2.0)
-    assert list_schedule([1, 1, 1], 2, 0.0, [1.0, 0.5]) == pytest.approx(1.0)
-    assert list_schedule([1, 1, 1], 2, 0.0) == pytest.approx(2.0)
-    assert slot_speeds(6, 2, 0.8) == [1.0, 1.0, 0.8, 0.8, 0.8, 0.8]  # the head's two, then the workers'
-
-
-def _emulation(ray_cpu: dict[str, float], cluster_cpu: float | None) -> Emulation:
-    return Emulation(
-        cpu_limit=0.2, cfs_period_us=10_000, host_idle=0.8, ray_cpu=ray_cpu, cluster_cpu=cluster_cpu,
-        faithful=True,
-    )  # fmt: skip
-
-
-def test_a_worker_node_gives_trials_what_the_heads_cluster_processes_took() -> None:
-    # The measured head: 0.2 core, 0.01 to its own Ray processes, 0.03 to the GCS and monitor; its
-    # trial got 0.16. A worker runs only its own: 0.19 for the trial, so 0.16 / 0.19 of the time.
-    one = _emulation({"198.18.0.1": 0.01}, 0.03)
-    assert worker_speed(one, 1.0) == pytest.approx(0.16 / 0.19)
-    assert worker_speed(one, 0.1) == 1.0  # trials asking for less than either leaves: no difference
-    assert worker_speed(None, 1.0) == 1.0  # not isolated: nothing measured to tell them apart
-    assert worker_speed(_emulation({"198.18.0.1": 0.01}, None), 1.0) == 1.0
-    assert worker_speed(_emulation({"198.18.0.1": 0.01, "198.18.0.2": 0.01}, 0.03), 1.0) == 1.0  # 2 nodes
 
 
 def _trace(durations: list[float], warmup: float = 1.0) -> GridTrace:
@@ -100,6 +36,17 @@ def _trace(durations: list[float], warmup: float = 1.0) -> GridTrace:
         )
     ]
     return GridTrace.of(trials, rounds, warmup, 1.0, {"n_train": 1000, "n_test": 250, "n_features": 9})
+
+
+def test_a_grid_wall_is_its_mean_over_where_the_first_tasks_land() -> None:
+    # Worker slots at 0.5: the 4 s task on the head ends at 4.0, on a worker at 2.0 (the head then
+    # runs the 1 s one); the wall is their mean, the range both.
+    trace = replace(_trace([4.0, 1.0]), worker_speed=0.5)
+    (two,) = predict_grid(trace, [2], ForecastCosts(cpus_per_node=1))
+    assert (two.predicted_min_s, two.predicted_max_s) == pytest.approx((2.1, 4.1))
+    assert two.predicted_wall_s == pytest.approx(3.1)
+    (same,) = predict_grid(_trace([4.0, 1.0]), [2], ForecastCosts(cpus_per_node=1))
+    assert same.predicted_min_s == same.predicted_wall_s == same.predicted_max_s == pytest.approx(4.1)
 
 
 def test_a_grid_forecast_is_the_schedule_plus_what_surrounds_it() -> None:

@@ -25,9 +25,10 @@ from typing import Any
 
 from rayscale.datasets import Dataset
 from rayscale.options import TuneOptions
-from rayscale.predict import TuneTrace, replay_tune, worker_gaps
+from rayscale.predict import TuneTrace, replay_tune
 from rayscale.runners import Arrays, arrays
 from rayscale.schema import AshaOutcomes, Round, TuneReport, TuneResult, TuneTrial
+from rayscale.slots import worker_gaps
 from rayscale.tasks import Task, direction, ranking_key
 from rayscale.tunemodels import family_for
 

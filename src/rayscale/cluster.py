@@ -19,6 +19,9 @@ from rayscale.limits import Stopped, sigterm_deferred
 from rayscale.options import validate_address
 from rayscale.schema import ClusterInfo
 
+# The raylet's two agents, which retitle themselves as a worker does (``ray::IDLE``, ``ray::<task>``)
+RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
 
 def alive_nodes() -> list[dict]:
     import ray

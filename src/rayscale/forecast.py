@@ -25,6 +25,9 @@ class ForecastPoint(StrictModel):
     nodes: int
     slots: int
     predicted_wall_s: float  # one warm round (grid) or the sweep (tune), as the bundle's wall
+    # grid: the wall's range over where Ray places the first tasks (the wall is their mean)
+    predicted_min_s: float | None = None
+    predicted_max_s: float | None = None
     predicted_total_s: float  # provisioning + transfer + warm-up + the wall
     # grid: the data's transfer to the other nodes + the warm-up (what a measured warm-up holds)
     predicted_warmup_s: float | None = None

@@ -35,73 +35,10 @@ from rayscale.errors import RayscaleError
 from rayscale.forecast import Forecast, ForecastCosts, ForecastPoint
 from rayscale.grids import load_grid
 from rayscale.options import GRID_PARALLEL, TUNE, PredictOptions
-from rayscale.scaling import Emulation, Measurement, ScaleResult, cheapest_meeting_deadline, node_hours
+from rayscale.scaling import Measurement, ScaleResult, cheapest_meeting_deadline, node_hours
 from rayscale.schema import Result, Round, TrialRecord, TuneTrial, lower_bound, trial_slots
+from rayscale.slots import capacity, first_placements, list_schedule, slot_speeds, worker_gap, worker_speed
 from rayscale.tune import scheduler_for
-
-
-def worker_gaps(trials: Sequence[TrialRecord] | Sequence[TuneTrial]) -> list[float]:
-    """Each idle time of a worker between the end of one of its trials and the start of its next
-    (the dispatch latency a slot pays per task)."""
-    by_worker: dict[tuple[str, int], list[Any]] = {}
-    for t in trials:
-        by_worker.setdefault((t.node_id, t.pid), []).append(t)
-    return [
-        max(0.0, b.start_ts - a.end_ts)
-        for tasks in by_worker.values()
-        for a, b in itertools.pairwise(sorted(tasks, key=lambda t: t.start_ts))
-    ]
-
-
-def worker_gap(trials: Sequence[TrialRecord] | Sequence[TuneTrial]) -> float:
-    """The mean of :func:`worker_gaps` (the mean, since a makespan adds them up); 0 when no worker
-    ran two."""
-    gaps = worker_gaps(trials)
-    return fmean(gaps) if gaps else 0.0
-
-
-def list_schedule(
-    durations: Sequence[float], slots: int, gap_s: float = 0.0, speeds: Sequence[float] | None = None
-) -> float:
-    """Makespan of handing ``durations`` out in order, each to the earliest free slot (the lowest
-    numbered of those free together), a slot waiting ``gap_s`` before each task it runs (the
-    dispatch latency); a task on slot i takes its duration × ``speeds[i]`` (1 for every slot
-    without them)."""
-    if slots < 1:
-        raise ValueError("slots must be at least 1")
-    factor = list(speeds) if speeds is not None else [1.0] * slots
-    free = [(0.0, i) for i in range(slots)]
-    end = 0.0
-    for d in durations:
-        at, i = heapq.heappop(free)
-        finish = at + gap_s + d * factor[i]
-        end = max(end, finish)
-        heapq.heappush(free, (finish, i))
-    return end
-
-
-def worker_speed(emulation: Emulation | None, demand: float) -> float:
-    """What a trial's time on a worker node is, against its time on the measured one-node head
-    (a factor on durations). Every isolated node gets the same CPU limit; the head also runs the
-    cluster's processes (GCS, autoscaler monitor), a worker only a node's own (raylet, agents), so
-    trials there get more of it, up to ``demand`` (the node's trial slots × CPUs per trial). 1
-    where the measurement has no such split (not isolated, or more than one node)."""
-    if emulation is None or emulation.cluster_cpu is None or len(emulation.ray_cpu) != 1:
-        return 1.0
-    own = next(iter(emulation.ray_cpu.values()))
-    head = min(demand, emulation.cpu_limit - own - emulation.cluster_cpu)
-    worker = min(demand, emulation.cpu_limit - own)
-    return head / worker if head > 0 and worker > 0 else 1.0
-
-
-def slot_speeds(slots: int, per_node: int, speed: float) -> list[float]:
-    """Each slot's factor: the head's first (its node's slots, as measured), then the workers'."""
-    return [1.0 if i < per_node else speed for i in range(slots)]
-
-
-def _capacity(speeds: Sequence[float]) -> float:
-    return sum(1.0 / f for f in speeds)
-
 
 # --- the grid phase ------------------------------------------------------------------------------
 
@@ -182,9 +119,12 @@ def predict_grid(trace: GridTrace, nodes: Sequence[int], costs: ForecastCosts) -
     points = []
     for n in nodes:
         slots = _slots(n, costs, trace.cpus_per_trial)
-        speeds = slot_speeds(slots, slots // n, trace.worker_speed)
-        wall = list_schedule(trace.durations, slots, trace.gap_s, speeds) + trace.collect_s
-        bound = lower_bound(work, max(trace.durations, default=0.0) * min(speeds), _capacity(speeds))
+        per_node = slots // n
+        speeds = slot_speeds(slots, per_node, trace.worker_speed)
+        orders = first_placements(slots, per_node) if trace.worker_speed != 1.0 else [None]
+        walls = [list_schedule(trace.durations, slots, trace.gap_s, speeds, o) for o in orders]
+        wall = fmean(walls) + trace.collect_s
+        bound = lower_bound(work, max(trace.durations, default=0.0) * min(speeds), capacity(speeds))
         warmup = transfer_s(trace.data_bytes, costs, n) + trace.warmup_s
         total = (costs.provision_s if n > 1 else 0.0) + warmup + wall
         speedup = work / wall
@@ -194,6 +134,8 @@ def predict_grid(trace: GridTrace, nodes: Sequence[int], costs: ForecastCosts) -
                 nodes=n,
                 slots=slots,
                 predicted_wall_s=wall,
+                predicted_min_s=min(walls) + trace.collect_s,
+                predicted_max_s=max(walls) + trace.collect_s,
                 predicted_total_s=total,
                 predicted_warmup_s=warmup,
                 speedup=speedup,

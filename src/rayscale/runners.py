@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rayscale.cluster import RAY_AGENTS
 from rayscale.datasets import Dataset
 from rayscale.errors import RayscaleError, TrialFailed
 from rayscale.grids import (
@@ -177,8 +178,6 @@ class RayProcesses:
     the raylet's agents, which retitle themselves ``ray::DashboardAgent``/``ray::RuntimeEnvAgent``),
     read from /proc. Trial workers (``ray::IDLE``, ``ray::<task>``) and the driver are not among them."""
 
-    AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
-
     def __init__(self, pids: list[int]) -> None:
         self.pids = pids
         self._tick = os.sysconf("SC_CLK_TCK")
@@ -203,7 +202,7 @@ class RayProcesses:
                 continue
             if session in command and not command.startswith("ray::"):
                 own.append(int(entry.name))
-            elif command.startswith(cls.AGENTS):
+            elif command.startswith(RAY_AGENTS):
                 agents.append((int(entry.name), parent))
         pids = own + [pid for pid, parent in agents if parent in own]
         return cls(pids) if pids else None

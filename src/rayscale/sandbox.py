@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rayscale.cluster import RAY_AGENTS
 from rayscale.errors import RayscaleError
 from rayscale.options import CFS_PERIOD_US, MIN_CPU_LIMIT
 
@@ -314,13 +315,16 @@ def address(k: int) -> str:
     return f"198.18.0.{k}"
 
 
-CLUSTER_PROCESSES = ("autoscaler/_private/monitor.py", "dashboard/dashboard.py")  # with gcs_server
+# with gcs_server: the processes only a head runs (Ray's client server among them)
+CLUSTER_PROCESSES = ("autoscaler/_private/monitor.py", "dashboard/dashboard.py", "ray.util.client.server")
 
 
 def process_cpu(pid: int) -> tuple[str, float]:
     """(role, CPU seconds so far) of a process: a Ray ``worker`` (where trials run), a process
-    only a head runs for the ``cluster`` (the GCS, the autoscaler monitor), or one every ``node``
-    runs; ("gone", 0) once it has exited."""
+    only a head runs for the ``cluster`` (the GCS, the autoscaler monitor, the client server), or
+    one every ``node`` runs (the raylet, its agents, the log monitor); ("gone", 0) once it has
+    exited. The raylet's command line names ``default_worker.py`` (the workers it starts) and its
+    agents retitle themselves ``ray::…`` as workers do, so both are told apart first."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -328,10 +332,12 @@ def process_cpu(pid: int) -> tuple[str, float]:
         return "gone", 0.0
     comm, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
     cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-    if cmdline.startswith("ray::") or "default_worker.py" in cmdline:
-        return "worker", cpu_s
     if comm == "gcs_server" or any(p in cmdline for p in CLUSTER_PROCESSES):
         return "cluster", cpu_s
+    if comm == "raylet" or cmdline.startswith(RAY_AGENTS):
+        return "node", cpu_s
+    if cmdline.startswith("ray::") or "default_worker.py" in cmdline:
+        return "worker", cpu_s
     return "node", cpu_s
 
 
