@@ -56,6 +56,12 @@ def test_slots_free_together_take_tasks_in_the_order_given() -> None:
     # The head (slot 0) at 1.0, a worker at 0.5: the 4 s task on the worker ends at 2; on the head at 4.
     assert list_schedule([4, 1], 2, 0.0, [1.0, 0.5], order=[1, 0]) == pytest.approx(2.0)
     assert list_schedule([4, 1], 2, 0.0, [1.0, 0.5], order=[0, 1]) == pytest.approx(4.0)
+    # order[k] is the slot that takes the k-th task: the 4 s one on slot 1 (2.0), then slot 2 (0.25),
+    # then slot 0 (1.0). Read the other way (slot i takes the order[i]-th) it would end at 1.0.
+    assert list_schedule([4, 1, 1], 3, 0.0, [1.0, 0.5, 0.25], order=[1, 2, 0]) == pytest.approx(2.0)
+    for speeds, order in (([1.0], None), ([1.0, 1.0], [0, 0]), ([1.0, 1.0], [1])):
+        with pytest.raises(ValueError, match="one factor per slot and order every slot once"):
+            list_schedule([1], 2, 0.0, speeds, order)
 
 
 def test_the_heads_slots_take_every_place_among_the_first_tasks() -> None:
@@ -72,6 +78,11 @@ def test_the_heads_slots_take_every_place_among_the_first_tasks() -> None:
     drawn = first_placements(100, 2, most=5)
     assert len(drawn) == 5 and all(sorted(o) == list(range(100)) for o in drawn + spread)
     assert drawn == first_placements(100, 2, most=5)  # the same every call
+    # Drawn places are distinct and hold the head's slots all first and all last.
+    heads = [tuple(k for k, slot in enumerate(o) if slot < 2) for o in first_placements(10, 2, most=32)]
+    assert len(heads) == len(set(heads)) == 32 and (0, 1) in heads and (8, 9) in heads
+    with pytest.raises(ValueError, match="at least 2"):
+        first_placements(10, 1, most=1)
 
 
 def _emulation(ray_cpu: dict[str, float], cluster_cpu: float | None) -> Emulation:

@@ -9,9 +9,12 @@ delay, the data's transfer (the head sends a copy to each other node through its
 × object size / bandwidth) and the per-node warm-up.
 
 Isolated nodes (``--isolate``) all get the same CPU limit, but the head spends part of its own on
-the cluster's Ray processes (GCS, autoscaler monitor), which a worker node does not run; the
-sampler measures that split at the one-node base point, and a trial on a worker node takes its
-measured time × :func:`worker_speed` (the head's slots keep the measured pace).
+the cluster's Ray processes (GCS, autoscaler monitor, dashboard process, client server), which a
+worker node does not run; the sampler measures that split at the one-node base point, and a trial
+on a worker node takes its measured time × :func:`~rayscale.slots.worker_speed` (the head's slots
+keep the measured pace). Ray places the first tasks on the nodes in an order of its own, so the
+grid's wall is then the mean over where the head's slots fall among them
+(:func:`~rayscale.slots.first_placements`), their range beside it.
 
 The Tune sweep is replayed on the same slots driving Ray Tune's own ``ASHAScheduler`` with the
 reports the bundle recorded, in simulated time: each trial starts when a slot frees, its reports
@@ -121,7 +124,9 @@ def predict_grid(trace: GridTrace, nodes: Sequence[int], costs: ForecastCosts) -
         slots = _slots(n, costs, trace.cpus_per_trial)
         per_node = slots // n
         speeds = slot_speeds(slots, per_node, trace.worker_speed)
-        orders = first_placements(slots, per_node) if trace.worker_speed != 1.0 else [None]
+        orders: list[list[int] | None] = [None]  # equal slots: where each task lands makes no difference
+        if trace.worker_speed != 1.0:
+            orders = list(first_placements(slots, per_node))
         walls = [list_schedule(trace.durations, slots, trace.gap_s, speeds, o) for o in orders]
         wall = fmean(walls) + trace.collect_s
         bound = lower_bound(work, max(trace.durations, default=0.0) * min(speeds), capacity(speeds))

@@ -242,7 +242,8 @@ class NodeCgroup:
 
     def ray_cpu_s(self) -> tuple[float, float]:
         """CPU seconds so far of the Ray processes alive in this cgroup that are not workers:
-        (every node's own: raylet, agents, log monitor; the cluster's: GCS, autoscaler monitor)."""
+        (every node's own: raylet, agents, log monitor; the cluster's: GCS, autoscaler monitor,
+        dashboard process, client server)."""
         own = cluster = 0.0
         for pid in self.pids():
             role, cpu_s = process_cpu(pid)

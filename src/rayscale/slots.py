@@ -44,13 +44,17 @@ def list_schedule(
     order: Sequence[int] | None = None,
 ) -> float:
     """Makespan of handing ``durations`` out in order, each to the earliest free slot (of those
-    free together, the first in ``order``, by default the lowest numbered), a slot waiting
-    ``gap_s`` before each task it runs (the dispatch latency); a task on slot i takes its duration
-    × ``speeds[i]`` (1 for every slot without them)."""
+    free together, the first in ``order``, by default the lowest numbered: ``order[k]`` is the slot
+    that takes the k-th of the tasks handed out at once), a slot waiting ``gap_s`` before each task
+    it runs (the dispatch latency); a task on slot i takes its duration × ``speeds[i]`` (1 for
+    every slot without them)."""
     if slots < 1:
         raise ValueError("slots must be at least 1")
     factor = list(speeds) if speeds is not None else [1.0] * slots
-    rank = {slot: k for k, slot in enumerate(order if order is not None else range(slots))}
+    ranked = list(order) if order is not None else list(range(slots))
+    if len(factor) != slots or sorted(ranked) != list(range(slots)):
+        raise ValueError("speeds must have one factor per slot and order every slot once")
+    rank = {slot: k for k, slot in enumerate(ranked)}
     free = [(0.0, rank[i], i) for i in range(slots)]
     heapq.heapify(free)
     end = 0.0
@@ -68,26 +72,32 @@ PLACEMENTS = 32  # at most this many placements of the first tasks per grid pred
 def first_placements(slots: int, per_node: int, most: int = PLACEMENTS) -> list[list[int]]:
     """Orders in which the slots, all free at the start, take the first tasks (for
     :func:`list_schedule`), where the head's ``per_node`` slots (0 … per_node − 1) are not as fast
-    as the workers'. Ray does not hand the first, longest, task to the head: the measured first
-    trial ran on a worker at 2, 4 and 8 isolated nodes, the head's slot taking the second or a later
-    one. A worker's slots are interchangeable, so an order is where the head's slots fall among the
-    first ``slots`` tasks: every such place when there are at most ``most``, else ``most`` of them
-    (evenly spread for one head slot, drawn with a fixed seed for more)."""
+    as the workers'. The runner submits every task at once and Ray grants the nodes' leases in an
+    order of its own: in the isolated runs measured, the head's slot took the first, longest, task
+    in 4 of 7 points at 2 nodes, the second or third at 4 nodes and the seventh or eighth at 8. So
+    every place counts alike. A worker's slots are interchangeable, so an order is where the
+    head's slots fall among the first ``slots`` tasks: every such place when there are at most
+    ``most``, else ``most`` distinct ones: the head's slots all first and all last among them, the
+    rest evenly spread for one head slot or drawn with a fixed seed for more."""
+    if most < 2:
+        raise ValueError("most must be at least 2: the head first and the head last")
     if per_node >= slots:
         return [list(range(slots))]
-    if per_node == 1:
-        places = [[k] for k in range(slots)]
-        if slots > most:
-            places = [[round(j * (slots - 1) / (most - 1))] for j in range(most)]
-    elif math.comb(slots, per_node) <= most:
-        places = [list(c) for c in itertools.combinations(range(slots), per_node)]
+    places: list[tuple[int, ...]]
+    if math.comb(slots, per_node) <= most:
+        places = list(itertools.combinations(range(slots), per_node))
+    elif per_node == 1:
+        places = [(round(j * (slots - 1) / (most - 1)),) for j in range(most)]
     else:
+        first, last = tuple(range(per_node)), tuple(range(slots - per_node, slots))
+        chosen = {first, last}
         rng = random.Random(slots * 1_000 + per_node)
-        places = [sorted(rng.sample(range(slots), per_node)) for _ in range(most)]
+        while len(chosen) < most:
+            chosen.add(tuple(sorted(rng.sample(range(slots), per_node))))
+        places = sorted(chosen)
     orders = []
     for head in places:
-        workers = iter(range(per_node, slots))
-        heads = iter(range(per_node))
+        workers, heads = iter(range(per_node, slots)), iter(range(per_node))
         orders.append([next(heads) if k in head else next(workers) for k in range(slots)])
     return orders
 
@@ -95,7 +105,8 @@ def first_placements(slots: int, per_node: int, most: int = PLACEMENTS) -> list[
 def worker_speed(emulation: Emulation | None, demand: float) -> float:
     """What a trial's time on a worker node is, against its time on the measured one-node head
     (a factor on durations). Every isolated node gets the same CPU limit; the head also runs the
-    cluster's processes (GCS, autoscaler monitor), a worker only a node's own (raylet, agents), so
+    cluster's processes (GCS, autoscaler monitor, dashboard process, client server), a worker only
+    a node's own (raylet, agents, log monitor: taken to be what the head's own used), so
     trials there get more of it, up to ``demand`` (the node's trial slots × CPUs per trial). 1
     where the measurement has no such split (not isolated, or more than one node)."""
     if emulation is None or emulation.cluster_cpu is None or len(emulation.ray_cpu) != 1:
