@@ -52,6 +52,12 @@ class ForecastPoint(StrictModel):
             return None
         return 100.0 * (self.predicted_wall_s - self.measured_wall_s) / self.measured_wall_s
 
+    @property
+    def placement_range(self) -> tuple[float, float] | None:
+        """The grid wall's (min, max) over where Ray places the first tasks, where they differ."""
+        low, high = self.predicted_min_s, self.predicted_max_s
+        return (low, high) if low is not None and high is not None and low != high else None
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def warmup_error_pct(self) -> float | None:

@@ -386,8 +386,8 @@ def write_scale_plot(result: ScaleResult, out_dir: Path) -> Path:
 def _forecast_phase(ax_w: Any, ax_c: Any, pts: list[ForecastPoint], priced: bool, c: str) -> None:
     phase, n = pts[0].phase, [p.nodes for p in pts]
     ax_w.plot(n, [p.predicted_wall_s for p in pts], "-", color=c, label=f"{phase}: predicted")
-    low, high = [p.predicted_min_s for p in pts], [p.predicted_max_s for p in pts]
-    if all(a is not None and b is not None for a, b in zip(low, high, strict=True)) and low != high:
+    if any(p.placement_range for p in pts):
+        low, high = zip(*(p.placement_range or (p.predicted_wall_s,) * 2 for p in pts), strict=True)
         ax_w.fill_between(n, low, high, color=c, alpha=0.15, linewidth=0, label=f"{phase}: over placements")
     seen = [p for p in pts if p.measured_wall_s is not None]
     if seen:

@@ -126,7 +126,7 @@ def predict_grid(trace: GridTrace, nodes: Sequence[int], costs: ForecastCosts) -
         speeds = slot_speeds(slots, per_node, trace.worker_speed)
         orders: list[list[int] | None] = [None]  # equal slots: where each task lands makes no difference
         if trace.worker_speed != 1.0:
-            orders = list(first_placements(slots, per_node))
+            orders = [*first_placements(slots, per_node)]
         walls = [list_schedule(trace.durations, slots, trace.gap_s, speeds, o) for o in orders]
         wall = fmean(walls) + trace.collect_s
         bound = lower_bound(work, max(trace.durations, default=0.0) * min(speeds), capacity(speeds))

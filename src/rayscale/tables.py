@@ -15,7 +15,7 @@ from rich.table import Table
 from rayscale.bundle import Partial
 from rayscale.compare import Row
 from rayscale.forecast import Forecast, ForecastPoint
-from rayscale.options import GRID_PARALLEL, TUNE
+from rayscale.options import TUNE
 from rayscale.scaling import ScaleResult
 from rayscale.schema import AshaOutcomes, GridResult, Result, swept_params
 from rayscale.stats import NOISY_HALF_WIDTH, half_width, repeats_to_narrow
@@ -429,10 +429,8 @@ def print_scale_report(result: ScaleResult, console: Console, bundle: Path | Non
 def _forecast_row(p: ForecastPoint, priced: bool) -> list[str]:
     row = [
         str(p.nodes),
-        f"{p.predicted_wall_s:.2f}s ({p.predicted_min_s:.2f}–{p.predicted_max_s:.2f})"
-        if p.predicted_min_s is not None
-        and p.predicted_max_s is not None
-        and p.predicted_max_s - p.predicted_min_s >= 0.005
+        f"{p.predicted_wall_s:.2f}s ({p.placement_range[0]:.2f}–{p.placement_range[1]:.2f})"
+        if p.placement_range
         else f"{p.predicted_wall_s:.2f}s",
         f"{p.measured_wall_s:.2f}s ({p.measured_min_s:.2f}–{p.measured_max_s:.2f})"
         if p.measured_wall_s is not None
@@ -481,12 +479,12 @@ def print_forecast(forecast: Forecast, console: Console, plot: Path | None) -> N
     for phase, speed in forecast.worker_speed.items():
         console.print(
             f"{phase}: a trial on a worker node takes {speed:.2f}× its time on the measured head "
-            "(the head's limit also ran the cluster's Ray processes, a worker's runs only its own)"
-            + (
-                "; the grid's wall is its mean (min–max) over where Ray places the first tasks"
-                if phase == GRID_PARALLEL.key
-                else ""
-            ),
+            "(the head's limit also ran the cluster's Ray processes, a worker's runs only its own)",
+            highlight=False,
+        )
+    if any(p.placement_range for p in forecast.points):
+        console.print(
+            "the grid's wall is its mean (min–max) over where Ray places the first tasks",
             highlight=False,
         )
     if costs.deadline_s is not None and costs.price_per_node_hour is not None:
