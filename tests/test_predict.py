@@ -19,6 +19,7 @@ from rayscale.predict import (
     GridTrace,
     TuneTrace,
     predict_grid,
+    predict_tune,
     replay_in_order,
     replay_tune,
 )
@@ -131,6 +132,25 @@ def test_fifo_replay_on_one_slot_is_every_trial_to_the_end_one_after_another() -
     assert faster.wall_s == pytest.approx(4.0) and faster.busy_s == pytest.approx(4.0 + 2.0 + 2.0)
     two = replay_tune(_tune_trace(trials, "none"), 2, speeds=[1.0, 0.5])
     assert two.wall_s == pytest.approx(4.0)  # slot 1 runs two trials of 2 s while slot 0 runs one of 4
+
+
+def test_a_sweep_keeps_its_fixed_part_whose_spread_over_the_rounds_is_the_predictions_range() -> None:
+    trials = [_tune_trial(i, [(10, 5.0 - i, 1.0), (20, 4.0 - i, 2.0), (40, 3.0 - i, 4.0)]) for i in range(3)]
+    options = {"tune": {"scheduler": "none", "max_rounds": 40}}
+    # fit() to the first trial and the tail took 10, 15 and 12 s in the three measured rounds
+    rounds = [Round(wall_s=12.0 + fixed, busy_s=12.0, longest_s=4.0, span_s=12.0) for fixed in (10, 15, 12)]
+    trace = TuneTrace.of(trials, options, rounds)
+    assert trace.fixed_s == 12.0 and trace.fixed_range_s == (10.0, 15.0)
+    costs = ForecastCosts(cpus_per_node=1)
+    one = predict_tune(trace, 1, costs, alone_s=24.0)
+    assert one.predicted_wall_s == pytest.approx(12.0 + 12.0)  # the trials one after another + the median
+    assert one.predicted_range == pytest.approx((22.0, 27.0))
+    three = predict_tune(trace, 3, costs, alone_s=24.0)
+    assert three.predicted_wall_s == pytest.approx(4.0 + 12.0)
+    assert three.predicted_range == pytest.approx((14.0, 19.0))
+    # one round, or rounds alike: no range
+    alike = TuneTrace.of(trials, options, rounds[:1])
+    assert predict_tune(alike, 3, costs, alone_s=22.0).predicted_range is None
 
 
 def test_asha_replay_stops_the_worse_trial_at_its_first_rung() -> None:

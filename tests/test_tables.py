@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from rich.console import Console
 
-from rayscale.forecast import Forecast, ForecastCosts
+from rayscale.forecast import Forecast, ForecastCosts, ForecastPoint
 from rayscale.predict import GridTrace, predict_grid
 from rayscale.tables import print_forecast
 
@@ -19,17 +19,22 @@ def _trace(worker_speed: float) -> GridTrace:
     return replace(trace, worker_speed=worker_speed)
 
 
+def _shown(forecast: Forecast) -> str:
+    console = Console(record=True, width=400)
+    print_forecast(forecast, console, plot=None)
+    return console.export_text()
+
+
 def _printed(worker_speed: float) -> str:
     costs = ForecastCosts(cpus_per_node=1)
     points = predict_grid(_trace(worker_speed), [1, 2], costs)
     speeds = {"grid_parallel": worker_speed} if worker_speed != 1.0 else {}
-    forecast = Forecast(
-        validated=False, base={"grid_parallel": 1}, costs=costs, points=points, cheapest={},
-        worker_speed=speeds,
+    return _shown(
+        Forecast(
+            validated=False, base={"grid_parallel": 1}, costs=costs, points=points, cheapest={},
+            worker_speed=speeds,
+        )
     )  # fmt: skip
-    console = Console(record=True, width=400)
-    print_forecast(forecast, console, plot=None)
-    return console.export_text()
 
 
 def test_a_grid_wall_over_placements_is_shown_with_its_range_and_said_what_it_is() -> None:
@@ -40,3 +45,24 @@ def test_a_grid_wall_over_placements_is_shown_with_its_range_and_said_what_it_is
     # Equal slots: one placement, so no range and no note.
     plain = _printed(1.0)
     assert "4.10s" in plain and "4.10s (" not in plain and "over where Ray places" not in plain
+
+
+def _tune_point(low: float, high: float) -> ForecastPoint:
+    return ForecastPoint(
+        phase="tune", nodes=8, slots=8, predicted_wall_s=17.0, predicted_min_s=low, predicted_max_s=high,
+        predicted_total_s=17.0, speedup=1.5, parallel_efficiency=0.19, schedule_efficiency=0.1, cost=None,
+        rounds_run=3300, best_score=1.29, metric="rmse", stopped_early=20, extrapolated_reports=0,
+    )  # fmt: skip
+
+
+def test_a_sweeps_range_over_its_measured_rounds_is_shown_and_said_what_it_is() -> None:
+    def shown(point: ForecastPoint) -> str:
+        costs = ForecastCosts(cpus_per_node=1)
+        return _shown(Forecast(validated=False, base={"tune": 1}, costs=costs, points=[point], cheapest={}))
+
+    text = shown(_tune_point(15.7, 18.2))
+    assert "17.00s (15.70–18.20)" in text
+    assert "tune: the sweep's wall is its median (min–max) over the start-up and tail" in text
+    assert "where Ray places" not in text
+    plain = shown(_tune_point(17.0, 17.0))
+    assert "17.00s (" not in plain and "start-up and tail" not in plain

@@ -7,6 +7,15 @@ from pydantic import Field, computed_field
 
 from rayscale.models import StrictModel
 
+# What a point's predicted range (``predicted_min_s`` to ``predicted_max_s``) is over, by phase.
+RANGE_OVER = {
+    "grid_parallel": "the grid's wall is its mean (min–max) over where Ray places the first tasks",
+    "tune": (
+        "the sweep's wall is its median (min–max) over the start-up and tail (fit() to the first trial, "
+        "and the last trial to the end) of each round of the point it is predicted from"
+    ),
+}
+
 
 class ForecastCosts(StrictModel):
     """What a forecast adds around the measured work (all optional)."""
@@ -25,7 +34,8 @@ class ForecastPoint(StrictModel):
     nodes: int
     slots: int
     predicted_wall_s: float  # one warm round (grid) or the sweep (tune), as the bundle's wall
-    # grid: the wall's range over where Ray places the first tasks (the wall is their mean)
+    # the wall's range (RANGE_OVER): grid over where Ray places the first tasks (the wall is their
+    # mean); tune over the start-up and tail of each measured round (the wall takes their median)
     predicted_min_s: float | None = None
     predicted_max_s: float | None = None
     predicted_total_s: float  # provisioning + transfer + warm-up + the wall
@@ -53,8 +63,8 @@ class ForecastPoint(StrictModel):
         return 100.0 * (self.predicted_wall_s - self.measured_wall_s) / self.measured_wall_s
 
     @property
-    def placement_range(self) -> tuple[float, float] | None:
-        """The grid wall's (min, max) over where Ray places the first tasks, where they differ."""
+    def predicted_range(self) -> tuple[float, float] | None:
+        """The predicted wall's (min, max), where they differ (what it is over: ``RANGE_OVER``)."""
         low, high = self.predicted_min_s, self.predicted_max_s
         return (low, high) if low is not None and high is not None and low != high else None
 

@@ -386,9 +386,10 @@ def write_scale_plot(result: ScaleResult, out_dir: Path) -> Path:
 def _forecast_phase(ax_w: Any, ax_c: Any, pts: list[ForecastPoint], priced: bool, c: str) -> None:
     phase, n = pts[0].phase, [p.nodes for p in pts]
     ax_w.plot(n, [p.predicted_wall_s for p in pts], "-", color=c, label=f"{phase}: predicted")
-    if any(p.placement_range for p in pts):
-        low, high = zip(*(p.placement_range or (p.predicted_wall_s,) * 2 for p in pts), strict=True)
-        ax_w.fill_between(n, low, high, color=c, alpha=0.15, linewidth=0, label=f"{phase}: over placements")
+    if any(p.predicted_range for p in pts):
+        low, high = zip(*(p.predicted_range or (p.predicted_wall_s,) * 2 for p in pts), strict=True)
+        label = f"{phase}: predicted (min–max)"
+        ax_w.fill_between(n, low, high, color=c, alpha=0.15, linewidth=0, label=label)
     seen = [p for p in pts if p.measured_wall_s is not None]
     if seen:
         ax_w.errorbar(

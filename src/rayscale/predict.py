@@ -21,7 +21,9 @@ reports the bundle recorded, in simulated time: each trial starts when a slot fr
 arrive after the compute they took, and ASHA stops or continues it as they arrive, so stops and
 promotions follow arrival order as they do for real. A trial ASHA would run further than it ran
 when measured continues at its own seconds per round with its last metric (counted as
-``extrapolated``).
+``extrapolated``). The sweep's fixed part (``Tuner.fit()`` to its first trial, and its last trial
+to the end: the Tune actors' start-up, most of a short sweep's wall) is carried over unchanged, the
+median of the measured rounds'; their min and max are the prediction's range.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class GridTrace:
     cpus_per_trial: float
     data_bytes: int
     worker_speed: float = 1.0  # a trial's time on a worker node against the measured node's
+    fixed_range_s: tuple[float, float] | None = None  # the fixed part's (min, max) over the rounds
 
     @classmethod
     def of(
@@ -171,6 +174,7 @@ class TuneTrace:
     gap_s: float  # mean time between a trial ending and the next starting on its actor
     setup_s: float  # mean wall of a trial beyond its boosting compute (its DMatrix, its reports)
     worker_speed: float = 1.0  # a trial's time on a worker node against the measured node's
+    fixed_range_s: tuple[float, float] | None = None  # the fixed part's (min, max) over the rounds
 
     @classmethod
     def of(
@@ -185,6 +189,7 @@ class TuneTrace:
         tune = options.get("tune") or {}
         ordered = sorted(trials, key=lambda t: t.index)
         setups = [max(0.0, (t.end_ts - t.start_ts) - t.compute_s) for t in ordered]
+        fixed = [max(0.0, r.wall_s - r.span_s) for r in rounds]
         return cls(
             trials=ordered,
             scheduler=tune.get("scheduler", "asha"),
@@ -194,10 +199,11 @@ class TuneTrace:
             grace_period=int(tune.get("grace_period") or 1),
             reduction_factor=int(tune.get("reduction_factor") or 2),
             cpus_per_trial=int(tune.get("cpus_per_trial") or 1),
-            fixed_s=median(max(0.0, r.wall_s - r.span_s) for r in rounds) if rounds else 0.0,
+            fixed_s=median(fixed) if fixed else 0.0,
             gap_s=worker_gap(ordered),
             setup_s=fmean(setups) if setups else 0.0,
             worker_speed=worker_speed,
+            fixed_range_s=(min(fixed), max(fixed)) if fixed else None,
         )
 
     def scheduler_object(self) -> Any:
@@ -443,6 +449,9 @@ def predict_tune(trace: TuneTrace, nodes: int, costs: ForecastCosts, alone_s: fl
     slots = _slots(nodes, costs, trace.cpus_per_trial)
     replay = replay_tune(trace, slots, speeds=slot_speeds(slots, slots // nodes, trace.worker_speed))
     span = max(1e-9, replay.wall_s - trace.fixed_s)
+    low = high = None  # the wall over the measured rounds' fixed parts
+    if trace.fixed_range_s is not None:
+        low, high = span + trace.fixed_range_s[0], span + trace.fixed_range_s[1]
     total = (costs.provision_s if nodes > 1 else 0.0) + replay.wall_s
     speedup = alone_s / replay.wall_s
     return ForecastPoint(
@@ -450,6 +459,8 @@ def predict_tune(trace: TuneTrace, nodes: int, costs: ForecastCosts, alone_s: fl
         nodes=nodes,
         slots=slots,
         predicted_wall_s=replay.wall_s,
+        predicted_min_s=low,
+        predicted_max_s=high,
         predicted_total_s=total,
         speedup=speedup,
         parallel_efficiency=speedup / (nodes * costs.cpus_per_node),

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from rayscale.bundle import Partial
 from rayscale.compare import Row
-from rayscale.forecast import Forecast, ForecastPoint
+from rayscale.forecast import RANGE_OVER, Forecast, ForecastPoint
 from rayscale.options import TUNE
 from rayscale.scaling import ScaleResult
 from rayscale.schema import AshaOutcomes, GridResult, Result, swept_params
@@ -429,8 +429,8 @@ def print_scale_report(result: ScaleResult, console: Console, bundle: Path | Non
 def _forecast_row(p: ForecastPoint, priced: bool) -> list[str]:
     row = [
         str(p.nodes),
-        f"{p.predicted_wall_s:.2f}s ({p.placement_range[0]:.2f}–{p.placement_range[1]:.2f})"
-        if p.placement_range
+        f"{p.predicted_wall_s:.2f}s ({p.predicted_range[0]:.2f}–{p.predicted_range[1]:.2f})"
+        if p.predicted_range
         else f"{p.predicted_wall_s:.2f}s",
         f"{p.measured_wall_s:.2f}s ({p.measured_min_s:.2f}–{p.measured_max_s:.2f})"
         if p.measured_wall_s is not None
@@ -482,11 +482,9 @@ def print_forecast(forecast: Forecast, console: Console, plot: Path | None) -> N
             "(the head's limit also ran the cluster's Ray processes, a worker's runs only its own)",
             highlight=False,
         )
-    if any(p.placement_range for p in forecast.points):
-        console.print(
-            "the grid's wall is its mean (min–max) over where Ray places the first tasks",
-            highlight=False,
-        )
+    for phase in forecast.base:
+        if any(p.predicted_range for p in forecast.of_phase(phase)):
+            console.print(f"{phase}: {RANGE_OVER[phase]}", highlight=False)
     if costs.deadline_s is not None and costs.price_per_node_hour is not None:
         for phase in forecast.cheapest:
             p = forecast.cheapest_point(phase)
