@@ -6,11 +6,12 @@ from __future__ import annotations
 from pydantic import Field, computed_field
 
 from rayscale.models import StrictModel
+from rayscale.options import GRID_PARALLEL, TUNE
 
 # What a point's predicted range (``predicted_min_s`` to ``predicted_max_s``) is over, by phase.
 RANGE_OVER = {
-    "grid_parallel": "the grid's wall is its mean (min–max) over where Ray places the first tasks",
-    "tune": (
+    GRID_PARALLEL.key: "the grid's wall is its mean (min–max) over where Ray places the first tasks",
+    TUNE.key: (
         "the sweep's wall is its median (min–max) over the start-up and tail (fit() to the first trial, "
         "and the last trial to the end) of each round of the point it is predicted from"
     ),

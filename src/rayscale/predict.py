@@ -60,7 +60,6 @@ class GridTrace:
     cpus_per_trial: float
     data_bytes: int
     worker_speed: float = 1.0  # a trial's time on a worker node against the measured node's
-    fixed_range_s: tuple[float, float] | None = None  # the fixed part's (min, max) over the rounds
 
     @classmethod
     def of(
