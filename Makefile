@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export RAY_AUTH_MODE ?= token
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load bench-repeat bench-startup bench-predict bench-asha bench-cv bench-isolate bench-faults bench-transfer lint e2e-kind controlplane dashboard constraints clean
+.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load bench-repeat bench-startup bench-predict bench-asha bench-cv bench-isolate bench-faults bench-transfer lint e2e-kind controlplane cluster cluster-down dashboard constraints clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,8 +68,14 @@ bench-transfer: install  ## (root) the data's way to 1-3 isolated nodes: plain T
 e2e-kind: install  ## chart + image + RayJob on a kind cluster (needs docker, kind, kubectl)
 	$(BIN)/pytest -m kind tests/e2e $(ARGS)
 
-controlplane: install  ## build the controlplane tests' kube-apiserver, controller-manager, scheduler, kwok, KubeRay operator, etcd into .tools/k8s/bin (cached)
+controlplane: install  ## build the Kubernetes binaries (control plane, kwok, KubeRay operator, kubelet, containerd, CoreDNS) into .tools/k8s/bin and the node's images (cached)
 	bash tools/k8s/install.sh
+
+cluster: controlplane  ## (root) a one-node cluster whose pods run; ends with the `export KUBECONFIG=...` line (docs/controlplane.md)
+	$(BIN)/python tests/realnode.py up
+
+cluster-down: install  ## stop `make cluster`'s cluster and remove everything it made
+	$(BIN)/python tests/realnode.py down
 
 dashboard: install  ## regenerate the Grafana dashboard JSON from deploy/grafana/queries.yaml
 	$(BIN)/python deploy/grafana/build.py

@@ -81,10 +81,6 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def missing_binaries() -> list[str]:
-    return [name for name in BINARIES if not os.access(BIN / name, os.X_OK)]
-
-
 def _has_blackhole() -> bool:
     out = subprocess.run(["ip", "route", "show", str(NETWORK)], capture_output=True, text=True).stdout
     return any(line.split()[:2] == ["blackhole", str(NETWORK)] for line in out.splitlines())
@@ -150,10 +146,24 @@ class Pki:
     admin_key: Path
     sa_key: Path
     sa_pub: Path
+    # Further certificates by name (make_pki's ``leaves``): (certificate, key).
+    leaves: dict[str, tuple[Path, Path]] = field(default_factory=dict)
 
 
-def make_pki(folder: Path) -> Pki:
-    """A CA, the API server's serving certificate, an admin client (system:masters), an SA key."""
+@dataclass(frozen=True)
+class Leaf:
+    """A certificate make_pki also issues: a client (``org`` is its group) or a server (``sans``)."""
+
+    cn: str
+    org: str | None = None
+    server: bool = False
+    ips: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+
+
+def make_pki(folder: Path, server_ips: tuple[str, ...] = (), leaves: dict[str, Leaf] | None = None) -> Pki:
+    """A CA, the API server's serving certificate (127.0.0.1, the `kubernetes` Service IP and
+    ``server_ips``), an admin client (system:masters), an SA key, and ``leaves``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -216,7 +226,9 @@ def make_pki(folder: Path) -> Pki:
         .sign(ca_key, hashes.SHA256())
     )
 
-    def leaf(cn: str, org: str | None, server: bool) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    def leaf(
+        cn: str, org: str | None, server: bool, ips: tuple[str, ...] = (), dns: tuple[str, ...] = ()
+    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         key = ec.generate_private_key(ec.SECP256R1())
         b = (
             builder(name(cn, org), ca_name, key)
@@ -244,15 +256,24 @@ def make_pki(folder: Path) -> Pki:
             )
         )
         if server:
-            service_ip = next(ipaddress.ip_network(SERVICE_CIDR).hosts())
-            dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
-            dns.append(f"kubernetes.default.svc.{CLUSTER_DOMAIN}")
             sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-            sans += [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(service_ip)]
+            sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
             b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return b.sign(ca_key, hashes.SHA256()), key
 
-    server, server_key = leaf("kube-apiserver", None, server=True)
+    service_ip = str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))
+    api_dns = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
+    server, server_key = leaf(
+        "kube-apiserver",
+        None,
+        server=True,
+        ips=("127.0.0.1", service_ip, *server_ips),
+        dns=(*api_dns, f"kubernetes.default.svc.{CLUSTER_DOMAIN}"),
+    )
+    issued = {}
+    for short, spec in (leaves or {}).items():
+        cert, key = leaf(spec.cn, spec.org, spec.server, spec.ips, spec.dns)
+        issued[short] = (write_cert(folder / f"{short}.crt", cert), write_key(folder / f"{short}.key", key))
     admin, admin_key = leaf("rayscale-test-admin", "system:masters", server=False)
     sa_key = ec.generate_private_key(ec.SECP256R1())
     sa_pub = folder / "sa.pub"
@@ -269,22 +290,20 @@ def make_pki(folder: Path) -> Pki:
         admin_key=write_key(folder / "admin.key", admin_key),
         sa_key=write_key(folder / "sa.key", sa_key),
         sa_pub=sa_pub,
+        leaves=issued,
     )
 
 
-def write_kubeconfig(path: Path, server: str, pki: Pki) -> Path:
+def write_kubeconfig(path: Path, server: str, pki: Pki, client: tuple[Path, Path] | None = None) -> Path:
+    """A kubeconfig for ``server`` as the admin, or as ``client`` (a certificate and its key)."""
+    cert, key = client or (pki.admin_cert, pki.admin_key)
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
             {"name": "controlplane", "cluster": {"server": server, "certificate-authority": str(pki.ca)}}
         ],
-        "users": [
-            {
-                "name": "admin",
-                "user": {"client-certificate": str(pki.admin_cert), "client-key": str(pki.admin_key)},
-            }
-        ],
+        "users": [{"name": "admin", "user": {"client-certificate": str(cert), "client-key": str(key)}}],
         "contexts": [{"name": "controlplane", "context": {"cluster": "controlplane", "user": "admin"}}],
         "current-context": "controlplane",
     }
@@ -685,9 +704,9 @@ def _wait_up(proc: Process, what: str, check: Callable[[], bool], timeout: float
     raise RuntimeError(f"{proc.name}: no {what} after {timeout:.0f}s:\n{proc.tail()}")
 
 
-def start(tmp: Path) -> Iterator[ControlPlane]:
-    """Start the whole control plane in ``tmp``; yield it; stop every process it started."""
-    missing = missing_binaries()
+def check_prerequisites(binaries: tuple[str, ...] = BINARIES) -> None:
+    """Skip (fail in CI) unless the binaries, the blackhole route and `unshare -m` are there."""
+    missing = [name for name in binaries if not os.access(BIN / name, os.X_OK)]
     if missing:
         _unavailable(
             f"control-plane binaries missing from {BIN}: {', '.join(missing)} "
@@ -695,16 +714,27 @@ def start(tmp: Path) -> Iterator[ControlPlane]:
         )
     ensure_blackhole()
     if not os.access("/etc/resolv.conf", os.R_OK) or shutil.which("unshare") is None:
-        _unavailable("unshare(1) is needed to give the KubeRay operator a loopback-only resolver")
+        _unavailable("unshare(1) is needed to give the KubeRay operator a resolver of the fixture's own")
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True)
     if probe.returncode != 0:
         _unavailable(f"`unshare -m` failed ({probe.stderr.strip()}): the operator's DNS cannot be kept local")
 
+
+def start_control_plane(
+    tmp: Path,
+    processes: dict[str, Process],
+    pki: Pki,
+    *,
+    address: str = "127.0.0.1",
+    apiserver_args: tuple[str, ...] = (),
+    kubectl_bin: str | None = None,
+) -> ControlPlane:
+    """etcd, kube-apiserver (on ``address``), controller-manager and scheduler, each in its own
+    process group recorded in ``processes``; then the CRDs. The caller stops the processes."""
     logs = tmp / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    pki = make_pki(tmp / "pki")
-    etcd_client, etcd_peer, api_port = _free_port(), _free_port(), _free_port()
-    server = f"https://127.0.0.1:{api_port}"
+    etcd_client, etcd_peer, api_port = _free_port(), _free_port(), _free_port(address)
+    server = f"https://{address}:{api_port}"
     kubeconfig = write_kubeconfig(tmp / "kubeconfig", server, pki)
     helm_home = tmp / "helm"
     env = _clean_env(
@@ -713,130 +743,169 @@ def start(tmp: Path) -> Iterator[ControlPlane]:
         HELM_CONFIG_HOME=str(helm_home / "config"),
         HELM_DATA_HOME=str(helm_home / "data"),
     )
+    processes["etcd"] = etcd = _start(
+        "etcd",
+        [
+            str(BIN / "etcd"),
+            "--name=controlplane",
+            f"--data-dir={tmp / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-cluster=controlplane=http://127.0.0.1:{etcd_peer}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ],
+        logs,
+        _clean_env(),
+    )
+    _wait_up(etcd, "health", lambda: _ready(f"http://127.0.0.1:{etcd_client}/health"), 30)
+
+    issuer = f"https://kubernetes.default.svc.{CLUSTER_DOMAIN}"
+    processes["kube-apiserver"] = apiserver = _start(
+        "kube-apiserver",
+        [
+            str(BIN / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+            f"--bind-address={address}",
+            f"--advertise-address={address}",
+            f"--secure-port={api_port}",
+            f"--cert-dir={tmp / 'apiserver-certs'}",
+            f"--tls-cert-file={pki.server_cert}",
+            f"--tls-private-key-file={pki.server_key}",
+            f"--client-ca-file={pki.ca}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-account-issuer={issuer}",
+            f"--api-audiences={issuer}",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            "--anonymous-auth=false",
+            "--profiling=false",
+            "--enable-priority-and-fairness=false",
+            *(apiserver_args or ("--authorization-mode=RBAC",)),
+        ],
+        logs,
+        _clean_env(),
+    )
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
+    _wait_up(apiserver, "/readyz", lambda: _ready(f"{server}/readyz", context), 120)
+
+    component_kubeconfig = ["--kubeconfig", str(kubeconfig)]
+    processes["kube-controller-manager"] = _start(
+        "kube-controller-manager",
+        [
+            str(BIN / "kube-controller-manager"),
+            *component_kubeconfig,
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={_free_port()}",
+            f"--cert-dir={tmp / 'kcm-certs'}",
+            "--leader-elect=false",
+            # kwok renews the fake nodes' leases; never let a slow moment on 2 cores evict pods.
+            "--node-monitor-grace-period=600s",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki.sa_key}",
+            f"--root-ca-file={pki.ca}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+        ],
+        logs,
+        _clean_env(),
+    )
+    processes["kube-scheduler"] = _start(
+        "kube-scheduler",
+        [
+            str(BIN / "kube-scheduler"),
+            *component_kubeconfig,
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={_free_port()}",
+            f"--cert-dir={tmp / 'scheduler-certs'}",
+            "--leader-elect=false",
+        ],
+        logs,
+        _clean_env(),
+    )
+
+    cp = ControlPlane(
+        tmp=tmp,
+        server=server,
+        kubeconfig=kubeconfig,
+        pki=pki,
+        processes=processes,
+        dashboards=FakeDashboards(hosts_file=tmp / "operator-hosts"),
+        kubectl_bin=kubectl_bin or tooling.kubectl(),
+        helm_bin=tooling.helm(),
+        env=env,
+        kuberay_version=operator_version(),
+    )
+
+    # CRDs: KubeRay's (RayCluster, RayJob, RayService) of the operator built, and the monitoring ones.
+    crds = sorted(operator_crds().glob("ray.io_*.yaml")) + monitoring_crds()
+    for crd in crds:
+        cp.kubectl("apply", "--server-side", "-f", str(crd))
+
+    def established() -> bool:
+        found = cp.items("crd")
+        ok = [
+            c
+            for c in found
+            if any(
+                x["type"] == "Established" and x["status"] == "True"
+                for x in c.get("status", {}).get("conditions") or []
+            )
+        ]
+        return len(ok) == len(crds) == len(found)
+
+    cp.wait("the CRDs to be established", established, timeout=60)
+    return cp
+
+
+def start_operator(cp: ControlPlane, resolv: Path, hosts: Path) -> Process:
+    """The KubeRay operator as a host process, in a mount namespace whose /etc/resolv.conf and
+    /etc/hosts are the given files; returns once it is ready."""
+    cp.processes["kuberay-operator"] = operator = _start(
+        "kuberay-operator",
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && shift 2 && exec "$@"',
+            "sh",
+            str(resolv),
+            str(hosts),
+            str(BIN / "kuberay-operator"),
+            f"--metrics-addr=127.0.0.1:{_free_port()}",
+            f"--health-probe-bind-address=127.0.0.1:{(probe_port := _free_port())}",
+            "--enable-leader-election=false",
+            "--use-kubernetes-proxy=false",
+            "--log-stdout-encoder=console",
+        ],
+        cp.tmp / "logs",
+        _clean_env(KUBECONFIG=str(cp.kubeconfig), ENABLE_WEBHOOKS="false"),
+    )
+    _wait_up(operator, "readyz", lambda: _ready(f"http://127.0.0.1:{probe_port}/readyz"), 60)
+    return operator
+
+
+def start(tmp: Path) -> Iterator[ControlPlane]:
+    """Start the whole control plane with kwok's nodes in ``tmp``; yield it; stop every process it started."""
+    check_prerequisites()
     processes: dict[str, Process] = {}
-    dashboards = FakeDashboards(hosts_file=tmp / "operator-hosts")
+    cp: ControlPlane | None = None
     try:
-        processes["etcd"] = etcd = _start(
-            "etcd",
-            [
-                str(BIN / "etcd"),
-                "--name=controlplane",
-                f"--data-dir={tmp / 'etcd'}",
-                f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
-                f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
-                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-                f"--initial-cluster=controlplane=http://127.0.0.1:{etcd_peer}",
-                "--unsafe-no-fsync",
-                "--log-level=warn",
-            ],
-            logs,
-            _clean_env(),
+        cp = start_control_plane(
+            tmp,
+            processes,
+            make_pki(tmp / "pki"),
+            # The `kubernetes` Service's endpoints may not be a loopback address: keep none.
+            apiserver_args=("--authorization-mode=RBAC", "--endpoint-reconciler-type=none"),
         )
-        _wait_up(etcd, "health", lambda: _ready(f"http://127.0.0.1:{etcd_client}/health"), 30)
-
-        issuer = f"https://kubernetes.default.svc.{CLUSTER_DOMAIN}"
-        processes["kube-apiserver"] = apiserver = _start(
-            "kube-apiserver",
-            [
-                str(BIN / "kube-apiserver"),
-                f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={api_port}",
-                # The `kubernetes` Service's endpoints may not be a loopback address: keep none.
-                "--endpoint-reconciler-type=none",
-                f"--cert-dir={tmp / 'apiserver-certs'}",
-                f"--tls-cert-file={pki.server_cert}",
-                f"--tls-private-key-file={pki.server_key}",
-                f"--client-ca-file={pki.ca}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                f"--service-account-issuer={issuer}",
-                f"--api-audiences={issuer}",
-                f"--service-account-key-file={pki.sa_pub}",
-                f"--service-account-signing-key-file={pki.sa_key}",
-                "--authorization-mode=RBAC",
-                "--anonymous-auth=false",
-                "--profiling=false",
-                "--enable-priority-and-fairness=false",
-            ],
-            logs,
-            _clean_env(),
-        )
-        context = ssl.create_default_context(cafile=str(pki.ca))
-        context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
-        _wait_up(apiserver, "/readyz", lambda: _ready(f"{server}/readyz", context), 120)
-
-        component_kubeconfig = ["--kubeconfig", str(kubeconfig)]
-        processes["kube-controller-manager"] = _start(
-            "kube-controller-manager",
-            [
-                str(BIN / "kube-controller-manager"),
-                *component_kubeconfig,
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={_free_port()}",
-                f"--cert-dir={tmp / 'kcm-certs'}",
-                "--leader-elect=false",
-                # kwok renews the fake nodes' leases; never let a slow moment on 2 cores evict pods.
-                "--node-monitor-grace-period=600s",
-                "--use-service-account-credentials=true",
-                f"--service-account-private-key-file={pki.sa_key}",
-                f"--root-ca-file={pki.ca}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-            ],
-            logs,
-            _clean_env(),
-        )
-        processes["kube-scheduler"] = _start(
-            "kube-scheduler",
-            [
-                str(BIN / "kube-scheduler"),
-                *component_kubeconfig,
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={_free_port()}",
-                f"--cert-dir={tmp / 'scheduler-certs'}",
-                "--leader-elect=false",
-            ],
-            logs,
-            _clean_env(),
-        )
-
-        kubectl_bin = tooling.kubectl()
-        cp = ControlPlane(
-            tmp=tmp,
-            server=server,
-            kubeconfig=kubeconfig,
-            pki=pki,
-            processes=processes,
-            dashboards=dashboards,
-            kubectl_bin=kubectl_bin,
-            helm_bin=tooling.helm(),
-            env=env,
-            kuberay_version=operator_version(),
-        )
-
-        # CRDs: KubeRay's (RayCluster, RayJob, RayService) of the operator built, and the monitoring ones.
-        crds = sorted(operator_crds().glob("ray.io_*.yaml")) + monitoring_crds()
-        for crd in crds:
-            cp.kubectl("apply", "--server-side", "-f", str(crd))
-
-        def established() -> bool:
-            found = cp.items("crd")
-            ok = [
-                c
-                for c in found
-                if any(
-                    x["type"] == "Established" and x["status"] == "True"
-                    for x in c.get("status", {}).get("conditions") or []
-                )
-            ]
-            return len(ok) == len(crds) == len(found)
-
-        cp.wait("the CRDs to be established", established, timeout=60)
+        logs = tmp / "logs"
 
         # kwok's fake nodes, then kwok.
         nodes = "\n---\n".join(json.dumps(_node(i)) for i in range(NODES))
@@ -848,7 +917,7 @@ def start(tmp: Path) -> Iterator[ControlPlane]:
             [
                 str(BIN / "kwok"),
                 f"--config={stages}",
-                f"--kubeconfig={kubeconfig}",
+                f"--kubeconfig={cp.kubeconfig}",
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 f"--cidr={POD_CIDR}",
@@ -863,28 +932,8 @@ def start(tmp: Path) -> Iterator[ControlPlane]:
         # The operator, with a resolver that answers nothing and an /etc/hosts of the fixture's own.
         resolv = tmp / "operator-resolv.conf"
         resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n", encoding="utf-8")
-        dashboards.hosts_file.write_text("127.0.0.1 localhost\n", encoding="utf-8")
-        processes["kuberay-operator"] = operator = _start(
-            "kuberay-operator",
-            [
-                "unshare",
-                "-m",
-                "sh",
-                "-c",
-                'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && shift 2 && exec "$@"',
-                "sh",
-                str(resolv),
-                str(dashboards.hosts_file),
-                str(BIN / "kuberay-operator"),
-                f"--metrics-addr=127.0.0.1:{_free_port()}",
-                f"--health-probe-bind-address=127.0.0.1:{(probe_port := _free_port())}",
-                "--enable-leader-election=false",
-                "--use-kubernetes-proxy=false",
-                "--log-stdout-encoder=console",
-            ],
-            logs,
-            _clean_env(KUBECONFIG=str(kubeconfig), ENABLE_WEBHOOKS="false"),
-        )
+        cp.dashboards.hosts_file.write_text("127.0.0.1 localhost\n", encoding="utf-8")
+        start_operator(cp, resolv, cp.dashboards.hosts_file)
 
         def nodes_ready() -> bool:
             ready = 0
@@ -894,7 +943,6 @@ def start(tmp: Path) -> Iterator[ControlPlane]:
             return ready == NODES
 
         cp.wait("kwok's nodes to be Ready", nodes_ready, timeout=60)
-        _wait_up(operator, "readyz", lambda: _ready(f"http://127.0.0.1:{probe_port}/readyz"), 60)
         cp.wait(
             "the default ServiceAccount (controller-manager)",
             lambda: cp.get("sa", "default", "-n", "default"),
@@ -906,6 +954,7 @@ def start(tmp: Path) -> Iterator[ControlPlane]:
         assert_unreachable(NODE_IP, 10250)
         yield cp
     finally:
-        dashboards.close()
+        if cp is not None:
+            cp.dashboards.close()
         for proc in reversed(list(processes.values())):
             proc.stop()

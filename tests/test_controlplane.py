@@ -31,8 +31,9 @@ RELEASE = "rayscale"  # jobs/*.yaml select the cluster of this release name
 SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    # Module scope: stopped before tests/test_node.py starts its real node (its own control plane).
     yield from controlplane.start(tmp_path_factory.mktemp("controlplane"))
 
 

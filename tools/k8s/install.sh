@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the offline Kubernetes control plane the `controlplane` tests run into .tools/k8s/bin/
-# (git-ignored): etcd, kube-apiserver, kube-controller-manager, kube-scheduler (k8s.io/kubernetes),
-# kwok and the KubeRay operator, and it locates the CRDs the tests apply (KubeRay's and the Prometheus
-# operator's, in the Go module cache).
+# Installs the offline Kubernetes the `controlplane` and `node` tests run into .tools/k8s/bin/
+# (git-ignored): etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and
+# kubectl (k8s.io/kubernetes), kwok, the KubeRay operator, containerd and CoreDNS; it locates the CRDs
+# the tests apply (KubeRay's and the Prometheus operator's, in the Go module cache), and, as root,
+# builds the real node's images (images/build.sh).
 #
 # Every version is pinned by a go.mod/go.sum next to this script (etcd/, kubernetes/, kwok/, kuberay/,
 # crds/); nothing is fetched but Go modules, from the Go module proxy. Idempotent and cached: a
@@ -30,8 +31,9 @@ export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"  # go.sum is the pin: never 
 log() { printf '[k8s-install] %s\n' "$*" >&2; }
 
 stamp_of() {  # component [build flags]: a hash of everything that decides its binaries
-  { cat "$HERE/$1/go.mod" "$HERE/$1/go.sum"; printf '%s\n' "${2:-}" "$(go env GOVERSION)"; } \
-    | sha256sum | cut -d' ' -f1
+  # (a wrapper's own Go files too: coredns/main.go picks CoreDNS' plugins)
+  { cat "$HERE/$1/go.mod" "$HERE/$1/go.sum"; find "$HERE/$1" -maxdepth 1 -name '*.go' -exec cat {} +
+    printf '%s\n' "${2:-}" "$(go env GOVERSION)"; } | sha256sum | cut -d' ' -f1
 }
 
 up_to_date() {  # component flags binary...
@@ -72,13 +74,17 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_flags+=" -X $pkg.gitVersion=$kv -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
   k8s_flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
-if up_to_date kubernetes "$k8s_flags" kube-apiserver kube-controller-manager kube-scheduler; then
+if up_to_date kubernetes "$k8s_flags" kube-apiserver kube-controller-manager kube-scheduler \
+  kubelet kube-proxy kubectl; then
   log "kubernetes $kv up to date"
 else
   build kubernetes "$k8s_flags" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler
+    k8s.io/kubernetes/cmd/kube-scheduler \
+    k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kube-proxy \
+    k8s.io/kubernetes/cmd/kubectl
 fi
 
 # --- KubeRay operator -----------------------------------------------------------------------------
@@ -116,8 +122,37 @@ else
   mv -f "$BIN/server" "$BIN/etcd"
 fi
 
+# --- containerd (the real node's container runtime), CGO-free: no btrfs, overlayfs is what it uses ----
+cv="$(mod_version containerd github.com/containerd/containerd/v2)"
+containerd_flags="-s -w -X github.com/containerd/containerd/v2/version.Version=$cv"
+if up_to_date containerd "$containerd_flags" containerd containerd-shim-runc-v2 ctr; then
+  log "containerd $cv up to date"
+else
+  (export CGO_ENABLED=0 && build containerd "$containerd_flags" \
+    github.com/containerd/containerd/v2/cmd/containerd \
+    github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+    github.com/containerd/containerd/v2/cmd/ctr)
+fi
+
+# --- CoreDNS (the real node's cluster DNS), with only the plugins main.go names --------------------
+if up_to_date coredns "-s -w" coredns; then
+  log "coredns up to date"
+else
+  build coredns "-s -w" .
+fi
+
+# --- the real node's images (tools/k8s/images/build.sh: buildah and mmdebstrap need root) ----------
+if [ "$(id -u)" -eq 0 ]; then
+  bash "$HERE/images/build.sh"
+else
+  log "not root: the real node's images are not built (the node tests skip; make cluster needs root)"
+fi
+
 log "control plane in $BIN ($((SECONDS - total)) s)"
 "$BIN/kube-apiserver" --version >&2
 "$BIN/etcd" --version | sed -n 1p >&2  # sed reads it all: no SIGPIPE under pipefail
 printf 'KubeRay operator %s\n' "$(cat "$BIN/kuberay-operator.version")" >&2
 "$BIN/kwok" --version >&2
+"$BIN/kubelet" --version >&2
+"$BIN/containerd" --version >&2
+"$BIN/coredns" -version | sed -n 1p >&2

@@ -89,10 +89,15 @@ worker.rayStartParams. One map, so a key never renders twice; every value a stri
 map[string]string field wants (whole numbers without an exponent). */}}
 {{- define "rayscale.rayStartParams" -}}
 {{- $params := dict "metrics-export-port" "8080" }}
-{{- $user := .root.Values.worker.rayStartParams }}
+{{- $group := .root.Values.worker }}
 {{- if .head }}
 {{- $_ := set $params "dashboard-host" "0.0.0.0" }}
-{{- $user = .root.Values.head.rayStartParams }}
+{{- $group = .root.Values.head }}
+{{- end }}
+{{- $user := $group.rayStartParams }}
+{{- /* Ray's logical CPUs, stated where the pod's limit is a fraction of a core (values numCpus). */}}
+{{- with $group.numCpus }}
+{{- $_ := set $params "num-cpus" (toString (int64 .)) }}
 {{- end }}
 {{- $strings := dict }}
 {{- range $key, $value := $user }}
