@@ -71,7 +71,7 @@ e2e-kind: install  ## chart + image + RayJob on a kind cluster (needs docker, ki
 controlplane: install  ## build the Kubernetes binaries (control plane, kwok, KubeRay operator, kubelet, containerd, CoreDNS) into .tools/k8s/bin and the node's images (cached)
 	bash tools/k8s/install.sh
 
-cluster: controlplane  ## (root) a one-node cluster whose pods run; ends with the `export KUBECONFIG=...` line (docs/controlplane.md)
+cluster: controlplane  ## (root) a one-node cluster whose pods run; ends with the `export KUBECONFIG=...` line (docs/local-kubernetes.md)
 	$(BIN)/python tests/realnode.py up
 
 cluster-down: install  ## stop `make cluster`'s cluster and remove everything it made

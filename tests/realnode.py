@@ -433,9 +433,26 @@ class RealNode:
         return self.cp.kubectl("exec", "-n", namespace, pod, "--", *argv, check=check, timeout=timeout)
 
 
+def build_images() -> None:
+    """tools/k8s/images/build.sh: the images of the source tree as it is now (an unchanged input is
+    never rebuilt: seconds), so that the pods run the code under test, not an earlier build's."""
+    if os.geteuid() != 0 or shutil.which("buildah") is None or not (BIN / "kubelet").exists():
+        return  # missing() names what is needed
+    result = subprocess.run(
+        ["bash", str(ROOT / "tools" / "k8s" / "images" / "build.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        errors = [line for line in result.stderr.splitlines() if line.startswith(("error:", "Error:"))]
+        raise RuntimeError(f"building the node's images failed: {(errors or [result.stderr[-500:]])[-1]}")
+
+
 def start(tmp: Path, *, keep: bool = False) -> Iterator[RealNode]:
     """Start the one-node cluster in ``tmp``; yield it; tear everything down (unless ``keep``: the
-    processes then outlive this one, and ``stop(tmp)`` ends them, as make cluster-down does)."""
+    processes then outlive this one, and ``teardown(tmp)`` ends them, as make cluster-down does)."""
+    build_images()
     gaps = missing()
     if gaps:
         raise Unavailable("the real node needs " + "; ".join(gaps))
@@ -828,23 +845,25 @@ def _up() -> int:
     return 0
 
 
-def _down() -> int:
-    if not (STATE / "processes.json").exists():
-        print(f"no cluster state in {STATE}: nothing to stop")
+def _down(state: Path) -> int:
+    if not (state / "processes.json").exists():
+        print(f"no cluster state in {state}: nothing to stop")
         return 0
-    forced = teardown(STATE)
-    left = leftovers(STATE)
+    forced = teardown(state)
+    left = leftovers(state)
     if left:
         print("error: left behind: " + "; ".join(left), file=sys.stderr)
         return 1
     print(f"cluster stopped ({len(forced)} things forced)" if forced else "cluster stopped")
-    shutil.rmtree(STATE, ignore_errors=True)
+    if state == STATE:
+        shutil.rmtree(STATE, ignore_errors=True)
     return 0
 
 
 if __name__ == "__main__":
-    command = sys.argv[1] if len(sys.argv) > 1 else ""
-    if command not in ("up", "down"):
-        print("error: usage: python tests/realnode.py up|down", file=sys.stderr)
+    # down [FOLDER]: also a node a killed pytest left (its folder, e.g. /tmp/pytest-of-root/pytest-N/node0).
+    command, *rest = sys.argv[1:] or [""]
+    if command not in ("up", "down") or (rest and command == "up") or len(rest) > 1:
+        print("error: usage: python tests/realnode.py up | down [FOLDER]", file=sys.stderr)
         raise SystemExit(2)
-    raise SystemExit(_up() if command == "up" else _down())
+    raise SystemExit(_up() if command == "up" else _down(Path(rest[0]) if rest else STATE))

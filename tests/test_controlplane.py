@@ -2,7 +2,7 @@
 
 One control plane for the session: etcd, kube-apiserver, controller-manager and scheduler, kwok's
 fake nodes and the KubeRay operator, on loopback. What this proves, and what only a real cluster
-proves, is in docs/controlplane.md. The chart is installed with a real helm and the jobs applied with
+proves, is in docs/local-kubernetes.md. The chart is installed with a real helm and the jobs applied with
 a real kubectl, exactly as users do; pods never run containers (kwok only moves them to Running).
 """
 

@@ -278,7 +278,8 @@ def test_jobs_validate_against_the_rayjob_crd(job: Path, kuberay: str) -> None:
     validate(docs[0], kuberay)
     spec = docs[0]["spec"]
     assert spec["activeDeadlineSeconds"] > 0
-    assert spec["entrypoint"].startswith("rayscale ")
+    # exec: a stop's SIGTERM reaches rayscale, not a shell that leaves it a zombie (docs/kubernetes.md).
+    assert spec["entrypoint"].startswith("exec rayscale ")
 
 
 @pytest.mark.parametrize(
@@ -932,7 +933,7 @@ def test_dockerfile_matches_the_pinned_ray_and_runs_as_non_root() -> None:
     version = ray_pin.split("==")[1]
     assert f"ARG RAY_VERSION={version}" in text
     assert re.search(r"^ARG PYTHON_TAG=py3\d+$", text, re.M)  # the Python constraints.txt was frozen with
-    # The base is a build argument (the real node builds on a Debian base, docs/controlplane.md); its
+    # The base is a build argument (the real node builds on a Debian base, docs/local-kubernetes.md); its
     # default, what `docker build .` uses, stays Ray's own image.
     assert re.search(r"^ARG BASE_IMAGE=rayproject/ray:\$\{RAY_VERSION\}-\$\{PYTHON_TAG\}-cpu$", text, re.M)
     assert len(re.findall(r"^FROM \$\{BASE_IMAGE\}", text, re.M)) == 2

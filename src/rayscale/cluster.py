@@ -212,16 +212,28 @@ def other_jobs_warning() -> str | None:
     figures assume the cluster is its own, and KubeRay starts every RayJob that selects a cluster
     as soon as the cluster is ready (docs/kubernetes.md: one job at a time)."""
     import ray
-    from ray._private import state
 
     mine = ray.get_runtime_context().get_job_id()
     try:
-        others = [j for j in state.jobs() if not j["IsDead"] and j["JobID"] != mine]
+        from ray._private import worker
+
+        gcs: Any = getattr(worker.global_worker, "gcs_client")  # noqa: B009 (Worker's stubs lack it)
+        jobs = gcs.get_all_job_info(
+            skip_submission_job_info_field=True, skip_is_running_tasks_field=True
+        ).values()
+        # Ray's own drivers live in namespaces "_ray_internal_*" (on a KubeRay head, the dashboard
+        # agent's job): not a job of anyone's, as Ray's dashboard counts activity.
+        internal = "_ray_internal_"
+        others = [
+            j
+            for j in jobs
+            if not j.is_dead and j.job_id.hex() != mine and not j.config.ray_namespace.startswith(internal)
+        ]
     except Exception:  # a private API: a Ray that changed it gets no warning, not a failed run
         return None
     if not others:
         return None
-    named = ", ".join(f"{j['JobID']} ({j.get('Entrypoint') or 'pid ' + str(j['DriverPid'])})" for j in others)
+    named = ", ".join(f"{j.job_id.hex()} ({j.entrypoint[:80] or 'pid ' + str(j.driver_pid)})" for j in others)
     return (
         f"warning: {len(others)} other Ray job(s) running on this cluster: {named}; they share its CPUs, "
         "so every figure of this run is wrong unless they finish first (run one job at a time)"

