@@ -708,14 +708,8 @@ def teardown(tmp: Path, popens: dict[str, subprocess.Popen[bytes]] | None = None
     with contextlib.suppress(OSError, ValueError):
         existed = set(json.loads((tmp / "run-dirs.json").read_text(encoding="utf-8")))
         for folder in RUN_DIRS:
-            if str(folder) not in existed and folder.is_dir():
-                for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-                    with contextlib.suppress(OSError):
-                        sub.rmdir()
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-                if folder.exists():
-                    forced.append(f"{folder} not empty")
+            if str(folder) not in existed and folder.is_dir() and not _rmdir_tree(folder):
+                forced.append(f"{folder} not empty")
     if popens:
         for popen in popens.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -771,18 +765,20 @@ def _remove_cgroups(name: str) -> list[str]:
     removed = []
     for hierarchy in CGROUP_ROOT.iterdir():
         top = hierarchy / name
-        if not top.is_dir():
-            continue
-        for path in sorted(
-            (p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
-        ):
-            with contextlib.suppress(OSError):
-                path.rmdir()
-        with contextlib.suppress(OSError):
-            top.rmdir()
-        if top.exists():
+        if top.is_dir() and not _rmdir_tree(top):
             removed.append(f"cgroup {top} (busy)")
     return removed
+
+
+def _rmdir_tree(top: Path) -> bool:
+    """rmdir ``top`` and the folders below it, deepest first (a cgroup's files go with its folder;
+    anything else keeps a folder); True when ``top`` is gone."""
+    for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            path.rmdir()
+    with contextlib.suppress(OSError):
+        top.rmdir()
+    return not top.exists()
 
 
 def leftovers(tmp: Path) -> list[str]:
