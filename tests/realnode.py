@@ -429,6 +429,18 @@ class RealNode:
     def pod_ip(self, namespace: str, name: str) -> str:
         return self.cp.get("pod", name, "-n", namespace)["status"]["podIP"]
 
+    def reclaim_volumes(self) -> list[str]:
+        """Make the node's Released PersistentVolumes Available again (an uninstalled release's
+        claim is gone; Retain keeps the data and the old claimRef): what an admin does by hand,
+        `kubectl patch pv NAME -p '{"spec":{"claimRef":null}}'`. Returns the volumes reclaimed."""
+        reclaimed = []
+        for pv in self.cp.items("pv", "-l", "rayscale.io/node=local"):
+            if pv.get("status", {}).get("phase") == "Released":
+                name = pv["metadata"]["name"]
+                self.cp.kubectl("patch", "pv", name, "--type=merge", "-p", '{"spec":{"claimRef":null}}')
+                reclaimed.append(name)
+        return reclaimed
+
     def exec(self, namespace: str, pod: str, *argv: str, check: bool = True, timeout: float = 120):
         return self.cp.kubectl("exec", "-n", namespace, pod, "--", *argv, check=check, timeout=timeout)
 
@@ -837,6 +849,7 @@ def _up() -> int:
     # kubectl (within a minor version of the API server: the one built with it) and helm find the
     # cluster through this kubeconfig.
     print(f"kubectl for this cluster: {BIN / 'kubectl'}")
+    print(f"helm: {real.cp.helm_bin}")
     print(f"export KUBECONFIG={real.cp.kubeconfig}")
     return 0
 

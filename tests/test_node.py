@@ -240,6 +240,12 @@ def test_the_chart_runs_under_restricted_and_workers_join_by_dns(real: RealNode)
         assert lookup == real.pod_ip(NAMESPACE, head_pod(real))
     alive = ray_alive_nodes(real)
     assert alive == {p["status"]["podIP"] for p in ray_pods}
+    # The API server reaches the kubelet (its client certificate): logs and cp work, as exec does.
+    head = head_pod(real)
+    assert "Ray runtime started" in cp.kubectl("logs", "-n", NAMESPACE, head).stdout
+    copied = cp.tmp / "pyvenv.cfg"
+    cp.kubectl("cp", f"{NAMESPACE}/{head}:/home/ray/venv/pyvenv.cfg", str(copied))
+    assert "version = 3.11" in copied.read_text(encoding="utf-8")
 
 
 def test_grid_job_runs_to_completion(real: RealNode) -> None:
