@@ -288,6 +288,9 @@ def test_jobs_validate_against_the_rayjob_crd(job: Path, kuberay: str) -> None:
         ({"worker": {"replicas": -1}}, "/worker/replicas"),
         ({"worker": {"cpu": 1.5}}, "/worker/cpu"),
         ({"head": {"cpu": 0}}, "/head/cpu"),
+        ({"head": {"cpu": "0.4"}}, "/head/cpu"),
+        ({"worker": {"cpu": "400m"}}, "/worker/numCpus"),  # millicores need Ray's CPUs stated
+        ({"head": {"cpu": "400m", "numCpus": 0}}, "/head/numCpus"),
         ({"workers": {"replicas": 2}}, "workers"),
         ({"auth": {"mode": "password"}}, "/auth/mode"),
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
@@ -303,6 +306,22 @@ def test_values_schema_rejects_bad_values(helm: str, tmp_path: Path, values: dic
     out = run_helm(helm, "template", "rayscale", str(CHART), "-f", str(path))
     assert out.returncode != 0
     assert field in out.stderr, out.stderr
+
+
+def test_millicore_pods_state_rays_cpus(helm: str) -> None:
+    """A pod of a fraction of a core (its CFS quota) with Ray's logical CPUs given explicitly, as the
+    real node's local values do; whole CPUs leave num-cpus to KubeRay (from the limit)."""
+    local = CHART / "ci" / "local-node-values.yaml"
+    docs = load_all(run_helm(helm, "template", "rayscale", str(CHART), "-f", str(local)).stdout)
+    (cluster,) = [d for d in docs if d and d["kind"] == "RayCluster"]
+    groups = [cluster["spec"]["headGroupSpec"], *cluster["spec"]["workerGroupSpecs"]]
+    for group in groups:
+        assert group["rayStartParams"]["num-cpus"] == "1"
+        resources = group["template"]["spec"]["containers"][0]["resources"]
+        assert resources["requests"]["cpu"] == resources["limits"]["cpu"] == "400m"
+    default = load_all(run_helm(helm, "template", "rayscale", str(CHART)).stdout)
+    (cluster,) = [d for d in default if d and d["kind"] == "RayCluster"]
+    assert "num-cpus" not in cluster["spec"]["headGroupSpec"]["rayStartParams"]
 
 
 def undocumented_values(text: str) -> list[str]:

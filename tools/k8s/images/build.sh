@@ -105,12 +105,14 @@ rayscale_ref="docker.io/library/rayscale:$app_version"
 rayscale_hash="$(
   cd "$ROOT"
   { echo "$base_hash"; cat Dockerfile pyproject.toml constraints.txt README.md
-    find src -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum; } | hash_of
+    find src -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -name '*.pyc' -print0 | sort -z \
+      | xargs -0 sha256sum; } | hash_of
 )"
 # The build context holds only what the Dockerfile copies.
 ctx="$(mktemp -d)"
 cp -r "$ROOT/Dockerfile" "$ROOT/pyproject.toml" "$ROOT/constraints.txt" "$ROOT/README.md" "$ROOT/src" "$ctx/"
-find "$ctx/src" -name __pycache__ -prune -exec rm -rf {} +
+# What a checkout builds, not what an editable install or Python left beside it.
+find "$ctx/src" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +
 build_image rayscale "$rayscale_ref" "$rayscale_hash" "$ctx/Dockerfile" "$ctx" --build-arg "BASE_IMAGE=$base_ref"
 rm -rf "$ctx"
 
