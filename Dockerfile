@@ -6,7 +6,7 @@
 #
 # BASE_IMAGE: any image with Python 3.11 and pip on PATH, user 1000:100 with a writable home and
 # site-packages, bash and wget (KubeRay's probes). tools/k8s/images/build.sh builds the real node's
-# image on a Debian base that way, since no registry is reachable there (docs/controlplane.md).
+# image on a Debian base that way, since no registry is reachable there (docs/local-kubernetes.md).
 ARG RAY_VERSION=2.60.0
 ARG PYTHON_TAG=py311
 ARG BASE_IMAGE=rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}-cpu

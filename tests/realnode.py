@@ -126,6 +126,17 @@ def missing() -> list[str]:
 # -- processes, whether this process started them (pytest) or an earlier one did (make cluster) --------
 
 
+def _record(tmp: Path, processes: dict[str, Process]) -> None:
+    """The process groups started so far, for a teardown by another process (make cluster-down)."""
+    _write(tmp / "processes.json", json.dumps({n: p.popen.pid for n, p in processes.items()}))
+
+
+def _recorded(tmp: Path) -> dict[str, int]:
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads((tmp / "processes.json").read_text(encoding="utf-8"))
+    return {}
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
@@ -516,7 +527,7 @@ def start(tmp: Path, *, keep: bool = False) -> Iterator[RealNode]:
             kubectl_bin=str(BIN / "kubectl"),
         )
         timings["control plane"] = time.monotonic() - started
-        _write(tmp / "processes.json", json.dumps({n: p.popen.pid for n, p in processes.items()}))
+        _record(tmp, processes)
 
         # containerd, and the images imported under the names the chart and jobs use.
         pause = (BIN / "pause-image").read_text(encoding="utf-8").strip()
@@ -528,11 +539,10 @@ def start(tmp: Path, *, keep: bool = False) -> Iterator[RealNode]:
             "containerd", [str(BIN / "containerd"), "--config", str(config)], logs, env
         )
         controlplane._wait_up(containerd, "its socket", node.containerd_sock.exists, 60)
-        _write(tmp / "processes.json", json.dumps({n: p.popen.pid for n, p in processes.items()}))
+        _record(tmp, processes)
         t = time.monotonic()
-        for ref, archive in _images():
-            node.ctr("images", "import", "--no-unpack=false", str(archive))
-            node.ctr("images", "ls", "-q", f"name=={ref}")
+        for _name, archive in _images():  # each archive names its image (docker-archive RepoTags)
+            node.ctr("images", "import", str(archive))  # unpacked for the CRI's snapshotter
         timings["images imported"] = time.monotonic() - t
 
         # CoreDNS for cluster.local (and the reverse zones), on the bridge; nothing else.
@@ -569,7 +579,7 @@ def start(tmp: Path, *, keep: bool = False) -> Iterator[RealNode]:
             logs,
             env,
         )
-        _write(tmp / "processes.json", json.dumps({n: p.popen.pid for n, p in processes.items()}))
+        _record(tmp, processes)
         proxy_kubeconfig = controlplane.write_kubeconfig(
             tmp / "kube-proxy.kubeconfig", cp.server, pki, pki.leaves["kube-proxy"]
         )
@@ -601,7 +611,7 @@ def start(tmp: Path, *, keep: bool = False) -> Iterator[RealNode]:
             logs,
             env,
         )
-        _write(tmp / "processes.json", json.dumps({n: p.popen.pid for n, p in processes.items()}))
+        _record(tmp, processes)
 
         def node_ready() -> bool:
             found = cp.get("node", NODE_NAME)
@@ -621,7 +631,7 @@ def start(tmp: Path, *, keep: bool = False) -> Iterator[RealNode]:
         resolv = _write(tmp / "operator-resolv.conf", f"nameserver {NODE_IP}\noptions timeout:1 attempts:2\n")
         hosts = _write(tmp / "operator-hosts", "127.0.0.1 localhost\n")
         controlplane.start_operator(cp, resolv, hosts)
-        _write(tmp / "processes.json", json.dumps({n: p.popen.pid for n, p in processes.items()}))
+        _record(tmp, processes)
         cp.kubectl("apply", "-f", "-", input=json.dumps(_persistent_volume(node)))
         cp.wait(
             "the default ServiceAccount (controller-manager)",
@@ -640,9 +650,7 @@ def teardown(tmp: Path, popens: dict[str, subprocess.Popen[bytes]] | None = None
     """Stop everything a node in ``tmp`` started; return what had to be forced (for the log)."""
     node = Node(tmp)
     forced: list[str] = []
-    pids: dict[str, int] = {}
-    with contextlib.suppress(OSError, ValueError):
-        pids = json.loads((tmp / "processes.json").read_text(encoding="utf-8"))
+    pids = _recorded(tmp)
     if popens:
         pids.update({n: p.pid for n, p in popens.items()})
     live = {n: pid for n, pid in pids.items() if _alive(pid)}
@@ -799,7 +807,7 @@ def leftovers(tmp: Path) -> list[str]:
     """What a node in ``tmp`` would have left behind: processes, mounts, bridge, chains, cgroups."""
     left = []
     node = Node(tmp)
-    for name, pid in json.loads((tmp / "processes.json").read_text(encoding="utf-8")).items():
+    for name, pid in _recorded(tmp).items():
         if _alive(pid):
             left.append(f"process {name} ({pid})")
     left += [f"shim {pid}" for pid in _pids_of(BIN / "containerd-shim-runc-v2", str(node.containerd_sock))]
@@ -826,9 +834,7 @@ def leftovers(tmp: Path) -> list[str]:
 
 
 def _up() -> int:
-    if (STATE / "processes.json").exists() and any(
-        _alive(pid) for pid in json.loads((STATE / "processes.json").read_text(encoding="utf-8")).values()
-    ):
+    if any(_alive(pid) for pid in _recorded(STATE).values()):
         print(f"error: a cluster from {STATE} is running: `make cluster-down` first", file=sys.stderr)
         return 2
     shutil.rmtree(STATE, ignore_errors=True)
