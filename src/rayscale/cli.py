@@ -1,5 +1,5 @@
 """The ``rayscale`` command: each subcommand parses its options into one options object, makes one
-call, and shows the result through :mod:`rayscale.report`."""
+call, and shows the result through :mod:`rayscale.views.report`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from rayscale import __version__
 from rayscale.errors import RayscaleError
-from rayscale.options import (
+from rayscale.options.commands import (
     RUN_PHASES,
     SCALE_PHASES,
     PredictOptions,
@@ -24,8 +24,8 @@ from rayscale.options import (
     parse_nodes,
     parse_phases,
 )
-from rayscale.report import report, show_forecast, show_run, show_scale
-from rayscale.space import load_space
+from rayscale.views.report import report, show_forecast, show_run, show_scale
+from rayscale.options.space import load_space
 
 try:  # typer >= 0.29 vendors click; its exceptions are not the `click` package's
     from typer._click import exceptions as click_exceptions
@@ -232,7 +232,7 @@ def run(
     json_out: JsonOpt = False,
 ) -> None:
     """Run the grid sequentially and as parallel Ray tasks, then the Tune sweep; write the bundle."""
-    from rayscale.pipeline import resume_benchmark, run_benchmark
+    from rayscale.work.run import resume_benchmark, run_benchmark
 
     if resume is not None:
         show_run(*resume_benchmark(resume), json_out)
@@ -272,8 +272,8 @@ def dashboard(
     output: Annotated[Path, typer.Option(help="PNG to write.")] = Path("dashboard.png"),
 ) -> None:
     """Draw the Grafana dashboard's panels from result bundles (when Grafana is not at hand)."""
-    from rayscale.bundle import load_result
-    from rayscale.plots import dashboard_png
+    from rayscale.results.bundle import load_result
+    from rayscale.views.plots import dashboard_png
 
     typer.echo(f"written {dashboard_png([load_result(path) for path in bundles], output)}")
 
@@ -328,7 +328,7 @@ def scale(
     json_out: JsonOpt = False,
 ) -> None:
     """Run the same work on each node count; write speedup/efficiency curves with scaling-law fits."""
-    from rayscale.scale import run_scale
+    from rayscale.work.scale import run_scale
 
     opts = ScaleOptions(
         nodes=parse_nodes(nodes),
@@ -383,7 +383,7 @@ def predict(
     json_out: JsonOpt = False,
 ) -> None:
     """Forecast a bundle at other node counts: the grid's schedule and the Tune sweep's ASHA, simulated."""
-    from rayscale.predict import run_forecast
+    from rayscale.work.predict import run_forecast
 
     opts = PredictOptions(
         bundle=bundle,
@@ -416,10 +416,10 @@ def compare(
     ] = False,
 ) -> None:
     """Compare two bundles; exit 1 when a figure regresses past its threshold beyond the noise."""
-    from rayscale.bundle import load_any
-    from rayscale.compare import compare as compare_bundles
-    from rayscale.compare import parse_thresholds, write_junit
-    from rayscale.tables import compare_table
+    from rayscale.results.bundle import load_any
+    from rayscale.results.compare import compare as compare_bundles
+    from rayscale.results.compare import parse_thresholds, write_junit
+    from rayscale.views.tables import compare_table
 
     thresholds = parse_thresholds(fail or [])
     rows, failures = compare_bundles(load_any(a), load_any(b), thresholds, allow_different)

@@ -1,0 +1,110 @@
+"""The observers of the run loop (:mod:`rayscale.work.execution.loop`): the journal, the metrics, the progress bar."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import fields
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rayscale.errors import TrialFailed, first_line
+from rayscale.work.execution.journal import Journal
+from rayscale.work.execution.loop import Callback, Phase, PhaseSummary, RunEnd
+from rayscale.work.execution.prometheus import RunMetrics
+from rayscale.results.schema import Trial
+
+
+class JournalCallback(Callback):
+    """Keeps ``run.json`` and ``trials.jsonl``; opened only when work starts."""
+
+    def __init__(self, open_journal: Callable[[], Journal]) -> None:
+        self._open = open_journal
+        self.journal: Journal | None = None
+
+    def on_run_start(self) -> None:
+        self.journal = self._open()
+
+    def on_trial(self, phase: Phase[Any], trial: Trial, round_: int) -> None:
+        assert self.journal is not None
+        self.journal.trial(phase.key, trial, round_)
+
+    def on_phase_end(
+        self, phase: Phase[Any], result: BaseModel, summary: PhaseSummary, resumed: bool
+    ) -> None:
+        assert self.journal is not None
+        if not resumed:
+            self.journal.phase_done(phase.key, result)
+
+    def on_run_end(self, end: RunEnd) -> None:
+        if self.journal is not None:  # a run refused before any work has no journal
+            self.journal.finish(end.status, error=None if end.error is None else first_line(end.error))
+
+
+class MetricsCallback(Callback):
+    """Records each phase's summary, pushes it as the phase ends, and counts failed trials."""
+
+    def __init__(self, metrics: RunMetrics) -> None:
+        self.metrics = metrics
+
+    def on_phase_end(
+        self, phase: Phase[Any], result: BaseModel, summary: PhaseSummary, resumed: bool
+    ) -> None:
+        self.metrics.record_phase(phase.key, **{f.name: getattr(summary, f.name) for f in fields(summary)})
+        self.metrics.push_phase(phase.key)
+
+    def on_run_end(self, end: RunEnd) -> None:
+        if end.status == "failed":
+            error, cluster = end.error, end.cluster
+            self.metrics.record_failure(
+                error.phase if isinstance(error, TrialFailed) else end.phase or "setup",
+                cluster.cpus if cluster else 1,
+                cluster.nodes if cluster else 1,
+                trials=error.trials if isinstance(error, TrialFailed) else 0,
+            )
+            self.metrics.push_all()
+        elif end.status == "complete":
+            self.metrics.succeeded()
+        self.metrics.close()
+
+
+class ProgressCallback(Callback):
+    """A rich progress bar per round; transient, on stderr."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._stack: ExitStack | None = None
+        self._advance: Callable[[], None] = lambda: None
+
+    def on_round_start(self, phase: Phase[Any], round_: int, rounds: int, trials: int) -> None:
+        if not self.console.is_terminal:  # piped: no bars, no blank lines
+            return
+        label = phase.names.label if rounds == 1 else f"{phase.names.label}, round {round_}/{rounds}"
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        self._stack = ExitStack()
+        progress = self._stack.enter_context(Progress(*columns, console=self.console, transient=True))
+        task = progress.add_task(label, total=trials)
+        self._advance = lambda: progress.advance(task)
+
+    def on_trial(self, phase: Phase[Any], trial: Trial, round_: int) -> None:
+        self._advance()
+
+    def on_round_end(self, phase: Phase[Any], round_: int) -> None:
+        self._close()
+
+    def on_run_end(self, end: RunEnd) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+
+def stderr_console() -> Console:
+    """The console progress and warnings go to: stderr, without blank lines when it is not a terminal."""
+    return Console(stderr=True, force_terminal=None if sys.stderr.isatty() else False)
