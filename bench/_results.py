@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rayscale import environment
+from rayscale.work import environment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

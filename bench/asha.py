@@ -27,9 +27,9 @@ from pathlib import Path
 from rich.console import Console
 
 from _results import RESULTS, header, write  # bench/_results.py
-from rayscale.options import RunOptions, TuneOptions
-from rayscale.pipeline import run_benchmark
-from rayscale.stats import Stats
+from rayscale.options.commands import RunOptions, TuneOptions
+from rayscale.results.stats import Stats
+from rayscale.work.run import run_benchmark
 
 SMALL = TuneOptions(
     space={"learning_rate": [0.05, 0.3], "max_depth": [2, 4], "subsample": [0.8, 1.0]},

@@ -18,8 +18,8 @@ from pathlib import Path
 from rich.console import Console
 
 from _results import header, write  # bench/_results.py
-from rayscale.options import RunOptions
-from rayscale.pipeline import run_benchmark
+from rayscale.options.commands import RunOptions
+from rayscale.work.run import run_benchmark
 
 
 def _measure(cv: int | None, repeats: int, out: Path) -> dict:

@@ -30,13 +30,13 @@ from typing import Any
 from rich.console import Console
 
 from _results import header, write  # bench/_results.py
-from rayscale import sandbox
-from rayscale.datasets import load_dataset
-from rayscale.grids import load_grid
-from rayscale.isolate import Isolation, isolated_cluster
-from rayscale.runners import RayGridRunner
-from rayscale.sandbox import Names
-from rayscale.scaling import stragglers
+from rayscale.results.scaling import stragglers
+from rayscale.work.cluster import isolated_host as sandbox
+from rayscale.work.cluster.isolated import Isolation, isolated_cluster
+from rayscale.work.cluster.isolated_host import Names
+from rayscale.work.data import load_dataset
+from rayscale.work.grid.configs import load_grid
+from rayscale.work.grid.runners import RayGridRunner
 
 GRID = "product:\n  n_estimators: [100, 150, 200, 250]\n  max_depth: [2, 3]\n  learning_rate: [0.05, 0.1]\n"
 NODES, CORES = 3, 0.5  # 1.5 of 2 cores; cut to a fifth: 0.1, the kernel's smallest quota here

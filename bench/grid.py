@@ -23,20 +23,19 @@ from rich.console import Console
 from rich.table import Table
 
 from _results import header, write  # bench/_results.py
-from rayscale.cluster import ray_session
-from rayscale.datasets import load_dataset
-from rayscale.grids import load_grid
-from rayscale.runners import (
+from rayscale.results.schema import Round, Rounds, breakdown, lower_bound
+from rayscale.results.stats import Stats, paired_ratio, verdict
+from rayscale.work.cluster.session import ray_session
+from rayscale.work.data import Work, load_dataset
+from rayscale.work.grid.configs import load_grid
+from rayscale.work.grid.runners import (
     RayGridRunner,
     RayProcesses,
     fit_and_score,
     mismatches,
     run_sequential,
     warm_driver,
-    work,
 )
-from rayscale.schema import Round, Rounds, breakdown, lower_bound
-from rayscale.stats import Stats, paired_ratio, verdict
 
 FACTORS = ("baseline", "contention", "granularity", "schedule", "dispatch")
 
@@ -75,7 +74,7 @@ def _verdict(ci: tuple[float, float]) -> str:
 def bench_workload(name: str, dataset_spec: str, repeats: int, console: Console) -> dict:
     dataset = load_dataset(dataset_spec)
     specs = sorted(load_grid("seed"), key=lambda s: s.cost(dataset.n_train, dataset.n_features), reverse=True)
-    data = work(dataset)
+    data = Work.of(dataset)
     seq_rounds, ray_rounds, jl_rounds = [], [], []
     consistent = True
     with ray_session("") as cluster:

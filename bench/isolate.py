@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 
 from _results import RESULTS, header, write  # bench/_results.py
-from rayscale.stats import Stats, paired_ratio, significant
+from rayscale.results.stats import Stats, paired_ratio, significant
 
 SCALE = ["--local-cluster", "--dataset", "friedman1:1000", "--phases", "grid-ray"]
 

@@ -14,7 +14,7 @@ depth-1 trees on diabetes, rayscale's Ray runner (tiny trials batched) against j
 per CPU, its default auto-batching), interleaved rounds, the paired ratio of their walls with its
 bootstrap interval, and each one's overhead per trial. Targets: Ray's wall ≤ joblib's, and Ray's
 overhead ≤ 1 ms per trial. ``--batch-s 0.05,0.2`` runs one Ray runner per task size, side by side
-(the default, ``rayscale.runners.BATCH_S``, first).
+(the default, ``rayscale.work.grid.runners.BATCH_S``, first).
 
     python bench/load.py [--sizes 200,2000] [--repeats 3] [--against-joblib [--batch-s S,...]]
 """
@@ -29,11 +29,11 @@ from rich.console import Console
 from rich.table import Table
 
 from _results import RESULTS, header, write  # bench/_results.py
-from rayscale.cluster import ray_session
-from rayscale.datasets import load_dataset
-from rayscale.grids import TrialSpec
-from rayscale.runners import BATCH_S, RayGridRunner, fit_and_score, work
-from rayscale.stats import Stats, paired_ratio, verdict
+from rayscale.results.stats import Stats, paired_ratio, verdict
+from rayscale.work.cluster.session import ray_session
+from rayscale.work.data import Work, load_dataset
+from rayscale.work.grid.configs import TrialSpec
+from rayscale.work.grid.runners import BATCH_S, RayGridRunner, fit_and_score
 
 FLAT_WITHIN = 1.25  # the 2,000-config overhead per trial within 25 % of the 200-config one
 
@@ -75,7 +75,7 @@ def against_joblib(size: int, repeats: int, batch_sizes: list[float]) -> dict:
 
     dataset = load_dataset("diabetes")
     specs = tiny_trees(size)
-    data = work(dataset)
+    data = Work.of(dataset)
     jl_walls, jl_over = [], []
     variants: dict[float, dict[str, list]] = {b: {"walls": [], "over": [], "tasks": []} for b in batch_sizes}
     with ray_session("") as cluster, Parallel(n_jobs=cluster.cpus, backend="loky") as pool:

@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import realnode  # tests/realnode.py
 from _results import header, write  # bench/_results.py
-from rayscale.kuberay import KubeRayScaler
-from rayscale.stats import Stats
+from rayscale.results.stats import Stats
+from rayscale.work.cluster.kuberay import KubeRayScaler
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "helm" / "rayscale"

@@ -32,10 +32,11 @@ from pathlib import Path
 from rich.console import Console
 
 from _results import RESULTS, header, write  # bench/_results.py
-from rayscale.bundle import load_any
-from rayscale.forecast import ForecastCosts
-from rayscale.options import GRID_PARALLEL
-from rayscale.predict import GridTrace, measured_points, predict_grid
+from rayscale.options.commands import GRID_PARALLEL
+from rayscale.results.bundle import load_any
+from rayscale.results.forecast import ForecastCosts
+from rayscale.work.predict import measured_points
+from rayscale.work.sim.grid_forecast import GridTrace, predict_grid
 
 TARGETS = {GRID_PARALLEL.key: 10.0, "tune": 15.0}
 TRANSFER_TARGET = 15.0  # the data's transfer + warm-up against the measured warm-up

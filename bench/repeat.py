@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from _results import header, write  # bench/_results.py
-from rayscale.bundle import load_result
+from rayscale.results.bundle import load_result
 
 
 def _run(out: Path) -> float:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rayscale import environment
-from rayscale.options import RunOptions, ScaleOptions, parse_nodes
-from rayscale.report import show_scale
-from rayscale.scale import run_scale
+from rayscale.options.commands import RunOptions, ScaleOptions, parse_nodes
+from rayscale.views.report import show_scale
+from rayscale.work import environment
+from rayscale.work.scale import run_scale
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_EFFICIENCY_AT_2 = 0.90

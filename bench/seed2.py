@@ -22,9 +22,9 @@ from rich.console import Console
 from rich.table import Table
 
 from _results import header, write  # bench/_results.py
-from rayscale.options import RunOptions
-from rayscale.pipeline import run_benchmark
-from rayscale.stats import Stats
+from rayscale.options.commands import RunOptions
+from rayscale.results.stats import Stats
+from rayscale.work.run import run_benchmark
 
 DATA = Path(
     os.environ.get(

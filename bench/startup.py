@@ -41,8 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from rayscale.bundle import load_result
-from rayscale.stats import Stats, paired_ratio
+from rayscale.results.bundle import load_result
+from rayscale.results.stats import Stats, paired_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 # Variant -> (ray_session's lean, environment for Ray). "lean" is what rayscale does; "lean-nice0"
@@ -72,10 +72,10 @@ def _profile(lean: bool) -> dict:
     import ray
 
     out["import_ray_s"] = time.perf_counter() - started
-    from rayscale.cluster import ray_session
-    from rayscale.datasets import load_dataset
-    from rayscale.grids import load_grid
-    from rayscale.runners import RayGridRunner, RayProcesses, run_sequential, warm_driver
+    from rayscale.work.cluster.session import ray_session
+    from rayscale.work.data import load_dataset
+    from rayscale.work.grid.configs import load_grid
+    from rayscale.work.grid.runners import RayGridRunner, RayProcesses, run_sequential, warm_driver
 
     dataset = load_dataset("diabetes")
     specs = load_grid("seed")
@@ -108,9 +108,10 @@ def _pool_fit_s(specs, dataset, processes: int) -> float:
     """Σ fit of the same grid in a plain process pool (each worker warmed first), no Ray."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from rayscale.runners import fit_and_score, warm_driver, work
+    from rayscale.work.data import Work
+    from rayscale.work.grid.runners import fit_and_score, warm_driver
 
-    data = work(dataset)
+    data = Work.of(dataset)
     with ProcessPoolExecutor(processes) as pool:
         list(pool.map(warm_driver, [dataset] * processes))
         outcomes = pool.map(fit_and_score, specs, [data] * len(specs))
@@ -118,8 +119,8 @@ def _pool_fit_s(specs, dataset, processes: int) -> float:
 
 
 def _tune_first_trial(dataset, cpus: int) -> float:
-    from rayscale.options import TuneOptions
-    from rayscale.tune import run_sweep
+    from rayscale.options.commands import TuneOptions
+    from rayscale.work.tune.sweep import run_sweep
 
     with tempfile.TemporaryDirectory() as scratch:
         opts = TuneOptions(space={"max_depth": [2, 3]}, max_rounds=20, scheduler="none", report_every=10)

@@ -25,8 +25,8 @@ from typing import Any
 from rich.console import Console
 
 from _results import header, write  # bench/_results.py
-from rayscale.isolate import Isolation, isolated_cluster
-from rayscale.stats import Stats
+from rayscale.results.stats import Stats
+from rayscale.work.cluster.isolated import Isolation, isolated_cluster
 
 NODES, LIMIT, MBPS, PORT = 4, 0.2, 100.0, 9000
 SHAPE = (200_000, 21)

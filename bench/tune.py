@@ -26,12 +26,12 @@ from rich.console import Console
 from rich.table import Table
 
 from _results import header, write  # bench/_results.py
-from rayscale.cluster import ray_session
-from rayscale.datasets import Dataset, load_dataset
-from rayscale.options import TuneOptions
-from rayscale.schema import TuneResult
-from rayscale.tune import run_sweep
-from rayscale.tunemodels import XGBoost
+from rayscale.options.commands import TuneOptions
+from rayscale.results.schema import TuneResult
+from rayscale.work.cluster.session import ray_session
+from rayscale.work.data import Dataset, load_dataset
+from rayscale.work.tune.families import XGBoost
+from rayscale.work.tune.sweep import run_sweep
 
 
 def plain_loop(dataset: Dataset, configs: list[dict], opts: TuneOptions) -> dict:

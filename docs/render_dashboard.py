@@ -2,7 +2,7 @@
 
     python docs/render_dashboard.py [--nodes 1,2] [--cpus-per-node 1]
 
-Each node count gets a real multi-raylet cluster on this machine (rayscale.cluster.local_raylets);
+Each node count gets a real multi-raylet cluster on this machine (rayscale.work.cluster.local.local_raylets);
 `rayscale run --address` runs against it and writes a bundle under docs/runs/ (git-ignored); the
 dashboard's panels are then drawn from those bundles with `rayscale dashboard`.
 """
@@ -13,11 +13,11 @@ import argparse
 import shutil
 from pathlib import Path
 
-from rayscale.cluster import local_raylets
-from rayscale.options import RunOptions
-from rayscale.pipeline import run_benchmark
-from rayscale.report import dashboard_png
-from rayscale.scale import parse_nodes
+from rayscale.options.commands import RunOptions
+from rayscale.views.report import dashboard_png
+from rayscale.work.cluster.local import local_raylets
+from rayscale.work.run import run_benchmark
+from rayscale.work.scale import parse_nodes
 
 HERE = Path(__file__).resolve().parent
 

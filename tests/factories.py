@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rayscale.schema import TrialRecord
+from rayscale.results.schema import TrialRecord
 
 
 def trial(index: int, rmse: float = 50.0, start: float = 0.0, end: float = 1.0, **fields: Any) -> TrialRecord:

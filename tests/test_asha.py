@@ -9,12 +9,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from rayscale.asha import RunNoise, dispatch_ranks, outcomes, start_offsets, timing_noise, with_outcomes
-from rayscale.cluster import ray_session
-from rayscale.datasets import load_dataset
-from rayscale.options import TuneOptions
-from rayscale.schema import TuneReport, TuneResult, TuneTrial
-from rayscale.tune import run_sweep
+from rayscale.options.commands import TuneOptions
+from rayscale.results.schema import TuneReport, TuneResult, TuneTrial
+from rayscale.work.cluster.session import ray_session
+from rayscale.work.data import load_dataset
+from rayscale.work.tune.outcomes import (
+    RunNoise,
+    dispatch_ranks,
+    outcomes,
+    start_offsets,
+    timing_noise,
+    with_outcomes,
+)
+from rayscale.work.tune.sweep import run_sweep
 
 pytestmark = pytest.mark.slow
 SPACE = {"learning_rate": [0.05, 0.3], "max_depth": [2, 4], "subsample": [0.8, 1.0]}

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from rayscale.cli import app
-from rayscale.metrics import RunMetrics
-from rayscale.options import RunOptions
-from rayscale.pipeline import run_benchmark
+from rayscale.options.commands import RunOptions
+from rayscale.work.execution.prometheus import RunMetrics
+from rayscale.work.run import run_benchmark
 
 
 def _free_port() -> int:

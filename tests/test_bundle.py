@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from rayscale.bundle import load_result, write_bundle
 from rayscale.errors import RayscaleError
-from rayscale.layout import RESULT_FILE, TRIALS_FILE
-from rayscale.options import RunOptions
-from rayscale.pipeline import run_benchmark
-from rayscale.schema import SCHEMA_VERSION, Result
+from rayscale.options.commands import RunOptions
+from rayscale.options.files import RESULT_FILE, TRIALS_FILE
+from rayscale.results.bundle import load_result, write_bundle
+from rayscale.results.schema import SCHEMA_VERSION, Result
+from rayscale.work.run import run_benchmark
 
 
 @pytest.fixture
@@ -75,8 +75,8 @@ def test_load_of_a_missing_bundle(tmp_path: Path) -> None:
 
 
 def test_stored_options_redact_credentials_for_run_and_scale_alike() -> None:
-    from rayscale.bundle import redacted_command, stored_options
-    from rayscale.options import ScaleOptions
+    from rayscale.options.commands import ScaleOptions
+    from rayscale.results.bundle import redacted_command, stored_options
 
     url = "http://user:s3cret@gw:9091"
     run = RunOptions(push_gateway=url, command=["rayscale", "run", f"--push-gateway={url}"])

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from rayscale.errors import RayscaleError
-from rayscale.options import validate_address
+from rayscale.options.commands import validate_address
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def _session_commands() -> list[str]:
     """The command lines of the connected session's own processes (what RayProcesses counts)."""
     from pathlib import Path
 
-    from rayscale.runners import RayProcesses
+    from rayscale.work.grid.runners import RayProcesses
 
     processes = RayProcesses.find()
     assert processes is not None
@@ -48,7 +48,7 @@ def _session_commands() -> list[str]:
 def test_an_embedded_ray_starts_only_what_a_run_uses(lean: bool) -> None:
     import ray
 
-    from rayscale.cluster import ray_session
+    from rayscale.work.cluster.session import ray_session
 
     with ray_session("", num_cpus=1, lean=lean) as info:
         commands = _session_commands()

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from factories import trial  # tests/factories.py
-from rayscale.bundle import SCALE_FILE, write_scale_bundle
-from rayscale.compare import compare, figures, parse_thresholds, write_junit
 from rayscale.errors import RayscaleError
-from rayscale.scaling import ScalePoint, ScaleResult
-from rayscale.schema import GridResult, ParallelPhase, Result, Round, SequentialPhase
+from rayscale.results.bundle import SCALE_FILE, write_scale_bundle
+from rayscale.results.compare import compare, figures, parse_thresholds, write_junit
+from rayscale.results.scaling import ScalePoint, ScaleResult
+from rayscale.results.schema import GridResult, ParallelPhase, Result, Round, SequentialPhase
 
 
 def _scale(walls: dict[int, float], noise: float = 0.01) -> ScaleResult:

@@ -547,7 +547,7 @@ def test_scale_role_lets_the_head_resize_its_own_cluster_only(cp: ControlPlane, 
     from kubernetes import client
 
     from rayscale.errors import RayscaleError
-    from rayscale.kuberay import KubeRayScaler
+    from rayscale.work.cluster.kuberay import KubeRayScaler
 
     namespace = cp.namespace("rs-scale")
     try:

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rayscale.datasets import load_dataset
 from rayscale.errors import RayscaleError
+from rayscale.work.data import load_dataset
 
 
 def test_diabetes_default_split_matches_the_seed() -> None:
@@ -128,7 +128,7 @@ def test_scikit_learn_bundled_sets(name: str, task: str) -> None:
 
 
 def test_the_task_rule_and_an_explicit_task() -> None:
-    from rayscale.tasks import detect
+    from rayscale.options.scoring import detect
 
     assert detect(np.array([1.0, 2.0, 3.0] * 5), "auto") == (
         "classification",

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rayscale.cluster import ray_session
-from rayscale.datasets import load_dataset
-from rayscale.grids import load_grid
-from rayscale.runners import RayGridRunner, mismatches, run_sequential
+from rayscale.work.cluster.session import ray_session
+from rayscale.work.data import load_dataset
+from rayscale.work.grid.configs import load_grid
+from rayscale.work.grid.runners import RayGridRunner, mismatches, run_sequential
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -69,7 +69,7 @@ def test_losing_the_head_mid_run_is_reported_and_the_bundle_kept(tmp_path: Path)
 
     from ray.cluster_utils import Cluster
 
-    from rayscale.layout import JOURNAL_FILE, MANIFEST_FILE
+    from rayscale.options.files import JOURNAL_FILE, MANIFEST_FILE
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)

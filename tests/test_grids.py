@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from rayscale.errors import RayscaleError
-from rayscale.grids import TrialSpec, load_grid, seed_grid
+from rayscale.work.grid.configs import TrialSpec, load_grid, seed_grid
 
 
 def test_seed_grid_is_the_first_seeds_twenty_configs() -> None:

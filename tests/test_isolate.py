@@ -21,16 +21,16 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rayscale import sandbox
 from rayscale.cli import app
-from rayscale.datasets import load_dataset
-from rayscale.grids import load_grid
-from rayscale.isolate import Isolation, isolated_cluster
-from rayscale.options import RunOptions, ScaleOptions, TuneOptions, default_cpu_limit
-from rayscale.runners import RayGridRunner, mismatches, run_sequential
-from rayscale.sandbox import Names
-from rayscale.scale import run_scale
-from rayscale.scaling import stragglers
+from rayscale.options.commands import RunOptions, ScaleOptions, TuneOptions, default_cpu_limit
+from rayscale.results.scaling import stragglers
+from rayscale.work.cluster import isolated_host as sandbox
+from rayscale.work.cluster.isolated import Isolation, isolated_cluster
+from rayscale.work.cluster.isolated_host import Names
+from rayscale.work.data import load_dataset
+from rayscale.work.grid.configs import load_grid
+from rayscale.work.grid.runners import RayGridRunner, mismatches, run_sequential
+from rayscale.work.scale import run_scale
 
 RAYSCALE = str(Path(sys.executable).parent / "rayscale")
 WHY_NOT = sandbox.missing(links=True, delay=False)

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rayscale.bundle import read_partial
 from rayscale.cli import app
 from rayscale.errors import RayscaleError
-from rayscale.journal import Journal
-from rayscale.layout import JOURNAL_FILE, MANIFEST_FILE, RESULT_FILE
-from rayscale.options import RunOptions
-from rayscale.pipeline import run_benchmark
+from rayscale.options.commands import RunOptions
+from rayscale.options.files import JOURNAL_FILE, MANIFEST_FILE, RESULT_FILE
+from rayscale.results.bundle import read_partial
+from rayscale.work.execution.journal import Journal
+from rayscale.work.run import run_benchmark
 
 
 def test_a_finished_run_journals_every_trial_and_says_complete(tmp_path: Path, small_grid: Path) -> None:

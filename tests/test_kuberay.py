@@ -12,7 +12,7 @@ import copy
 import pytest
 
 from rayscale.errors import RayscaleError
-from rayscale.kuberay import KubeRayScaler
+from rayscale.work.cluster.kuberay import KubeRayScaler
 
 
 class FakeCustomObjectsApi:

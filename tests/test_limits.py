@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from rayscale.cli import app
 from rayscale.errors import RayscaleError
-from rayscale.limits import WallLimitReached, wall_limit
-from rayscale.options import check_max_wall
+from rayscale.options.commands import check_max_wall
+from rayscale.work.stopping import WallLimitReached, wall_limit
 from standins import RayletOperator, serve_kubernetes_api  # tests/standins.py
 
 

@@ -24,9 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from factories import trial  # tests/factories.py
 from promstack import QUERIES, RULES, PromStack, binary, free_port  # tests/promstack.py
 from rayscale.errors import RayscaleError
-from rayscale.metrics import RunMetrics
-from rayscale.options import redact_url, validate_gateway, validate_port
-from rayscale.schema import TrialRecord
+from rayscale.options.commands import redact_url, validate_gateway, validate_port
+from rayscale.results.schema import TrialRecord
+from rayscale.work.execution.prometheus import RunMetrics
 
 
 def _trial(index: int, node: str = "10.0.0.1") -> TrialRecord:

@@ -254,7 +254,7 @@ def test_grid_job_runs_to_completion(real: RealNode) -> None:
     status = wait_job(real, name, timeout=1500)
     print(f"[node] jobs/grid.yaml applied to SUCCEEDED: {time.monotonic() - started:.1f} s")
     (bundle,) = bundles(real, "grid")
-    from rayscale.bundle import load_result
+    from rayscale.results.bundle import load_result
 
     result = load_result(bundle)
     assert result.grid is not None and result.grid.best is not None
@@ -288,7 +288,7 @@ def test_tune_job_runs_to_completion_and_its_best_is_reproducible(real: RealNode
     wait_job(real, name, timeout=1500)
     print(f"[node] jobs/tune.yaml applied to SUCCEEDED: {time.monotonic() - started:.1f} s")
     (bundle,) = bundles(real, "tune")
-    from rayscale.bundle import load_result
+    from rayscale.results.bundle import load_result
 
     result = load_result(bundle)
     tune = result.tune
@@ -302,8 +302,8 @@ def test_tune_job_runs_to_completion_and_its_best_is_reproducible(real: RealNode
 def retrained_rmse(result: Any) -> float:
     import xgboost as xgb
 
-    from rayscale.datasets import load_dataset
-    from rayscale.tasks import regression_scores
+    from rayscale.options.scoring import regression_scores
+    from rayscale.work.data import load_dataset
 
     options = result.options
     dataset = load_dataset(
@@ -431,7 +431,7 @@ def test_scale_job_resizes_the_worker_group_for_real(real: RealNode) -> None:
     wait_job(real, name, timeout=2400)
     print(f"[node] jobs/scale.yaml applied to SUCCEEDED: {time.monotonic() - started:.1f} s")
     (bundle,) = bundles(real, "scale")
-    from rayscale.bundle import load_any
+    from rayscale.results.bundle import load_any
 
     result = load_any(bundle)
     assert result.kind == "scale" and result.mode == "kuberay"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from rayscale.bundle import load_result
-from rayscale.options import RunOptions
-from rayscale.pipeline import run_benchmark
-from rayscale.plots import write_plots
+from rayscale.options.commands import RunOptions
+from rayscale.results.bundle import load_result
+from rayscale.views.plots import write_plots
+from rayscale.work.run import run_benchmark
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +55,8 @@ def test_a_classification_run_tunes_the_task_with_lightgbm(tmp_path: Path) -> No
     accuracy (the classification default), beside the grid on the same metric."""
     from rich.console import Console
 
-    from rayscale.options import TuneOptions
-    from rayscale.tables import print_report
+    from rayscale.options.commands import TuneOptions
+    from rayscale.views.tables import print_report
 
     grid = tmp_path / "grid.yaml"
     grid.write_text(

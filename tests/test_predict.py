@@ -4,7 +4,7 @@ replayed against a real Tune run, and a real 2-node local cluster predicted from
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -13,17 +13,11 @@ from typer.testing import CliRunner
 from factories import trial
 from rayscale.cli import app
 from rayscale.errors import RayscaleError
-from rayscale.forecast import ForecastCosts
-from rayscale.options import parse_nodes
-from rayscale.predict import (
-    GridTrace,
-    TuneTrace,
-    predict_grid,
-    predict_tune,
-    replay_in_order,
-    replay_tune,
-)
-from rayscale.schema import Round, TuneReport, TuneTrial
+from rayscale.options.commands import parse_nodes
+from rayscale.results.forecast import ForecastCosts
+from rayscale.results.schema import Round, TuneReport, TuneTrial
+from rayscale.work.sim.grid_forecast import GridTrace, predict_grid
+from rayscale.work.sim.tune_replay import TuneTrace, ends_trial, predict_tune, replay_tune
 
 
 def _trace(durations: list[float], warmup: float = 1.0) -> GridTrace:
@@ -172,9 +166,9 @@ def test_asha_replay_extrapolates_a_trial_run_further_than_it_was() -> None:
 
 @pytest.mark.slow
 def test_the_asha_replay_reproduces_a_real_tune_runs_stops(tmp_path: Path) -> None:
-    from rayscale.cluster import ray_session
-    from rayscale.datasets import load_dataset
-    from rayscale.tune import TuneOptions, run_sweep
+    from rayscale.work.cluster.session import ray_session
+    from rayscale.work.data import load_dataset
+    from rayscale.work.tune.sweep import TuneOptions, run_sweep
 
     space = {"learning_rate": [0.02, 0.1], "max_depth": [2, 3], "subsample": [0.8, 1.0]}
     opts = TuneOptions(space=space, max_rounds=120, grace_period=20, reduction_factor=3, report_every=10)
@@ -183,7 +177,31 @@ def test_the_asha_replay_reproduces_a_real_tune_runs_stops(tmp_path: Path) -> No
     assert 0 < result.stopped_early < 8  # ASHA made decisions both ways
     options = {"tune": {"scheduler": "asha", "max_rounds": 120, "grace_period": 20, "reduction_factor": 3}}
     trace = TuneTrace.of(result.trials, options, [])
-    assert replay_in_order(trace) == {t.trial_id: t.rounds for t in result.trials}
+    assert _replay_in_order(trace) == {t.trial_id: t.rounds for t in result.trials}
+
+
+@dataclass(frozen=True)
+class _Handle:
+    trial_id: str
+
+
+def _replay_in_order(trace: TuneTrace) -> dict[str, int]:
+    """ASHA's decisions when fed the recorded reports in the order they were sent (their
+    timestamps), through the replay's own scheduler and feed: trial id -> rounds it ended at."""
+    scheduler = trace.scheduler_object()
+    for t in trace.trials:
+        scheduler.on_trial_add(None, _Handle(t.trial_id))
+    arrivals = sorted(
+        ((r.ts or 0.0, t.index, r, t) for t in trace.trials for r in t.reports),
+        key=lambda x: (x[0], x[1]),
+    )
+    ended: dict[str, int] = {}
+    for _, _, r, t in arrivals:
+        if t.trial_id not in ended and ends_trial(
+            scheduler, trace, t.trial_id, r.rounds, r.value(trace.metric)
+        ):
+            ended[t.trial_id] = r.rounds
+    return ended
 
 
 def test_predict_bad_input_is_one_line(tmp_path: Path) -> None:

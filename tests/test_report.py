@@ -4,11 +4,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rayscale.layout import PLOTS
-from rayscale.options import RunOptions
-from rayscale.pipeline import run_benchmark
-from rayscale.plots import write_plots
-from rayscale.tables import print_report
+from rayscale.options.commands import RunOptions
+from rayscale.options.files import PLOTS
+from rayscale.views.plots import write_plots
+from rayscale.views.tables import print_report
+from rayscale.work.run import run_benchmark
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

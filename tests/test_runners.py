@@ -10,20 +10,20 @@ import numpy as np
 import pytest
 import yaml
 
-from rayscale.cluster import ray_session
-from rayscale.datasets import load_dataset, with_folds
 from rayscale.errors import RayscaleError
-from rayscale.grids import TrialSpec, estimator_class, load_grid
-from rayscale.grids import with_folds as with_cv_folds
-from rayscale.runners import RayGridRunner, mismatches, refit, run_sequential
-from rayscale.schema import best_of, cv_means
-from rayscale.tasks import DEFAULT_METRIC, direction
+from rayscale.options.scoring import DEFAULT_METRIC, direction
+from rayscale.results.schema import best_of, cv_means
+from rayscale.work.cluster.session import ray_session
+from rayscale.work.data import load_dataset, with_folds
+from rayscale.work.grid.configs import TrialSpec, estimator_class, load_grid
+from rayscale.work.grid.configs import with_folds as with_cv_folds
+from rayscale.work.grid.runners import RayGridRunner, mismatches, refit, run_sequential
 
 pytestmark = pytest.mark.slow
 
 
 def test_an_embedded_ray_never_joins_a_cluster_already_running_here() -> None:
-    from rayscale.cluster import local_raylets
+    from rayscale.work.cluster.local import local_raylets
 
     with local_raylets(2, 1), ray_session("", num_cpus=1) as embedded:
         # A 2-node cluster is running on this machine; the embedded Ray is its own 1-CPU node.
@@ -238,8 +238,8 @@ def test_cv_scores_equal_cross_val_score_and_the_refit_is_scored_once(
 
 
 def test_the_order_comes_from_the_formula_the_sequential_round_or_a_pilot(tmp_path: Path, ray2: Any) -> None:
-    from rayscale.grids import cost_formula_applies, shape
-    from rayscale.runners import expected_costs
+    from rayscale.work.grid.configs import cost_formula_applies, shape
+    from rayscale.work.grid.runners import expected_costs
 
     dataset = load_dataset("sklearn:breast_cancer", seed=7)
     forest = _grid(tmp_path, "sklearn.ensemble.RandomForestClassifier", {"n_estimators": [5, 10]})

@@ -11,15 +11,15 @@ import yaml
 from typer.testing import CliRunner
 
 from promstack import QUERIES, PromStack  # tests/promstack.py
-from rayscale.bundle import load_any
 from rayscale.cli import app
-from rayscale.cluster import local_raylets
 from rayscale.errors import RayscaleError
-from rayscale.layout import SCALE_FILE
-from rayscale.options import RunOptions, ScaleOptions, parse_nodes
-from rayscale.plots import write_scale_plot
-from rayscale.scale import run_scale
-from rayscale.scaling import ScaleResult
+from rayscale.options.commands import RunOptions, ScaleOptions, parse_nodes
+from rayscale.options.files import SCALE_FILE
+from rayscale.results.bundle import load_any
+from rayscale.results.scaling import ScaleResult
+from rayscale.views.plots import write_scale_plot
+from rayscale.work.cluster.local import local_raylets
+from rayscale.work.scale import run_scale
 from standins import RayletOperator  # tests/standins.py
 
 
@@ -137,14 +137,14 @@ def test_kuberay_mode_measures_the_resize_ramp_and_pushes_it(
 ) -> None:
     from ray.cluster_utils import Cluster
 
-    import rayscale.kuberay
+    import rayscale.work.cluster.kuberay
 
     grid = tmp_path / "grid.yaml"
     # Fits long enough (0.2–1 s) that Ray's scheduler spreads them over both nodes.
     grid.write_text("product:\n  n_estimators: [60, 120, 180]\n  max_depth: [3, 4]\n")
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     operator = RayletOperator(cluster)
-    monkeypatch.setattr(rayscale.kuberay, "default_api", lambda: operator)
+    monkeypatch.setattr(rayscale.work.cluster.kuberay, "default_api", lambda: operator)
     try:
         opts = ScaleOptions(
             nodes=(1, 2),

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from rayscale import scaling
-from rayscale.schema import TrialRecord
+from rayscale.results import scaling
+from rayscale.results.schema import TrialRecord
 
 NODES = [1, 2, 4, 8, 16, 32]
 

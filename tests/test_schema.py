@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from factories import trial  # tests/factories.py
-from rayscale.bundle import load_any
-from rayscale.runners import mismatches
-from rayscale.schema import (
+from rayscale.results.bundle import load_any
+from rayscale.results.schema import (
     GridResult,
     ParallelPhase,
     Result,
@@ -21,6 +20,7 @@ from rayscale.schema import (
     best_of,
     lower_bound,
 )
+from rayscale.work.grid.runners import mismatches
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""rayscale.slots: list schedules checked by hand, where the first tasks land, a worker node's
+"""rayscale.work.sim.slots: list schedules checked by hand, where the first tasks land, a worker node's
 speed from what the head's cluster processes took, and the dispatch gap."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from factories import trial
-from rayscale.scaling import Emulation
-from rayscale.slots import first_placements, list_schedule, slot_speeds, worker_gap, worker_speed
+from rayscale.results.scaling import Emulation
+from rayscale.work.sim.slots import first_placements, list_schedule, slot_speeds, worker_gap, worker_speed
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from rayscale.stats import Stats, bootstrap, half_width, paired_ratio, ratio_ci, repeats_to_narrow, verdict
+from rayscale.results.stats import (
+    Stats,
+    bootstrap,
+    half_width,
+    paired_ratio,
+    ratio_ci,
+    repeats_to_narrow,
+    verdict,
+)
 
 
 def test_figures_of_a_known_sample() -> None:

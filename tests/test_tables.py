@@ -1,4 +1,4 @@
-"""rayscale.tables: what a forecast's table and its notes say, as a user reads them."""
+"""rayscale.views.tables: what a forecast's table and its notes say, as a user reads them."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from dataclasses import replace
 
 from rich.console import Console
 
-from rayscale.forecast import Forecast, ForecastCosts, ForecastPoint
-from rayscale.predict import GridTrace, predict_grid
-from rayscale.tables import print_forecast
+from rayscale.results.forecast import Forecast, ForecastCosts, ForecastPoint
+from rayscale.views.tables import print_forecast
+from rayscale.work.sim.grid_forecast import GridTrace, predict_grid
 
 
 def _trace(worker_speed: float) -> GridTrace:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from rayscale.cluster import ray_session
-from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
-from rayscale.options import TuneOptions
-from rayscale.schema import ClusterInfo
-from rayscale.space import DEFAULT_SPACE, count_trials, load_space
-from rayscale.tasks import regression_scores as scores
-from rayscale.tune import run_sweep
+from rayscale.options.commands import TuneOptions
+from rayscale.options.scoring import regression_scores as scores
+from rayscale.options.space import DEFAULT_SPACE, count_trials, load_space
+from rayscale.results.schema import ClusterInfo
+from rayscale.work.cluster.session import ray_session
+from rayscale.work.data import Dataset, load_dataset
+from rayscale.work.tune.sweep import run_sweep
 
 SMALL_SPACE = {"learning_rate": [0.05, 0.1], "max_depth": [2, 3], "subsample": [0.8, 1.0]}
 
@@ -174,7 +174,7 @@ def test_cpus_per_trial_above_the_cluster_fails_fast(diabetes, tmp_path: Path) -
 
 
 def test_numbers_yaml_reads_as_strings_are_accepted(tmp_path: Path) -> None:
-    from rayscale.space import load_space, validate_space
+    from rayscale.options.space import load_space, validate_space
 
     path = tmp_path / "space.yaml"
     path.write_text("space:\n  learning_rate: [1e-3, 0.1]\n  reg_lambda: 2E2\n")

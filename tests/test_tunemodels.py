@@ -10,15 +10,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rayscale.cluster import ray_session
-from rayscale.datasets import Dataset, load_dataset
 from rayscale.errors import RayscaleError
-from rayscale.options import TuneOptions
-from rayscale.schema import ClusterInfo, TuneResult
-from rayscale.space import check_tune_model, default_space, load_space
-from rayscale.tasks import direction, ranking_key, regression_scores, score
-from rayscale.tune import run_sweep
-from rayscale.tunemodels import Sklearn, family_for
+from rayscale.options.commands import TuneOptions
+from rayscale.options.scoring import direction, ranking_key, regression_scores, score
+from rayscale.options.space import check_tune_model, default_space, load_space
+from rayscale.results.schema import ClusterInfo, TuneResult
+from rayscale.work.cluster.session import ray_session
+from rayscale.work.data import Dataset, load_dataset
+from rayscale.work.tune.families import Sklearn, family_for
+from rayscale.work.tune.sweep import run_sweep
 
 SEED = 42
 FOREST = "sklearn.ensemble.RandomForestRegressor"

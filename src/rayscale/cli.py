@@ -24,8 +24,8 @@ from rayscale.options.commands import (
     parse_nodes,
     parse_phases,
 )
-from rayscale.views.report import report, show_forecast, show_run, show_scale
 from rayscale.options.space import load_space
+from rayscale.views.report import report, show_forecast, show_run, show_scale
 
 try:  # typer >= 0.29 vendors click; its exceptions are not the `click` package's
     from typer._click import exceptions as click_exceptions

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rayscale.errors import RayscaleError
 from rayscale.options.files import MANIFEST_FILE, RESULT_FILE, SCALE_FILE
-from rayscale.options.space import DEFAULT_SPACE, check_tune_model, validate_space
 from rayscale.options.scoring import TASKS, direction
+from rayscale.options.space import DEFAULT_SPACE, check_tune_model, validate_space
 
 # -- the phases ---------------------------------------------------------------------------------
 
@@ -343,8 +343,12 @@ class ScaleOptions:
     wait_timeout_s: float = 600.0
     price_per_node_hour: float | None = None
     deadline_s: float | None = None
-    isolate: bool = False  # --local-cluster nodes in namespaces and CPU cgroups (rayscale.work.cluster.isolated)
-    cpu_limit: float | None = None  # cores per isolated node; None: rayscale.work.cluster.isolated.default_cpu_limit
+    isolate: bool = (
+        False  # --local-cluster nodes in namespaces and CPU cgroups (rayscale.work.cluster.isolated)
+    )
+    cpu_limit: float | None = (
+        None  # cores per isolated node; None: rayscale.work.cluster.isolated.default_cpu_limit
+    )
     link_mbps: float | None = None  # each isolated node's link
     link_delay_ms: float | None = None
     run: RunOptions = field(default_factory=lambda: RunOptions(phases=(GRID_PARALLEL.option,)))

@@ -24,8 +24,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from rayscale.errors import RayscaleError
-from rayscale.options.files import JOURNAL_FILE, MANIFEST_FILE, RESULT_FILE, SCALE_FILE, TRIALS_FILE
 from rayscale.options.commands import GRID_PARALLEL, GRID_SEQUENTIAL, TUNE, check_output_dir, redact_url
+from rayscale.options.files import JOURNAL_FILE, MANIFEST_FILE, RESULT_FILE, SCALE_FILE, TRIALS_FILE
 from rayscale.results.scaling import ScaleResult
 from rayscale.results.schema import SCHEMA_VERSION, Result, TrialRecord, TuneTrial
 

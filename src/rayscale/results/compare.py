@@ -16,10 +16,10 @@ from xml.etree import ElementTree
 
 from rayscale.errors import RayscaleError
 from rayscale.options.commands import GRID_PARALLEL
+from rayscale.options.scoring import direction
 from rayscale.results.scaling import ScaleResult
 from rayscale.results.schema import Result, lower_bound
 from rayscale.results.stats import Stats, ratio_ci, significant
-from rayscale.options.scoring import direction
 
 HIGHER_IS_BETTER = ("speedup", "parallel_efficiency", "schedule_efficiency")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rayscale.results.bundle import all_trials
 from rayscale.options.commands import GRID_PARALLEL, GRID_SEQUENTIAL, TUNE
+from rayscale.results.bundle import all_trials
 from rayscale.results.schema import Result, TrialRecord
 from rayscale.results.stats import Stats
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pydantic import Field, computed_field
 
-from rayscale.results.base import StrictModel
 from rayscale.options.commands import GRID_PARALLEL, TUNE
+from rayscale.results.base import StrictModel
 
 # What a point's predicted range (``predicted_min_s`` to ``predicted_max_s``) is over, by phase.
 RANGE_OVER = {

@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 from pydantic import computed_field, model_validator
 
-from rayscale.results.base import StrictModel
-from rayscale.results.asha_outcomes import AshaOutcomes
-from rayscale.results.stats import Stats, paired_ratio
 from rayscale.options.scoring import Task, ranking_key
+from rayscale.results.asha_outcomes import AshaOutcomes
+from rayscale.results.base import StrictModel
+from rayscale.results.stats import Stats, paired_ratio
 
 SCHEMA_VERSION = 2
 
@@ -549,7 +549,9 @@ class TuneResult(StrictModel):
     baseline: TuneModel
     best: TuneModel
     improvement_pct: float
-    asha_outcomes: AshaOutcomes | None = None  # ASHA's outcome over replays of this sweep (rayscale.work.tune.outcomes)
+    asha_outcomes: AshaOutcomes | None = (
+        None  # ASHA's outcome over replays of this sweep (rayscale.work.tune.outcomes)
+    )
     resumed_with: int = 0  # trials an interrupted run had finished when this sweep resumed
     reran_after_resume: list[str] = []  # of those, trials Tune had not yet saved as finished (ran again)
 

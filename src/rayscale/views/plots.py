@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rayscale.results.forecast import Forecast, ForecastPoint
-from rayscale.options.files import PLOTS, SCALE_PLOT, TUNE_PLOTS, WATERFALL_PLOT
 from rayscale.options.commands import GRID_PARALLEL, GRID_SEQUENTIAL, TUNE
+from rayscale.options.files import PLOTS, SCALE_PLOT, TUNE_PLOTS, WATERFALL_PLOT
 from rayscale.results.dashboard import QUANTILES, Panels, panels
+from rayscale.results.forecast import Forecast, ForecastPoint
 from rayscale.results.scaling import Curve, ScaleResult, curves
 from rayscale.results.schema import (
     GridResult,

@@ -9,13 +9,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from rayscale.results.bundle import load_result, read_partial
 from rayscale.errors import RayscaleError
-from rayscale.results.forecast import Forecast
 from rayscale.options.files import FORECAST_PLOT, RESULT_FILE
-from rayscale.views.plots import write_forecast_plot, write_plots, write_scale_plot
+from rayscale.results.bundle import load_result, read_partial
+from rayscale.results.forecast import Forecast
 from rayscale.results.scaling import ScaleResult
 from rayscale.results.schema import Result
+from rayscale.views.plots import write_forecast_plot, write_plots, write_scale_plot
 from rayscale.views.tables import print_forecast, print_partial, print_report, print_scale_report
 
 

@@ -12,14 +12,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from rayscale.options.commands import TUNE
+from rayscale.options.scoring import direction
 from rayscale.results.bundle import Partial
 from rayscale.results.compare import Row
 from rayscale.results.forecast import RANGE_OVER, Forecast, ForecastPoint
-from rayscale.options.commands import TUNE
 from rayscale.results.scaling import ScaleResult
 from rayscale.results.schema import AshaOutcomes, GridResult, Result, swept_params
 from rayscale.results.stats import NOISY_HALF_WIDTH, half_width, repeats_to_narrow
-from rayscale.options.scoring import direction
 
 FACTOR_LABELS = {
     "baseline": "baseline's own overhead (sequential wall / Σ fit)",

@@ -21,6 +21,9 @@ import numpy as np
 from rayscale.errors import RayscaleError
 from rayscale.options.scoring import Task, detect
 
+# X_train, y_train, X_test, y_test, X_val, y_val (the validation pair is None without one)
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -76,6 +79,28 @@ class Dataset:
         if self.folds:
             described["cv_folds"] = len(self.folds)
         return described
+
+
+def arrays(dataset: Dataset) -> Arrays:
+    return dataset.X_train, dataset.y_train, dataset.X_test, dataset.y_test, dataset.X_val, dataset.y_val
+
+
+@dataclass(frozen=True)
+class Work:
+    """What every grid task needs besides its config, put in the object store once."""
+
+    arrays: Arrays
+    task: Task
+    n_classes: int
+    folds: tuple[tuple[np.ndarray, np.ndarray], ...]  # --cv: (train rows, held-out rows) per fold
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> Work:
+        return cls(arrays(dataset), dataset.task, dataset.n_classes, dataset.folds)
+
+
+def work(dataset: Dataset) -> Work:
+    return Work(arrays(dataset), dataset.task, dataset.n_classes, dataset.folds)
 
 
 def with_folds(dataset: Dataset, k: int, seed: int) -> Dataset:

@@ -22,27 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
-from rayscale.work import environment
-from rayscale.work.grid import configs as grids
-from rayscale.results.bundle import (
-    make_dir,
-    new_run_id,
-    read_partial,
-    redacted_command,
-    stored_options,
-    utc_now,
-    write_bundle,
-)
-from rayscale.work.cluster.session import HeadWatch, gcs_address, other_jobs_warning, ray_session
-from rayscale.work.data import Dataset, load_dataset, with_folds
 from rayscale.errors import RayscaleError
-from rayscale.work.grid.configs import TrialSpec, load_grid, make_estimator
-from rayscale.work.execution.journal import Journal
-from rayscale.options.files import JOURNAL_FILE, RESULT_FILE
-from rayscale.work.stopping import stop_on_sigterm, wall_limit
-from rayscale.work.execution.loop import CallbackList, Context, run_phases
-from rayscale.work.execution.prometheus import RunMetrics, workload_label
-from rayscale.work.execution.observers import JournalCallback, MetricsCallback, ProgressCallback, stderr_console
 from rayscale.options.commands import (
     GRID_PARALLEL,
     GRID_SEQUENTIAL,
@@ -52,10 +32,35 @@ from rayscale.options.commands import (
     check_output_dir,
     from_stored,
 )
-from rayscale.work.execution.phases import build
-from rayscale.work.grid.runners import refit
-from rayscale.results.schema import ClusterInfo, Result, TuneTrial
+from rayscale.options.files import JOURNAL_FILE, RESULT_FILE
 from rayscale.options.scoring import PROBABILITY_METRICS, check_metric, direction
+from rayscale.results.bundle import (
+    make_dir,
+    new_run_id,
+    read_partial,
+    redacted_command,
+    stored_options,
+    utc_now,
+    write_bundle,
+)
+from rayscale.results.schema import ClusterInfo, Result, TuneTrial
+from rayscale.work import environment
+from rayscale.work.cluster.session import HeadWatch, gcs_address, other_jobs_warning, ray_session
+from rayscale.work.data import Dataset, load_dataset, with_folds
+from rayscale.work.execution.journal import Journal
+from rayscale.work.execution.loop import CallbackList, Context, run_phases
+from rayscale.work.execution.observers import (
+    JournalCallback,
+    MetricsCallback,
+    ProgressCallback,
+    stderr_console,
+)
+from rayscale.work.execution.phases import build
+from rayscale.work.execution.prometheus import RunMetrics, workload_label
+from rayscale.work.grid import configs as grids
+from rayscale.work.grid.configs import TrialSpec, load_grid, make_estimator
+from rayscale.work.grid.runners import refit
+from rayscale.work.stopping import stop_on_sigterm, wall_limit
 from rayscale.work.tune.families import family_for
 
 

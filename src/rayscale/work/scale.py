@@ -21,23 +21,24 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from rayscale.work import environment
-from rayscale.results.bundle import new_run_id, redacted_command, stored_options, utc_now, write_scale_bundle
-from rayscale.work.cluster.session import cpu_nodes, local_cluster, other_jobs_warning, ray_session
-from rayscale.work.data import Dataset
 from rayscale.errors import RayscaleError
-from rayscale.work.grid.configs import TrialSpec
-from rayscale.options.files import SCALE_FILE
-from rayscale.work.stopping import stop_on_sigterm, wall_limit
-from rayscale.work.execution.loop import CallbackList, Context, run_phases
-from rayscale.work.execution.prometheus import RunMetrics, workload_label
-from rayscale.work.execution.observers import MetricsCallback, ProgressCallback, stderr_console
 from rayscale.options.commands import GRID_PARALLEL, TUNE, ScaleOptions, check_output_dir
-from rayscale.work.execution.phases import build
-from rayscale.work.run import load_work
-from rayscale.work.cluster.isolated_host import check_isolation
+from rayscale.options.files import SCALE_FILE
+from rayscale.results.bundle import new_run_id, redacted_command, stored_options, utc_now, write_scale_bundle
 from rayscale.results.scaling import Emulation, Measurement, ScaleResult, analyse
 from rayscale.results.schema import ClusterInfo, Round, Trial, trial_slots
+from rayscale.work import environment
+from rayscale.work.cluster.isolated_host import check_isolation
+from rayscale.work.cluster.local import local_cluster
+from rayscale.work.cluster.session import cpu_nodes, other_jobs_warning, ray_session
+from rayscale.work.data import Dataset
+from rayscale.work.execution.loop import CallbackList, Context, run_phases
+from rayscale.work.execution.observers import MetricsCallback, ProgressCallback, stderr_console
+from rayscale.work.execution.phases import build
+from rayscale.work.execution.prometheus import RunMetrics, workload_label
+from rayscale.work.grid.configs import TrialSpec
+from rayscale.work.run import load_work
+from rayscale.work.stopping import stop_on_sigterm, wall_limit
 
 if TYPE_CHECKING:
     from rayscale.work.cluster.isolated import IsolatedCluster

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING
 
 from rayscale.errors import RayscaleError
 from rayscale.options.commands import default_cpu_limit
+from rayscale.results.scaling import Emulation
+from rayscale.results.schema import ClusterInfo, Trial
 from rayscale.work.cluster.isolated_host import (
     CFS_PERIOD_US,
     GCS_PORT,
@@ -71,8 +73,6 @@ from rayscale.work.cluster.isolated_host import (
     shape_link,
     signals_held,
 )
-from rayscale.results.scaling import Emulation
-from rayscale.results.schema import ClusterInfo, Trial
 
 if TYPE_CHECKING:
     from rayscale.options.commands import ScaleOptions

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rayscale.work.cluster.session import RAY_AGENTS
 from rayscale.errors import RayscaleError
 from rayscale.options.commands import CFS_PERIOD_US, MIN_CPU_LIMIT
+from rayscale.work.cluster.session import RAY_AGENTS
 
 if TYPE_CHECKING:
     from rayscale.options.commands import ScaleOptions

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from rayscale.errors import RayscaleError
-from rayscale.work.stopping import Stopped, sigterm_deferred
 from rayscale.options.commands import validate_address
 from rayscale.results.schema import ClusterInfo
+from rayscale.work.stopping import Stopped, sigterm_deferred
 
 # The raylet's two agents, which retitle themselves as a worker does (``ray::IDLE``, ``ray::<task>``)
 RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
@@ -27,6 +27,14 @@ def alive_nodes() -> list[dict]:
     import ray
 
     return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def where() -> tuple[str, str]:
+    """(node IP, node id) of the calling process; the node id is empty outside Ray."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    return ray.util.get_node_ip_address(), node_id
 
 
 def describe(address: str, mode: str, connect_s: float) -> ClusterInfo:
@@ -246,43 +254,6 @@ def cpu_nodes() -> list[dict]:
     return sorted(
         nodes, key=lambda n: (not n.get("Resources", {}).get("node:__internal_head__"), n["NodeID"])
     )
-
-
-@contextmanager
-def local_raylets(nodes: int, cpus_per_node: int) -> Iterator[str]:
-    """A real multi-node Ray cluster on this machine: a head and ``nodes - 1`` worker raylets,
-    each a separate set of processes with ``cpus_per_node`` CPUs. Yields its address; torn down
-    whatever happens."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    from ray.cluster_utils import Cluster
-
-    cluster = None
-    try:
-        with rays_handlers_out():
-            cluster = Cluster(
-                initialize_head=True,
-                head_node_args={"num_cpus": cpus_per_node, "include_dashboard": False},
-            )
-            for _ in range(nodes - 1):
-                cluster.add_node(num_cpus=cpus_per_node)
-        cluster.wait_for_nodes()
-        yield cluster.address
-    except Stopped:  # seconds before SIGKILL: no graceful wait (see ray_session)
-        if cluster is not None:
-            kill_now([*cluster.worker_nodes, cluster.head_node])
-        raise
-    finally:
-        if cluster is not None:
-            with rays_handlers_out():
-                cluster.shutdown()
-
-
-@contextmanager
-def local_cluster(nodes: int, cpus_per_node: int) -> Iterator[ClusterInfo]:
-    """:func:`local_raylets` with this process connected; ``connect_s`` covers starting them all."""
-    started = time.perf_counter()
-    with local_raylets(nodes, cpus_per_node) as address, ray_session(address) as info:
-        yield info.model_copy(update={"connect_s": time.perf_counter() - started, "mode": "embedded"})
 
 
 class HeadWatch:

@@ -16,9 +16,9 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel
 
-from rayscale.results.bundle import atomic_write, utc_now
 from rayscale.errors import RayscaleError
 from rayscale.options.files import JOURNAL_FILE, MANIFEST_FILE, PHASES_DIR
+from rayscale.results.bundle import atomic_write, utc_now
 from rayscale.results.schema import SCHEMA_VERSION, Trial
 
 

@@ -22,13 +22,13 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 from rich.console import Console
 
+from rayscale.options.commands import GRID_PARALLEL, GRID_SEQUENTIAL, PhaseName, RunOptions
+from rayscale.options.scoring import check_metric
+from rayscale.results.schema import BestModel, ClusterInfo, GridResult, Trial
 from rayscale.work.data import Dataset
 from rayscale.work.grid.configs import TrialSpec
-from rayscale.work.stopping import underlying_stop
-from rayscale.options.commands import GRID_PARALLEL, GRID_SEQUENTIAL, PhaseName, RunOptions
 from rayscale.work.grid.runners import mismatches
-from rayscale.results.schema import BestModel, ClusterInfo, GridResult, Trial
-from rayscale.options.scoring import check_metric
+from rayscale.work.stopping import underlying_stop
 
 R = TypeVar("R", bound=BaseModel)
 

@@ -13,10 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rayscale.errors import TrialFailed, first_line
+from rayscale.results.schema import Trial
 from rayscale.work.execution.journal import Journal
 from rayscale.work.execution.loop import Callback, Phase, PhaseSummary, RunEnd
 from rayscale.work.execution.prometheus import RunMetrics
-from rayscale.results.schema import Trial
 
 
 class JournalCallback(Callback):

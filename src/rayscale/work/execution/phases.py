@@ -9,10 +9,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from rayscale.work.tune.outcomes import with_outcomes
-from rayscale.work.execution.loop import Context, Phase, PhaseSummary
 from rayscale.options.commands import GRID_PARALLEL, GRID_SEQUENTIAL, TUNE, RunOptions
-from rayscale.work.grid.runners import RayGridRunner, RayProcesses, expected_costs, run_sequential, warm_driver
+from rayscale.options.space import count_trials
 from rayscale.results.schema import (
     CostSource,
     ParallelPhase,
@@ -22,8 +20,16 @@ from rayscale.results.schema import (
     TuneResult,
     best_of,
 )
-from rayscale.options.space import count_trials
 from rayscale.results.stats import Stats
+from rayscale.work.execution.loop import Context, Phase, PhaseSummary
+from rayscale.work.grid.runners import (
+    RayGridRunner,
+    RayProcesses,
+    expected_costs,
+    run_sequential,
+    warm_driver,
+)
+from rayscale.work.tune.outcomes import with_outcomes
 from rayscale.work.tune.sweep import run_sweep
 
 

@@ -13,15 +13,16 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from rayscale.work.cluster.session import RAY_AGENTS
-from rayscale.work.data import Dataset
 from rayscale.errors import RayscaleError, TrialFailed
+from rayscale.options.commands import GRID_PARALLEL, GRID_SEQUENTIAL, check_cpus_per_trial
+from rayscale.options.scoring import score
+from rayscale.results.schema import BestModel, CostSource, TrialRecord, trial_slots
+from rayscale.work.cluster.session import RAY_AGENTS, where
+from rayscale.work.data import Dataset, Work
 from rayscale.work.grid.configs import (
     DEFAULT_ESTIMATOR,
     TrialSpec,
@@ -30,29 +31,10 @@ from rayscale.work.grid.configs import (
     make_estimator,
     shape,
 )
-from rayscale.options.commands import GRID_PARALLEL, GRID_SEQUENTIAL, check_cpus_per_trial
-from rayscale.results.schema import BestModel, CostSource, TrialRecord, trial_slots
-from rayscale.options.scoring import Task, score
 
-# X_train, y_train, X_test, y_test, X_val, y_val (the validation pair is None without one)
-Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 OnTrial = Callable[[TrialRecord], None]
 TINY_S = 0.01  # a trial predicted to take less (fit and scoring) goes with others into one task
 BATCH_S = 0.2  # about how long such a task runs (joblib's smallest ideal batch duration; bench/load.py)
-
-
-@dataclass(frozen=True)
-class Work:
-    """What every grid task needs besides its config, put in the object store once."""
-
-    arrays: Arrays
-    task: Task
-    n_classes: int
-    folds: tuple[tuple[np.ndarray, np.ndarray], ...]  # --cv: (train rows, held-out rows) per fold
-
-
-def work(dataset: Dataset) -> Work:
-    return Work(arrays(dataset), dataset.task, dataset.n_classes, dataset.folds)
 
 
 def _system_failures() -> tuple[type[BaseException], ...]:
@@ -69,18 +51,6 @@ def _system_failures() -> tuple[type[BaseException], ...]:
         "LocalRayletDiedError",
     )
     return tuple(getattr(rex, name) for name in names if hasattr(rex, name))
-
-
-def arrays(dataset: Dataset) -> Arrays:
-    return dataset.X_train, dataset.y_train, dataset.X_test, dataset.y_test, dataset.X_val, dataset.y_val
-
-
-def where() -> tuple[str, str]:
-    """(node IP, node id) of the calling process; the node id is empty outside Ray."""
-    import ray
-
-    node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
-    return ray.util.get_node_ip_address(), node_id
 
 
 def fit_and_score(spec: TrialSpec, data: Work) -> dict[str, Any]:
@@ -120,7 +90,7 @@ def fit_and_score(spec: TrialSpec, data: Work) -> dict[str, Any]:
 def refit(best: BestModel, estimator: str, dataset: Dataset) -> BestModel:
     """``--cv``: the chosen config fitted on the whole training split and scored once on the
     untouched test split (as GridSearchCV's ``refit``)."""
-    outcome = fit_and_score(TrialSpec(best.index, best.params, estimator), work(dataset))
+    outcome = fit_and_score(TrialSpec(best.index, best.params, estimator), Work.of(dataset))
     scores = {k: outcome["metrics"].get(k) for k in ("rmse", "r2", "mae")}
     return best.model_copy(update={"metrics": outcome["metrics"], **scores})
 
@@ -145,7 +115,7 @@ def run_sequential(
     specs: Sequence[TrialSpec], dataset: Dataset, on_trial: OnTrial | None = None
 ) -> tuple[float, list[TrialRecord]]:
     """Fit every config one after another in this process; return (wall seconds, records)."""
-    data = work(dataset)
+    data = Work.of(dataset)
     records = []
     started = time.perf_counter()
     for spec in specs:
@@ -169,7 +139,7 @@ def warm_driver(dataset: Dataset, estimator: str = DEFAULT_ESTIMATOR) -> float:
     """The sequential runner's warm-up, the same as a Ray worker's: import the estimator and fit
     a tiny model, so that no timed round pays the import."""
     started = time.perf_counter()
-    _warm_task(work(dataset), 0.0, estimator)
+    _warm_task(Work.of(dataset), 0.0, estimator)
     return time.perf_counter() - started
 
 
@@ -273,7 +243,7 @@ class RayGridRunner:
         self.batch_s = batch_s  # about how long a task of tiny trials runs
         self.nodes = list(nodes) if nodes else None
         self.slots = sum(self._slots().values()) if self.nodes else trial_slots(cluster_cpus, cpus_per_trial)
-        self.data_ref = ray.put(work(dataset))
+        self.data_ref = ray.put(Work.of(dataset))
         self.seconds_per_cost: float | None = None  # from the fits timed so far; sizes the batches
         self.tasks = 0  # Ray tasks the last round ran (fewer than its trials when batched)
         self._fit = _remote_fit()
@@ -445,7 +415,7 @@ def expected_costs(
         return "formula", None, 0.0
     if sequential:
         return "sequential", {(t.index, t.fold): t.fit_s for t in sequential}, 0.0
-    data = work(dataset)
+    data = Work.of(dataset)
     started = time.perf_counter()
     timed: dict[tuple[tuple[str, str], ...], float] = {}
     for spec in specs:

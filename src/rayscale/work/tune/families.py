@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rayscale.errors import RayscaleError
-from rayscale.work.grid.configs import THREAD_PARAMS, estimator_class
-from rayscale.work.grid.runners import Arrays
 from rayscale.options.scoring import PROBABILITY_METRICS, Task, classification_scores, regression_scores
+from rayscale.work.data import Arrays
+from rayscale.work.grid.configs import THREAD_PARAMS, estimator_class
 
 # (rounds so far, training seconds so far, the model as it stands)
 Emit = Callable[[int, float, Any], None]

@@ -23,13 +23,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from rayscale.work.data import Dataset
 from rayscale.options.commands import TuneOptions
-from rayscale.work.predict import TuneTrace, replay_tune
-from rayscale.work.grid.runners import Arrays, arrays
-from rayscale.results.schema import AshaOutcomes, Round, TuneReport, TuneResult, TuneTrial
-from rayscale.work.sim.slots import worker_gaps
 from rayscale.options.scoring import Task, direction, ranking_key
+from rayscale.results.schema import AshaOutcomes, Round, TuneReport, TuneResult, TuneTrial
+from rayscale.work.data import Arrays, Dataset, arrays
+from rayscale.work.sim.slots import worker_gaps
+from rayscale.work.sim.tune_replay import TuneTrace, replay_tune
 from rayscale.work.tune.families import family_for
 
 

@@ -22,12 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rayscale.work.data import Dataset
 from rayscale.errors import RayscaleError, TrialFailed
 from rayscale.options.commands import TUNE, TuneOptions, check_cpus_per_trial
-from rayscale.work.grid.runners import Arrays, arrays, where
-from rayscale.results.schema import TuneModel, TuneReport, TuneResult, TuneTrial, trial_slots
 from rayscale.options.scoring import METRICS, Task, direction, ranking_key
+from rayscale.results.schema import TuneModel, TuneReport, TuneResult, TuneTrial, trial_slots
+from rayscale.work.cluster.session import where
+from rayscale.work.data import Arrays, Dataset, arrays
+from rayscale.work.sim.tune_replay import scheduler_for
 from rayscale.work.tune.families import TuneFamily, family_for
 
 
@@ -218,31 +219,6 @@ def _tidy(experiment: Path) -> None:
         if Path(folder) != experiment:
             with contextlib.suppress(OSError):
                 os.rmdir(folder)  # only succeeds when empty
-
-
-def scheduler_for(
-    kind: str,
-    max_rounds: int,
-    grace_period: int,
-    reduction_factor: int,
-    metric: str | None = None,
-    mode: str = "min",
-) -> Any:
-    """Ray Tune's scheduler for a sweep: ASHA over rounds, or FIFO (no early stopping). With
-    ``metric`` the scheduler judges that metric (in ``mode``) itself, as predict's replay needs (a
-    live sweep names its metric in ``TuneConfig`` instead, and Tune refuses it in both places)."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    if kind != "asha":
-        return FIFOScheduler()
-    judged: dict[str, Any] = {"metric": metric, "mode": mode} if metric else {}
-    return ASHAScheduler(
-        time_attr="rounds",
-        max_t=max_rounds,
-        grace_period=grace_period,
-        reduction_factor=reduction_factor,
-        **judged,
-    )
 
 
 def run_sweep(
