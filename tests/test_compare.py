@@ -10,10 +10,12 @@ import pytest
 
 from factories import trial  # tests/factories.py
 from rayscale.errors import RayscaleError
+from rayscale.options.commands import parse_thresholds
 from rayscale.results.bundle import SCALE_FILE, write_scale_bundle
-from rayscale.results.compare import compare, figures, parse_thresholds, write_junit
+from rayscale.results.compare import Comparison, compare, figures
 from rayscale.results.scaling import ScalePoint, ScaleResult
 from rayscale.results.schema import GridResult, ParallelPhase, Result, Round, SequentialPhase
+from rayscale.views.report import write_junit
 
 
 def _scale(walls: dict[int, float], noise: float = 0.01) -> ScaleResult:
@@ -162,8 +164,9 @@ def test_bundles_of_different_datasets_are_not_compared_unless_asked() -> None:
 
 def test_junit_lists_one_case_per_gate(tmp_path: Path) -> None:
     a, b = _run(1), _run(2, slower=1.5)
-    rows, failures = compare(a, b, {"speedup": 5.0, "schedule_efficiency": 5.0})
-    write_junit(tmp_path / "verdicts.xml", rows, {"speedup": 5.0, "schedule_efficiency": 5.0}, failures)
+    gates = {"speedup": 5.0, "schedule_efficiency": 5.0}
+    rows, failures = compare(a, b, gates)
+    write_junit(tmp_path / "verdicts.xml", Comparison("a → b", rows, gates, failures))
     suite = ElementTree.parse(tmp_path / "verdicts.xml").getroot()
     assert suite.get("tests") == "2" and suite.get("failures") == "1"
     cases = {c.get("name"): c for c in suite.iter("testcase")}

@@ -14,9 +14,8 @@ from rayscale.errors import RayscaleError
 from rayscale.options.scoring import DEFAULT_METRIC, direction
 from rayscale.results.schema import best_of, cv_means
 from rayscale.work.cluster.session import ray_session
-from rayscale.work.data import load_dataset, with_folds
-from rayscale.work.grid.configs import TrialSpec, estimator_class, load_grid
-from rayscale.work.grid.configs import with_folds as with_cv_folds
+from rayscale.work.data import load_dataset, split_folds
+from rayscale.work.grid.configs import TrialSpec, estimator_class, load_grid, per_fold
 from rayscale.work.grid.runners import RayGridRunner, mismatches, refit, run_sequential
 
 pytestmark = pytest.mark.slow
@@ -207,8 +206,8 @@ def test_cv_scores_equal_cross_val_score_and_the_refit_is_scored_once(
         if task == "regression"
         else "sklearn.ensemble.RandomForestClassifier"
     )
-    dataset = with_folds(load_dataset(DATA[task], seed=7), 3, seed=7)
-    specs = with_cv_folds(_grid(tmp_path, estimator, {"n_estimators": [5, 15], "max_depth": [3]}), 3)
+    dataset = split_folds(load_dataset(DATA[task], seed=7), 3, seed=7)
+    specs = per_fold(_grid(tmp_path, estimator, {"n_estimators": [5, 15], "max_depth": [3]}), 3)
     assert len(specs) == 6 and {s.fold for s in specs} == {0, 1, 2}
     _, seq = run_sequential(specs, dataset)
     _, par = RayGridRunner(dataset, 1, ray2.cpus, estimator=estimator).run(specs)

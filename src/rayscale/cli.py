@@ -17,6 +17,7 @@ from rayscale.errors import RayscaleError
 from rayscale.options.commands import (
     RUN_PHASES,
     SCALE_PHASES,
+    CompareOptions,
     PredictOptions,
     RunOptions,
     ScaleOptions,
@@ -25,7 +26,8 @@ from rayscale.options.commands import (
     parse_phases,
 )
 from rayscale.options.space import load_space
-from rayscale.views.report import report, show_forecast, show_run, show_scale
+from rayscale.views.report import dashboard as draw_dashboard
+from rayscale.views.report import report, show_comparison, show_forecast, show_run, show_scale
 
 try:  # typer >= 0.29 vendors click; its exceptions are not the `click` package's
     from typer._click import exceptions as click_exceptions
@@ -272,10 +274,7 @@ def dashboard(
     output: Annotated[Path, typer.Option(help="PNG to write.")] = Path("dashboard.png"),
 ) -> None:
     """Draw the Grafana dashboard's panels from result bundles (when Grafana is not at hand)."""
-    from rayscale.results.bundle import load_result
-    from rayscale.views.plots import dashboard_png
-
-    typer.echo(f"written {dashboard_png([load_result(path) for path in bundles], output)}")
+    draw_dashboard(bundles, output)
 
 
 @app.command(cls=_Command)
@@ -416,17 +415,9 @@ def compare(
     ] = False,
 ) -> None:
     """Compare two bundles; exit 1 when a figure regresses past its threshold beyond the noise."""
-    from rayscale.results.bundle import load_any
-    from rayscale.results.compare import compare as compare_bundles
-    from rayscale.results.compare import parse_thresholds, write_junit
-    from rayscale.views.tables import compare_table
+    from rayscale.results.compare import compare_bundles
 
-    thresholds = parse_thresholds(fail or [])
-    rows, failures = compare_bundles(load_any(a), load_any(b), thresholds, allow_different)
-    Console().print(compare_table(f"{a} → {b}", rows))
-    if junit is not None:
-        write_junit(junit, rows, thresholds, failures)
-    for line in failures:
-        _err.print(f"[bold red]regression:[/] {line}", highlight=False, soft_wrap=True)
-    if failures:
+    comparison = compare_bundles(CompareOptions(a, b, tuple(fail or ()), allow_different))
+    show_comparison(comparison, junit)
+    if comparison.failures:
         raise typer.Exit(1)

@@ -27,6 +27,10 @@ class TrialFailed(RayscaleError):
         self.trials = trials
 
 
-def first_line(error: BaseException) -> str:
-    """The error's first line (its type's name when it has no message): what a journal records."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+def first_line(error: BaseException, typed: bool = False) -> str:
+    """The error's first line (its type's name when it has no message): what a journal records;
+    ``typed`` puts the type's name before it (``OSError: …``), as a warning about a failed push does."""
+    lines = str(error).strip().splitlines()
+    if not lines:
+        return type(error).__name__
+    return f"{type(error).__name__}: {lines[0]}" if typed else lines[0]

@@ -12,7 +12,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -108,27 +107,6 @@ def validate_address(address: str | None) -> str:
             "(empty starts a local Ray)"
         )
     return address
-
-
-def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
-    """Fail in seconds, not minutes, when a ``host:port`` or ``ray://`` address does not answer.
-
-    ``ray.init`` waits a long time for a GCS that is not there; a plain TCP connect tells the
-    same thing fast. Empty (embedded) and ``auto`` addresses are left to Ray.
-    """
-    address = validate_address(address)
-    if address in ("", "auto"):
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    host = host.strip("[]")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            return
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise RayscaleError(
-            f"cannot reach Ray at {address}: {reason} (is the cluster up and the port open?)", 3
-        ) from None
 
 
 def check_cpus_per_trial(cpus_per_trial: float, cpus: float, where: str = "the cluster's") -> None:
@@ -314,8 +292,6 @@ class RunOptions:
 
     def validate(self) -> None:
         self.check_work(RUN_PHASES)
-        if self.needs_ray:
-            check_reachable(self.address)
 
 
 def from_stored(stored: dict[str, Any], run_dir: Path) -> RunOptions:
@@ -331,6 +307,32 @@ def from_stored(stored: dict[str, Any], run_dir: Path) -> RunOptions:
 
 
 # -- rayscale scale -----------------------------------------------------------------------------
+
+
+def parse_thresholds(specs: list[str]) -> dict[str, float]:
+    """``["speedup:5%", "wall_s:10"]`` → {"speedup": 5.0, "wall_s": 10.0}."""
+    thresholds = {}
+    for spec in specs:
+        name, sep, value = spec.partition(":")
+        try:
+            pct = float(value.strip().rstrip("%")) if sep else float("nan")
+        except ValueError:
+            pct = float("nan")
+        if not name or pct != pct or pct < 0:
+            raise RayscaleError(f"--fail {spec!r} is not FIGURE:PERCENT, e.g. speedup:5%")
+        thresholds[name] = pct
+    return thresholds
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    a: Path  # the baseline bundle
+    b: Path  # the candidate
+    fail: tuple[str, ...] = ()  # FIGURE:PERCENT gates
+    allow_different: bool = False  # compare bundles of different kinds, datasets or grids
+
+    def thresholds(self) -> dict[str, float]:
+        return parse_thresholds(list(self.fail))
 
 
 @dataclass
@@ -379,8 +381,6 @@ class ScaleOptions:
         check_positive("--price-per-node-hour", self.price_per_node_hour)
         check_positive("--deadline", self.deadline_s)
         check_isolation_options(self)
-        if self.mode != "local":
-            check_reachable(run.address)
 
 
 # -- isolated nodes (rayscale.work.cluster.isolated) ------------------------------------------------------------

@@ -71,7 +71,7 @@ def detect(y: Any, requested: str) -> tuple[Task, str]:
     numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
     if requested == "regression":
         if not numeric:
-            bad = series[~series.map(_is_number)].iloc[0]
+            bad = series[~series.map(_parses_as_number)].iloc[0]
             raise RayscaleError(f"the target must be numeric for --task regression; found {bad!r}")
         return "regression", "--task regression"
     if requested == "classification":
@@ -85,7 +85,7 @@ def detect(y: Any, requested: str) -> tuple[Task, str]:
     return "regression", "auto: a numeric target"
 
 
-def _is_number(value: Any) -> bool:
+def _parses_as_number(value: Any) -> bool:
     try:
         float(value)
     except (TypeError, ValueError):

@@ -18,7 +18,6 @@ import yaml
 
 from rayscale.errors import RayscaleError
 
-TUNE_MODELS = ("xgboost", "lightgbm", "sklearn:CLASS")
 # The default space: 2 values on each of 5 axes, 32 configs, from cautious to aggressive.
 DEFAULT_SPACE: dict[str, Any] = {
     "learning_rate": [0.03, 0.1],
@@ -148,7 +147,8 @@ def _numbers(value: Any) -> Any:
     return _number(value)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A real number as YAML or JSON gives one (a bool is not)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -162,7 +162,7 @@ def _check_values(name: str, values: list[Any], model: str = "xgboost") -> None:
         wrong = [v for v in values if not isinstance(v, str)]
         kind = "text"
     else:
-        wrong = [v for v in values if not _is_number(v)]
+        wrong = [v for v in values if not is_number(v)]
         kind = "numbers"
     if wrong:
         raise RayscaleError(f"search space: {name!r} takes {kind}; got {wrong[0]!r}")

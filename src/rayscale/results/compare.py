@@ -11,12 +11,11 @@ difference is real. Bundles of different kinds, datasets or grids are not compar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from xml.etree import ElementTree
 
 from rayscale.errors import RayscaleError
-from rayscale.options.commands import GRID_PARALLEL
+from rayscale.options.commands import GRID_PARALLEL, CompareOptions
 from rayscale.options.scoring import direction
+from rayscale.results.bundle import load_any
 from rayscale.results.scaling import ScaleResult
 from rayscale.results.schema import Result, lower_bound
 from rayscale.results.stats import Stats, ratio_ci, significant
@@ -140,21 +139,6 @@ def _figures(bundle: Result | ScaleResult) -> dict[str, Figure]:
     return _scale_figures(bundle) if isinstance(bundle, ScaleResult) else _grid_figures(bundle)
 
 
-def parse_thresholds(specs: list[str]) -> dict[str, float]:
-    """``["speedup:5%", "wall_s:10"]`` → {"speedup": 5.0, "wall_s": 10.0}."""
-    thresholds = {}
-    for spec in specs:
-        name, sep, value = spec.partition(":")
-        try:
-            pct = float(value.strip().rstrip("%")) if sep else float("nan")
-        except ValueError:
-            pct = float("nan")
-        if not name or pct != pct or pct < 0:
-            raise RayscaleError(f"--fail {spec!r} is not FIGURE:PERCENT, e.g. speedup:5%")
-        thresholds[name] = pct
-    return thresholds
-
-
 def _workload(bundle: Result | ScaleResult) -> tuple[str, str, str]:
     options = bundle.options.get("run", bundle.options)
     return bundle.kind, str(bundle.dataset.get("spec")), str(options.get("grid"))
@@ -205,22 +189,18 @@ def compare(
     return rows, failures
 
 
-def write_junit(path: Path, rows: list[Row], thresholds: dict[str, float], failures: list[str]) -> None:
-    """The verdicts as JUnit XML, one test case per gated figure (kube-burner and ClusterLoader2
-    report this way)."""
-    suite = ElementTree.Element("testsuite", name="rayscale compare", tests=str(len(thresholds)))
-    failed = {line.split(" ", 1)[0]: line for line in failures}
-    for name, limit in thresholds.items():
-        row = next(r for r in rows if r.figure == name)
-        case = ElementTree.SubElement(
-            suite, "testcase", classname="rayscale.results.compare", name=f"{name}:{limit:g}%"
-        )
-        if name in failed:
-            ElementTree.SubElement(case, "failure", message=failed[name]).text = failed[name]
-        else:
-            ElementTree.SubElement(case, "system-out").text = f"{row.verdict}: {row.a:.4g} → {row.b:.4g}"
-    suite.set("failures", str(len(failed)))
-    try:
-        ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
-    except OSError as exc:
-        raise RayscaleError(f"--junit {path} cannot be written: {exc.strerror or exc}", 3) from None
+@dataclass(frozen=True)
+class Comparison:
+    """Two bundles' figures side by side (``rows``), the gates asked for and those that failed."""
+
+    title: str
+    rows: list[Row]
+    thresholds: dict[str, float]
+    failures: list[str]
+
+
+def compare_bundles(opts: CompareOptions) -> Comparison:
+    """``rayscale compare``: check the options, load both bundles, compare them."""
+    thresholds = opts.thresholds()
+    rows, failures = compare(load_any(opts.a), load_any(opts.b), thresholds, opts.allow_different)
+    return Comparison(f"{opts.a} → {opts.b}", rows, thresholds, failures)

@@ -22,11 +22,11 @@ import numpy as np
 from pydantic import Field, computed_field
 from scipy.optimize import minimize_scalar, nnls
 
+from rayscale.results.base import StrictModel
 from rayscale.results.schema import (
     BundleHeader,
     Round,
     Rounds,
-    StrictModel,
     TrialRecord,
     TuneTrial,
     breakdown,

@@ -23,7 +23,7 @@ from rayscale.results.schema import (
     config_scores,
     swept_params,
 )
-from rayscale.views.tables import plural
+from rayscale.views.text import plural
 
 METRIC_LABELS = {"rmse": "RMSE", "r2": "R²", "mae": "MAE", "accuracy": "accuracy", "log_loss": "log loss"}
 

@@ -20,6 +20,7 @@ from rayscale.results.forecast import RANGE_OVER, Forecast, ForecastPoint
 from rayscale.results.scaling import ScaleResult
 from rayscale.results.schema import AshaOutcomes, GridResult, Result, swept_params
 from rayscale.results.stats import NOISY_HALF_WIDTH, half_width, repeats_to_narrow
+from rayscale.views.text import plural
 
 FACTOR_LABELS = {
     "baseline": "baseline's own overhead (sequential wall / Σ fit)",
@@ -32,10 +33,6 @@ FACTOR_LABELS = {
 
 def _s(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds:.2f}s"
-
-
-def plural(count: float, word: str) -> str:
-    return f"{count:g} {word}{'' if count == 1 else 's'}"
 
 
 def _table(title: str, *columns: str, caption: str | None = None) -> Table:

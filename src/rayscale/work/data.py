@@ -99,11 +99,7 @@ class Work:
         return cls(arrays(dataset), dataset.task, dataset.n_classes, dataset.folds)
 
 
-def work(dataset: Dataset) -> Work:
-    return Work(arrays(dataset), dataset.task, dataset.n_classes, dataset.folds)
-
-
-def with_folds(dataset: Dataset, k: int, seed: int) -> Dataset:
+def split_folds(dataset: Dataset, k: int, seed: int) -> Dataset:
     """The training split cut into ``k`` folds (``--cv``): ``KFold(k, shuffle=True,
     random_state=seed)``, ``StratifiedKFold`` for classes, as GridSearchCV does."""
     from sklearn.model_selection import KFold, StratifiedKFold

@@ -24,8 +24,6 @@ from rich.console import Console
 
 from rayscale.errors import RayscaleError
 from rayscale.options.commands import (
-    GRID_PARALLEL,
-    GRID_SEQUENTIAL,
     TUNE,
     RunOptions,
     check_cpus_per_trial,
@@ -33,7 +31,6 @@ from rayscale.options.commands import (
     from_stored,
 )
 from rayscale.options.files import JOURNAL_FILE, RESULT_FILE
-from rayscale.options.scoring import PROBABILITY_METRICS, check_metric, direction
 from rayscale.results.bundle import (
     make_dir,
     new_run_id,
@@ -45,8 +42,14 @@ from rayscale.results.bundle import (
 )
 from rayscale.results.schema import ClusterInfo, Result, TuneTrial
 from rayscale.work import environment
-from rayscale.work.cluster.session import HeadWatch, gcs_address, other_jobs_warning, ray_session
-from rayscale.work.data import Dataset, load_dataset, with_folds
+from rayscale.work.cluster.session import (
+    HeadWatch,
+    check_reachable,
+    gcs_address,
+    other_jobs_warning,
+    ray_session,
+)
+from rayscale.work.data import Dataset
 from rayscale.work.execution.journal import Journal
 from rayscale.work.execution.loop import CallbackList, Context, run_phases
 from rayscale.work.execution.observers import (
@@ -57,51 +60,10 @@ from rayscale.work.execution.observers import (
 )
 from rayscale.work.execution.phases import build
 from rayscale.work.execution.prometheus import RunMetrics, workload_label
-from rayscale.work.grid import configs as grids
-from rayscale.work.grid.configs import TrialSpec, load_grid, make_estimator
+from rayscale.work.execution.workload import load_work
+from rayscale.work.grid.configs import TrialSpec
 from rayscale.work.grid.runners import refit
 from rayscale.work.stopping import stop_on_sigterm, wall_limit
-from rayscale.work.tune.families import family_for
-
-
-def load_work(opts: RunOptions) -> tuple[RunOptions, Dataset, list[TrialSpec]]:
-    """The dataset split and the grid, both validated against each other (task, metric, folds),
-    and the options with the sweep's resolved as it will run: its CPUs per trial and seed the
-    run's, the metric ASHA judges the run's selection metric (``val_`` prefixed on a validation
-    split) in that metric's direction. A bundle stores them so."""
-    dataset = load_dataset(
-        opts.dataset,
-        seed=opts.seed,
-        test_size=opts.test_size,
-        validation_size=opts.validation_size,
-        task=opts.task,
-    )
-    metric = check_metric(opts.metric, dataset.task)
-    if metric == "roc_auc" and len(dataset.classes) != 2:
-        raise RayscaleError(f"--metric roc_auc needs two classes; {opts.dataset} has {len(dataset.classes)}")
-    if TUNE.option in opts.phases:
-        family_for(opts.tune.model, dataset.task, len(dataset.classes)).check(opts.tune.space, metric)
-    tune = replace(
-        opts.tune,
-        cpus_per_trial=opts.cpus_per_trial,
-        seed=opts.seed,
-        metric=f"val_{metric}" if opts.validation_size else metric,
-        mode=direction(metric),  # type: ignore[arg-type]
-    )
-    opts = replace(opts, tune=tune)
-    specs = load_grid(opts.grid, seed=opts.seed, max_trials=opts.max_trials, threads=opts.cpus_per_trial)
-    grid_runs = GRID_SEQUENTIAL.option in opts.phases or GRID_PARALLEL.option in opts.phases
-    if grid_runs and metric in PROBABILITY_METRICS:
-        lacking = next(
-            (s for s in specs if not hasattr(make_estimator(s.estimator, s.params), "predict_proba")), None
-        )
-        if lacking is not None:
-            raise RayscaleError(
-                f"--metric {metric} needs class probabilities: grid config {lacking.index} has none"
-            )
-    if opts.cv:
-        return opts, with_folds(dataset, opts.cv, opts.seed), grids.with_folds(specs, opts.cv)
-    return opts, dataset, specs
 
 
 def import_ahead(opts: RunOptions) -> None:
@@ -125,7 +87,7 @@ def import_ahead(opts: RunOptions) -> None:
 
 def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Result, Path]:
     """Run the selected phases and write the bundle; return the result and its directory."""
-    opts.validate()
+    _check(opts)
     import_ahead(opts)
     opts, dataset, specs = load_work(opts)
     run_id = new_run_id()
@@ -150,7 +112,7 @@ def resume_benchmark(run_dir: Path, console: Console | None = None) -> tuple[Res
     if manifest.get("kind") != "run" or "options" not in manifest:
         raise RayscaleError(f"--resume {run_dir}: run.json does not describe a rayscale run")
     opts = from_stored(manifest["options"], run_dir)
-    replace(opts, output=None).validate()
+    _check(replace(opts, output=None))
     opts, dataset, specs = load_work(opts)
     journal = Journal.reopen(run_dir)
     finished = [TuneTrial.model_validate(row) for row in journal.rows(TUNE.key)]
@@ -235,6 +197,13 @@ def execute(
             4,
         )
     return result, out_dir
+
+
+def _check(opts: RunOptions) -> None:
+    """The options, then (in seconds, not Ray's minutes) whether the cluster they name answers."""
+    opts.validate()
+    if opts.needs_ray:
+        check_reachable(opts.address)
 
 
 def _warn(console: Console, line: str | None) -> None:

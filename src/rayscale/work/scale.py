@@ -30,14 +30,14 @@ from rayscale.results.schema import ClusterInfo, Round, Trial, trial_slots
 from rayscale.work import environment
 from rayscale.work.cluster.isolated_host import check_isolation
 from rayscale.work.cluster.local import local_cluster
-from rayscale.work.cluster.session import cpu_nodes, other_jobs_warning, ray_session
+from rayscale.work.cluster.session import check_reachable, cpu_nodes, other_jobs_warning, ray_session
 from rayscale.work.data import Dataset
 from rayscale.work.execution.loop import CallbackList, Context, run_phases
 from rayscale.work.execution.observers import MetricsCallback, ProgressCallback, stderr_console
 from rayscale.work.execution.phases import build
 from rayscale.work.execution.prometheus import RunMetrics, workload_label
+from rayscale.work.execution.workload import load_work
 from rayscale.work.grid.configs import TrialSpec
-from rayscale.work.run import load_work
 from rayscale.work.stopping import stop_on_sigterm, wall_limit
 
 if TYPE_CHECKING:
@@ -231,6 +231,8 @@ def run_scale(opts: ScaleOptions, console: Console | None = None) -> tuple[Scale
     """Measure every node count, writing the scaling bundle as each one finishes (a sweep cut
     short keeps its points). The plot is the caller's (a view, :mod:`rayscale.views.report`)."""
     opts.validate()
+    if opts.mode != "local":
+        check_reachable(opts.run.address)
     check_isolation(opts)  # the --isolate options, and whether this machine can isolate
     run, dataset, specs = load_work(opts.run)
     # a scale point keeps the sweep's timing, not its answer: no ASHA replays (rayscale.work.tune.outcomes)

@@ -37,6 +37,27 @@ def where() -> tuple[str, str]:
     return ray.util.get_node_ip_address(), node_id
 
 
+def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when a ``host:port`` or ``ray://`` address does not answer.
+
+    ``ray.init`` waits a long time for a GCS that is not there; a plain TCP connect tells the
+    same thing fast. Empty (embedded) and ``auto`` addresses are left to Ray.
+    """
+    address = validate_address(address)
+    if address in ("", "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise RayscaleError(
+            f"cannot reach Ray at {address}: {reason} (is the cluster up and the port open?)", 3
+        ) from None
+
+
 def describe(address: str, mode: str, connect_s: float) -> ClusterInfo:
     import ray
 

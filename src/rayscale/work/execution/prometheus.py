@@ -25,7 +25,7 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import basic_auth_handler, default_handler, pushadd_to_gateway
 from prometheus_client.registry import Collector
 
-from rayscale.errors import RayscaleError
+from rayscale.errors import RayscaleError, first_line
 from rayscale.options.commands import redact_url
 from rayscale.results.schema import Trial
 
@@ -207,7 +207,7 @@ class RunMetrics:
             )
             return True
         except Exception as exc:  # any network or HTTP failure: metrics never sink a run
-            reason = _one_line(exc)
+            reason = first_line(exc, typed=True)
             if self.strict:
                 raise RayscaleError(f"push to {redact_url(self.push_gateway)} failed: {reason}", 5) from None
             if not self._warned:
@@ -309,8 +309,3 @@ def workload_label(dataset: str, grid: str) -> str:
         return re.sub(r"[^A-Za-z0-9_.:-]", "_", text.rsplit("/", 1)[-1])
 
     return f"{short(dataset)}/{short(grid)}"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

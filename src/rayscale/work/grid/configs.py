@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from rayscale.errors import RayscaleError
+from rayscale.options.space import is_number
 
 SEED_GRID_SIZE = 20
 BUILTIN_GRIDS = ("seed",)
@@ -125,10 +126,6 @@ def seed_grid(seed: int = 42) -> list[TrialSpec]:
     ]
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def validate_params(params: Any, where: str, estimator: str = DEFAULT_ESTIMATOR) -> dict[str, Any]:
     """Check one config; return it unchanged or raise a one-line :class:`RayscaleError`."""
     if not isinstance(params, dict) or not params:
@@ -148,7 +145,7 @@ def validate_params(params: Any, where: str, estimator: str = DEFAULT_ESTIMATOR)
             raise RayscaleError(f"{where}: n_estimators must be positive, got {n_est}")
     if "learning_rate" in params:
         rate = params["learning_rate"]
-        if not _is_number(rate):
+        if not is_number(rate):
             raise RayscaleError(f"{where}: learning_rate must be a number, got {rate!r}")
         if rate <= 0:
             raise RayscaleError(f"{where}: learning_rate must be greater than 0, got {rate}")
@@ -156,7 +153,7 @@ def validate_params(params: Any, where: str, estimator: str = DEFAULT_ESTIMATOR)
     if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
         raise RayscaleError(f"{where}: max_depth must be a positive whole number or null, got {depth!r}")
     subsample = params.get("subsample", 1.0)
-    if not _is_number(subsample) or not 0 < subsample <= 1:
+    if not is_number(subsample) or not 0 < subsample <= 1:
         raise RayscaleError(f"{where}: subsample must be a number in (0, 1], got {subsample!r}")
     # Everything else is checked by scikit-learn's own parameter validation (where the estimator
     # has it), on a throwaway estimator, so that a wrong type fails here rather than in a task.
@@ -245,6 +242,6 @@ def load_grid(
     return specs
 
 
-def with_folds(specs: list[TrialSpec], folds: int) -> list[TrialSpec]:
+def per_fold(specs: list[TrialSpec], folds: int) -> list[TrialSpec]:
     """One task per (config, fold) for ``--cv``, as GridSearchCV parallelises."""
     return [replace(spec, fold=k) for spec in specs for k in range(folds)]

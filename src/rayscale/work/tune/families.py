@@ -370,12 +370,3 @@ def family_for(spec: str, task: Task, n_classes: int) -> TuneFamily:
     if spec.startswith("sklearn:"):
         return Sklearn(spec, task, n_classes)
     raise RayscaleError(f"--tune-model {spec!r}: choose xgboost, lightgbm or sklearn:CLASS")
-
-
-def retrain(
-    family: TuneFamily, params: dict[str, Any], rounds: int, data: Arrays, every: int, nthread: int, seed: int
-) -> dict[str, float]:
-    """A config trained again to ``rounds``, as its trial was, scored on the test split."""
-    models: list[Any] = []
-    family.train(params, data, rounds, every, nthread, seed, lambda _r, _s, model: models.append(model))
-    return family.scores(models[-1], data[2], data[3])
