@@ -26,6 +26,7 @@ from rayscale.options.commands import (
     parse_phases,
 )
 from rayscale.options.space import load_space
+from rayscale.views.progress import ProgressCallback
 from rayscale.views.report import dashboard as draw_dashboard
 from rayscale.views.report import report, show_comparison, show_forecast, show_run, show_scale
 
@@ -237,7 +238,7 @@ def run(
     from rayscale.work.run import resume_benchmark, run_benchmark
 
     if resume is not None:
-        show_run(*resume_benchmark(resume), json_out)
+        show_run(*resume_benchmark(resume, [ProgressCallback()]), json_out)
         return
     tune = TuneOptions(
         model=tune_model,
@@ -251,7 +252,7 @@ def run(
         asha_replays=asha_replays,
         storage=storage,
     )
-    show_run(*run_benchmark(_run_options(locals(), RUN_PHASES, tune)), json_out)
+    show_run(*run_benchmark(_run_options(locals(), RUN_PHASES, tune), [ProgressCallback()]), json_out)
 
 
 @app.command("report", cls=_Command)
@@ -344,7 +345,7 @@ def scale(
         link_delay_ms=link_delay_ms,
         run=_run_options(locals(), SCALE_PHASES),
     )
-    show_scale(*run_scale(opts), json_out)
+    show_scale(*run_scale(opts, [ProgressCallback()]), json_out)
 
 
 @app.command(cls=_Command)

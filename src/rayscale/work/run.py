@@ -12,15 +12,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-from rich.console import Console
 
 from rayscale.errors import RayscaleError
 from rayscale.options.commands import (
@@ -51,13 +48,8 @@ from rayscale.work.cluster.session import (
 )
 from rayscale.work.data import Dataset
 from rayscale.work.execution.journal import Journal
-from rayscale.work.execution.loop import CallbackList, Context, run_phases
-from rayscale.work.execution.observers import (
-    JournalCallback,
-    MetricsCallback,
-    ProgressCallback,
-    stderr_console,
-)
+from rayscale.work.execution.loop import Callback, CallbackList, Context, run_phases
+from rayscale.work.execution.observers import JournalCallback, MetricsCallback
 from rayscale.work.execution.phases import build
 from rayscale.work.execution.prometheus import RunMetrics, workload_label
 from rayscale.work.execution.workload import load_work
@@ -85,8 +77,9 @@ def import_ahead(opts: RunOptions) -> None:
     threading.Thread(target=load, name="rayscale-import-ahead", daemon=True).start()
 
 
-def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Result, Path]:
-    """Run the selected phases and write the bundle; return the result and its directory."""
+def run_benchmark(opts: RunOptions, observers: Sequence[Callback] = ()) -> tuple[Result, Path]:
+    """Run the selected phases and write the bundle; return the result and its directory.
+    ``observers`` (the CLI's progress view) see the run loop's events, warnings and a lost head."""
     _check(opts)
     import_ahead(opts)
     opts, dataset, specs = load_work(opts)
@@ -100,10 +93,10 @@ def run_benchmark(opts: RunOptions, console: Console | None = None) -> tuple[Res
         "command": redacted_command(opts.command),
         "options": stored_options(opts),
     }
-    return execute(opts, dataset, specs, out_dir, header, lambda: Journal(out_dir, header), console)
+    return execute(opts, dataset, specs, out_dir, header, lambda: Journal(out_dir, header), observers)
 
 
-def resume_benchmark(run_dir: Path, console: Console | None = None) -> tuple[Result, Path]:
+def resume_benchmark(run_dir: Path, observers: Sequence[Callback] = ()) -> tuple[Result, Path]:
     """Finish an interrupted run: phases it completed are kept, an interrupted grid phase runs again,
     and an interrupted Tune sweep continues (``Tuner.restore``) without re-running finished trials."""
     if (run_dir / RESULT_FILE).exists():
@@ -126,7 +119,7 @@ def resume_benchmark(run_dir: Path, console: Console | None = None) -> tuple[Res
         run_dir,
         header,
         lambda: journal,
-        console,
+        observers,
         saved=journal.saved_phases(),
         tune_finished=finished if tune_started else None,
     )
@@ -139,26 +132,24 @@ def execute(
     out_dir: Path,
     header: dict[str, Any],
     open_journal: Callable[[], Journal],
-    console: Console | None = None,
+    observers: Sequence[Callback] = (),
     saved: dict[str, dict[str, Any]] | None = None,
     tune_finished: list[TuneTrial] | None = None,
 ) -> tuple[Result, Path]:
-    console = console or stderr_console()
+    shown = CallbackList(observers)
     metrics = RunMetrics(
         header["run_id"],
         workload_label(opts.dataset, opts.grid),
         push_gateway=opts.push_gateway,
         strict=opts.strict_metrics,
-        warn=lambda line: console.print(line, style="yellow", highlight=False, markup=False),
+        warn=shown.on_warning,
     )
     if opts.metrics_port is not None:
         metrics.serve(opts.metrics_port)
-    callbacks = CallbackList(
-        [JournalCallback(open_journal), MetricsCallback(metrics), ProgressCallback(console)]
-    )
+    callbacks = CallbackList([JournalCallback(open_journal), MetricsCallback(metrics), *observers])
     for note in dataset.warnings:
-        _warn(console, f"warning: {note}")
-    ctx = Context(opts, dataset, build(opts, tune_finished), specs, out_dir, callbacks, console)
+        shown.on_warning(f"warning: {note}")
+    ctx = Context(opts, dataset, build(opts, tune_finished), specs, out_dir, callbacks)
     before = environment.machine_state()
     kept = f"Finished trials are kept in {out_dir / JOURNAL_FILE}; continue: rayscale run --resume {out_dir}"
     try:
@@ -171,8 +162,8 @@ def execute(
             ctx.cluster = cluster
             if cluster is not None:
                 check_cpus_per_trial(opts.cpus_per_trial, cluster.cpus)
-            if cluster is not None and cluster.mode == "existing":
-                _warn(console, other_jobs_warning())
+            if cluster is not None and cluster.mode == "existing" and (line := other_jobs_warning()):
+                shown.on_warning(line)
             make_dir(out_dir)
             run_phases(ctx, saved or {})
             if opts.cv and (grid := ctx.grid()) is not None:
@@ -206,11 +197,6 @@ def _check(opts: RunOptions) -> None:
         check_reachable(opts.address)
 
 
-def _warn(console: Console, line: str | None) -> None:
-    if line:
-        console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
-
-
 def _session(opts: RunOptions) -> AbstractContextManager[ClusterInfo | None]:
     """Connect first when a Ray phase will run: a cluster that cannot fit one trial fails the run
     before any work, and every phase sees the same machine state."""
@@ -231,7 +217,7 @@ def _head_watch(cluster: ClusterInfo | None, ctx: Context) -> AbstractContextMan
             f"lost the Ray head at {address} during {ctx.current or 'setup'}; finished trials are kept "
             f"in {ctx.out_dir / JOURNAL_FILE}; continue with: rayscale run --resume {ctx.out_dir}"
         )
-        print(f"error: {message}", file=sys.stderr, flush=True)
+        ctx.callbacks.on_head_lost(message)
         ctx.end("failed", RayscaleError(message, 3))
         os._exit(3)
 

@@ -13,13 +13,11 @@ Three ways to get N nodes:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from rich.console import Console
 
 from rayscale.errors import RayscaleError
 from rayscale.options.commands import GRID_PARALLEL, TUNE, ScaleOptions, check_output_dir
@@ -32,8 +30,8 @@ from rayscale.work.cluster.isolated_host import check_isolation
 from rayscale.work.cluster.local import local_cluster
 from rayscale.work.cluster.session import check_reachable, cpu_nodes, other_jobs_warning, ray_session
 from rayscale.work.data import Dataset
-from rayscale.work.execution.loop import CallbackList, Context, run_phases
-from rayscale.work.execution.observers import MetricsCallback, ProgressCallback, stderr_console
+from rayscale.work.execution.loop import Callback, CallbackList, Context, run_phases
+from rayscale.work.execution.observers import MetricsCallback
 from rayscale.work.execution.phases import build
 from rayscale.work.execution.prometheus import RunMetrics, workload_label
 from rayscale.work.execution.workload import load_work
@@ -61,7 +59,7 @@ class Ramp:
 
 
 @contextmanager
-def _sessions(opts: ScaleOptions, run_id: str, kept: str) -> Iterator[Any]:
+def _sessions(opts: ScaleOptions, run_id: str, kept: str, shown: Callback) -> Iterator[Any]:
     """Yield a function n → context manager of (cluster info, pinned nodes or None, resize ramp or
     None, the isolated cluster or None)."""
     if opts.mode == "local":
@@ -72,7 +70,9 @@ def _sessions(opts: ScaleOptions, run_id: str, kept: str) -> Iterator[Any]:
                 from rayscale.work.cluster.isolated import Isolation, isolated_cluster
 
                 isolation = Isolation.of(opts)
-                with isolated_cluster(n, opts.cpus_per_node, isolation, run_id, kept) as cluster:
+                with isolated_cluster(
+                    n, opts.cpus_per_node, isolation, run_id, kept, shown.on_head_lost
+                ) as cluster:
                     assert cluster.info is not None
                     yield cluster.info, None, None, cluster
                 return
@@ -179,8 +179,11 @@ class _Sweep:
     specs: list[TrialSpec]
     out_dir: Path
     header: dict[str, Any]
-    console: Console
+    observers: Sequence[Callback]
     measured: list[Measurement]
+
+    def warn(self, line: str) -> None:
+        CallbackList(self.observers).on_warning(line)
 
     def node_count(self, n: int, session: Callable[[int], AbstractContextManager[Any]]) -> ScaleResult:
         """Measure ``n`` nodes, then rewrite the bundle with every point so far."""
@@ -190,8 +193,9 @@ class _Sweep:
             workload_label(run.dataset, run.grid),
             push_gateway=run.push_gateway,
             strict=run.strict_metrics,
+            warn=self.warn,
         )
-        callbacks = CallbackList([MetricsCallback(metrics), ProgressCallback(self.console)])
+        callbacks = CallbackList([MetricsCallback(metrics), *self.observers])
         with session(n) as (info, pinned, ramp, isolated):
             ctx = Context(
                 run,
@@ -200,7 +204,6 @@ class _Sweep:
                 self.specs,
                 self.out_dir / "tune" / f"n{n}",
                 callbacks,
-                self.console,
                 cluster=info,
                 pinned=pinned,
                 tune_repeats=run.repeats,
@@ -213,8 +216,7 @@ class _Sweep:
             ctx.end("complete")
             emulation = isolated.emulation(ran(ctx), run.cpus_per_trial) if isolated else None
         if emulation is not None and not emulation.faithful:
-            line = f"warning: the isolated {n}-node point is not faithful: {emulation.why}"
-            self.console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
+            self.warn(f"warning: the isolated {n}-node point is not faithful: {emulation.why}")
         measured = _measure(ctx, ramp, emulation)
         if ramp is not None:
             metrics.record_resize(n, info.cpus, ramp.alive_s, measured[0].first_trial_s)
@@ -227,7 +229,7 @@ class _Sweep:
         return result
 
 
-def run_scale(opts: ScaleOptions, console: Console | None = None) -> tuple[ScaleResult, Path]:
+def run_scale(opts: ScaleOptions, observers: Sequence[Callback] = ()) -> tuple[ScaleResult, Path]:
     """Measure every node count, writing the scaling bundle as each one finishes (a sweep cut
     short keeps its points). The plot is the caller's (a view, :mod:`rayscale.views.report`)."""
     opts.validate()
@@ -252,12 +254,16 @@ def run_scale(opts: ScaleOptions, console: Console | None = None) -> tuple[Scale
         "price_per_node_hour": opts.price_per_node_hour,
         "deadline_s": opts.deadline_s,
     }
-    sweep = _Sweep(opts, dataset, specs, out_dir, header, console or stderr_console(), [])
+    sweep = _Sweep(opts, dataset, specs, out_dir, header, observers, [])
     kept = f"Node counts measured so far are in {out_dir / SCALE_FILE}" + (
         "; the worker replicas were restored" if opts.kuberay else ""
     )
-    with wall_limit(run.max_wall, kept), stop_on_sigterm(kept), _sessions(opts, run_id, kept) as session:
+    with (
+        wall_limit(run.max_wall, kept),
+        stop_on_sigterm(kept),
+        _sessions(opts, run_id, kept, CallbackList(observers)) as session,
+    ):
         if opts.mode != "local" and (line := other_jobs_warning()):
-            sweep.console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
+            sweep.warn(line)
         results = [sweep.node_count(n, session) for n in opts.nodes]
     return results[-1], out_dir

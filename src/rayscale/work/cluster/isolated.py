@@ -377,12 +377,17 @@ class IsolatedCluster:
 
 @contextmanager
 def isolated_cluster(
-    nodes: int, cpus_per_node: int, isolation: Isolation, run_id: str, kept: str = ""
+    nodes: int,
+    cpus_per_node: int,
+    isolation: Isolation,
+    run_id: str,
+    kept: str = "",
+    on_lost: Callable[[str], None] = lambda message: None,
 ) -> Iterator[IsolatedCluster]:
     """``nodes`` isolated nodes with this thread in the head's namespace and connected; sampled
     for fidelity; torn down, whatever happens, with the thread back in its own namespace. A head
-    that stops answering (:class:`rayscale.work.cluster.session.HeadWatch`) ends the process in one line,
-    ``kept`` saying what was kept, after the teardown."""
+    that stops answering (:class:`rayscale.work.cluster.session.HeadWatch`) is reported to ``on_lost``
+    (one line, ``kept`` saying what was kept), and the process ends with exit 3 after the teardown."""
     from rayscale.work.cluster.session import HeadWatch, describe, ray_session
 
     controller = CpuController.find()
@@ -401,8 +406,8 @@ def isolated_cluster(
             gcs = f"{cluster.head}:{cluster.port}"
 
             def lost(address: str) -> None:  # on the watch thread, the main one blocked in Ray
-                print(f"error: lost the Ray head at {address}; {kept}", file=sys.stderr, flush=True)
                 try:
+                    on_lost(f"lost the Ray head at {address}; {kept}")
                     cluster.teardown()
                 finally:
                     os._exit(3)

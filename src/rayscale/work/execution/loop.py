@@ -17,10 +17,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
-from rich.console import Console
 
 from rayscale.options.commands import GRID_PARALLEL, GRID_SEQUENTIAL, PhaseName, RunOptions
 from rayscale.options.scoring import check_metric
@@ -61,28 +60,44 @@ class RunEnd:
     cluster: ClusterInfo | None = None
 
 
-class Callback:
-    """Every hook does nothing; an observer overrides the ones it needs."""
+class Callback(Protocol):
+    """The observer contract: every hook does nothing; an observer subclasses this and overrides
+    the ones it needs, or (a view, :mod:`rayscale.views.progress`, which cannot import work)
+    provides every hook itself. Work never prints: a warning, a wait and a lost head reach the
+    user through the last three hooks."""
 
     def on_run_start(self) -> None:
-        pass
+        return None
 
     def on_round_start(self, phase: Phase[Any], round_: int, rounds: int, trials: int) -> None:
-        pass
+        return None
 
     def on_trial(self, phase: Phase[Any], trial: Trial, round_: int) -> None:
-        pass
+        return None
 
     def on_round_end(self, phase: Phase[Any], round_: int) -> None:
-        pass
+        return None
 
     def on_phase_end(
         self, phase: Phase[Any], result: BaseModel, summary: PhaseSummary, resumed: bool
     ) -> None:
-        pass
+        return None
 
     def on_run_end(self, end: RunEnd) -> None:
-        pass
+        return None
+
+    def on_warning(self, line: str) -> None:
+        """A line the user should read (``warning: …``); the run goes on."""
+        return None
+
+    def on_wait(self, what: str, waiting: bool) -> None:
+        """A wait without trials to count begins (``waiting``) or ends, e.g. warming up workers."""
+        return None
+
+    def on_head_lost(self, message: str) -> None:
+        """The Ray head stopped answering: the process ends with exit 3 once this returns. Called
+        on the watch thread, the main one blocked in Ray."""
+        return None
 
 
 class CallbackList(Callback):
@@ -121,6 +136,18 @@ class CallbackList(Callback):
         for c in self.callbacks:
             c.on_run_end(end)
 
+    def on_warning(self, line: str) -> None:
+        for c in self.callbacks:
+            c.on_warning(line)
+
+    def on_wait(self, what: str, waiting: bool) -> None:
+        for c in self.callbacks:
+            c.on_wait(what, waiting)
+
+    def on_head_lost(self, message: str) -> None:
+        for c in self.callbacks:
+            c.on_head_lost(message)
+
 
 @dataclass
 class Context:
@@ -132,7 +159,6 @@ class Context:
     specs: list[TrialSpec]
     out_dir: Path
     callbacks: Callback
-    console: Console
     cluster: ClusterInfo | None = None
     pinned: list[tuple[str, int]] | None = None  # scale --address: trials confined to these nodes
     tune_repeats: int = 1  # run: one sweep; scale: --repeats sweeps per node count

@@ -1,16 +1,13 @@
-"""The observers of the run loop (:mod:`rayscale.work.execution.loop`): the journal, the metrics, the progress bar."""
+"""The run loop's observers that work keeps (:mod:`rayscale.work.execution.loop`): the journal and
+the metrics. What the user sees is a view's (:mod:`rayscale.views.progress`), passed in by the CLI."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import fields
 from typing import Any
 
 from pydantic import BaseModel
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rayscale.errors import TrialFailed, first_line
 from rayscale.results.schema import Trial
@@ -70,41 +67,3 @@ class MetricsCallback(Callback):
         elif end.status == "complete":
             self.metrics.succeeded()
         self.metrics.close()
-
-
-class ProgressCallback(Callback):
-    """A rich progress bar per round; transient, on stderr."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self._stack: ExitStack | None = None
-        self._advance: Callable[[], None] = lambda: None
-
-    def on_round_start(self, phase: Phase[Any], round_: int, rounds: int, trials: int) -> None:
-        if not self.console.is_terminal:  # piped: no bars, no blank lines
-            return
-        label = phase.names.label if rounds == 1 else f"{phase.names.label}, round {round_}/{rounds}"
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        self._stack = ExitStack()
-        progress = self._stack.enter_context(Progress(*columns, console=self.console, transient=True))
-        task = progress.add_task(label, total=trials)
-        self._advance = lambda: progress.advance(task)
-
-    def on_trial(self, phase: Phase[Any], trial: Trial, round_: int) -> None:
-        self._advance()
-
-    def on_round_end(self, phase: Phase[Any], round_: int) -> None:
-        self._close()
-
-    def on_run_end(self, end: RunEnd) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        if self._stack is not None:
-            self._stack.close()
-            self._stack = None
-
-
-def stderr_console() -> Console:
-    """The console progress and warnings go to: stderr, without blank lines when it is not a terminal."""
-    return Console(stderr=True, force_terminal=None if sys.stderr.isatty() else False)

@@ -5,7 +5,6 @@ build the same objects with :func:`build`, and :func:`rayscale.work.execution.lo
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,8 +110,11 @@ class GridParallel(Phase[ParallelPhase]):
             nodes=ctx.pinned,
             estimator=ctx.specs[0].estimator,
         )
-        with ctx.console.status("warming up Ray workers") if ctx.console.is_terminal else nullcontext():
+        ctx.callbacks.on_wait("warming up Ray workers", True)
+        try:
             self.warmup_s = self.runner.warm_up()
+        finally:
+            ctx.callbacks.on_wait("warming up Ray workers", False)
         sequential = ctx.results.get(GRID_SEQUENTIAL.key)
         self.cost_source, self.costs, self.pilot_s = expected_costs(
             ctx.specs, ctx.dataset, sequential.trials if sequential is not None else None

@@ -149,7 +149,7 @@ class RunMetrics:
     workload: str
     push_gateway: str | None = None
     strict: bool = False
-    warn: Callable[[str], None] = print
+    warn: Callable[[str], None] = lambda line: None  # the run's observers' on_warning; work never prints
     phases: dict[str, _PhaseMetrics] = field(default_factory=dict)
     run_registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
     _server: Any = None
