@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from rayscale import __version__
 from rayscale.cli import app
 
 runner = CliRunner()
@@ -24,7 +24,7 @@ def _one_line_error(result, exit_code: int, fragment: str) -> None:
 
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
-    assert result.exit_code == 0 and result.stdout.strip() == f"rayscale {__version__}"
+    assert result.exit_code == 0 and result.stdout.strip() == f"rayscale {metadata.version('rayscale')}"
 
 
 def test_sequential_run_prints_json_and_writes_the_bundle(tmp_path: Path, small_grid: Path) -> None:

@@ -12,7 +12,6 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
-from rayscale import __version__
 from rayscale.errors import RayscaleError
 from rayscale.options.commands import (
     RUN_PHASES,
@@ -29,6 +28,7 @@ from rayscale.options.space import load_space
 from rayscale.views.progress import ProgressCallback
 from rayscale.views.report import dashboard as draw_dashboard
 from rayscale.views.report import report, show_comparison, show_forecast, show_run, show_scale
+from rayscale.work.environment import rayscale_version
 
 try:  # typer >= 0.29 vendors click; its exceptions are not the `click` package's
     from typer._click import exceptions as click_exceptions
@@ -150,7 +150,7 @@ class Scheduler(str, Enum):
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"rayscale {__version__}")
+        typer.echo(f"rayscale {rayscale_version()}")
         raise typer.Exit()
 
 

@@ -383,7 +383,7 @@ class ScaleOptions:
         check_isolation_options(self)
 
 
-# -- isolated nodes (rayscale.work.cluster.isolated) ------------------------------------------------------------
+# -- isolated nodes (rayscale.work.cluster.isolated) ---------------------------------------------
 
 CFS_PERIOD_US = 10_000  # a short period: a throttled node waits at most one period for CPU
 MIN_CPU_LIMIT = 0.1  # the kernel's smallest CFS quota is 1 ms: 0.1 core at a 10 ms period
@@ -403,7 +403,8 @@ def default_cpu_limit(max_nodes: int, cpus_per_node: int) -> float:
 
 
 def check_isolation_options(opts: ScaleOptions) -> None:
-    """The --isolate options (whether this machine can isolate is rayscale.work.cluster.isolated_host's question)."""
+    """The --isolate options (whether this machine can isolate is
+    :mod:`rayscale.work.cluster.isolated_host`'s question)."""
     shaped = {
         "--cpu-limit": opts.cpu_limit,
         "--link-mbps": opts.link_mbps,

@@ -1,4 +1,5 @@
-"""ASHA's outcome over replays of one sweep, as the bundle stores it (made by :mod:`rayscale.work.tune.outcomes`)."""
+"""ASHA's outcome over replays of one sweep, as the bundle stores it (made by
+:mod:`rayscale.work.tune.outcomes`)."""
 
 from __future__ import annotations
 

@@ -85,7 +85,8 @@ class Forecast(StrictModel):
     costs: ForecastCosts
     points: list[ForecastPoint]
     cheapest: dict[str, int | None]  # phase -> the cheapest node count within the deadline
-    # phase -> a trial's time on a worker node against the measured node's (rayscale.work.sim.slots.worker_speed)
+    # phase -> a trial's time on a worker node against the measured node's
+    # (rayscale.work.sim.slots.worker_speed)
     worker_speed: dict[str, float] = Field(default_factory=dict)
 
     def of_phase(self, phase: str) -> list[ForecastPoint]:

@@ -45,7 +45,8 @@ class StragglerRecord(StrictModel):
 
 
 class Emulation(StrictModel):
-    """How ``--isolate`` shaped a point's nodes, and whether the host kept up (rayscale.work.cluster.isolated)."""
+    """How ``--isolate`` shaped a point's nodes, and whether the host kept up
+    (:mod:`rayscale.work.cluster.isolated`)."""
 
     isolated: bool = True
     cpu_limit: float  # cores per node: the CFS quota of its cgroup

@@ -12,7 +12,8 @@ Schema history (``SCHEMA_VERSION``; added keys keep the version, changed or remo
   ``grid.parallel_efficiency`` is speedup / CPUs and the former figure is
   ``grid.schedule_efficiency``; ``grid.breakdown``, ``grid.speedup_ci``, ``grid.end_to_end``;
   ``status`` is "inconsistent" when the two runners disagree; run and scale bundles share one
-  header (:class:`BundleHeader`). Version-1 bundles still load, through :func:`rayscale.results.bundle.upgrade`.
+  header (:class:`BundleHeader`). Version-1 bundles still load, through
+  :func:`rayscale.results.bundle.upgrade`.
   Added later (same version): ``tune.plain_loop_s`` and ``tune.end_to_end``; scale points'
   ``first_trial_s`` (the resize ramp).
 """
@@ -144,7 +145,8 @@ class TuneTrial(Trial):
     rounds: int
     stopped_early: bool
     reports: list[TuneReport] = []
-    # its reports past where ASHA stopped it, from the curves pass (rayscale.work.tune.outcomes); not in any timing
+    # its reports past where ASHA stopped it, from the curves pass (rayscale.work.tune.outcomes);
+    # not in any timing
     curve: list[TuneReport] = []
 
     @property

@@ -1,7 +1,8 @@
 """PNG views: the run's plots in its bundle, the scaling plot, the forecast plot and the dashboard.
 
 A view only draws: the series, whiskers, fits and quantiles come from the results side
-(:mod:`rayscale.results.schema`, :mod:`rayscale.results.scaling`, :mod:`rayscale.results.dashboard`, :mod:`rayscale.results.forecast`).
+(:mod:`rayscale.results.schema`, :mod:`rayscale.results.scaling`, :mod:`rayscale.results.dashboard`,
+:mod:`rayscale.results.forecast`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""What each command shows, in one place: the views (:mod:`rayscale.views.tables`, :mod:`rayscale.views.plots`)
-of a run, a scaling sweep and a forecast, and ``rayscale report`` on an existing bundle. The CLI
-and this module are the only callers of views; the work returns results and never draws."""
+"""What each command shows, in one place: the views (:mod:`rayscale.views.tables`,
+:mod:`rayscale.views.plots`) of a run, a scaling sweep and a forecast, and ``rayscale report`` on an
+existing bundle. The CLI and this module are the only callers of views; the work returns results and
+never draws."""
 
 from __future__ import annotations
 

@@ -12,7 +12,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rayscale import __version__
+
+def rayscale_version() -> str:
+    """The installed rayscale's version (the package's metadata, one source: pyproject.toml)."""
+    return metadata.version("rayscale")
+
 
 _PACKAGES = {
     "ray": ("ray",),
@@ -66,7 +70,7 @@ def git_commit(cwd: Path | None = None) -> str | None:
 def capture() -> dict[str, Any]:
     """The environment block of a result."""
     return {
-        "rayscale": __version__,
+        "rayscale": rayscale_version(),
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "packages": {name: _version(dists) for name, dists in _PACKAGES.items()},

@@ -3,7 +3,8 @@
 The run, on one screen (:func:`execute`): validate → connect → :func:`rayscale.work.execution.loop.run_phases`
 (``on_run_start``, where the journal is opened, so a refused run leaves nothing; each phase's
 rounds, ``on_trial`` per trial, ``on_phase_end`` per phase) → write the bundle →
-:meth:`rayscale.work.execution.loop.Context.end`, the one place a run ends, by success, exception or a lost head.
+:meth:`rayscale.work.execution.loop.Context.end`, the one place a run ends, by success, exception
+or a lost head.
 The plots are the caller's (a view, :mod:`rayscale.views.report`).
 """
 

@@ -214,7 +214,7 @@ class _Sweep:
                 ctx.end("failed", exc)
                 raise
             ctx.end("complete")
-            emulation = isolated.emulation(ran(ctx), run.cpus_per_trial) if isolated else None
+            emulation = isolated.fidelity.emulation(ran(ctx), run.cpus_per_trial) if isolated else None
         if emulation is not None and not emulation.faithful:
             self.warn(f"warning: the isolated {n}-node point is not faithful: {emulation.why}")
         measured = _measure(ctx, ramp, emulation)

@@ -127,9 +127,10 @@ class IsolatedCluster:
     host_netns: int  # an fd of the host's network namespace
     info: ClusterInfo | None = None
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
-    samples: list[_Sample] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
     port: int = field(default_factory=lambda: GCS_PORT + next(_CLUSTERS) % 100)  # the GCS's
+
+    def __post_init__(self) -> None:
+        self.fidelity = Fidelity(self)
 
     @property
     def head(self) -> str:
@@ -278,12 +279,20 @@ class IsolatedCluster:
         for process in self.processes.values():
             process.wait()
 
-    # -- fidelity --
+
+@dataclass
+class Fidelity:
+    """Whether the host kept up with an isolated cluster's emulation: the host's idle share and
+    each node's CPU, throttling and Ray processes, sampled while a point runs."""
+
+    cluster: IsolatedCluster
+    samples: list[_Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     def _sample(self) -> _Sample:
         idle, total = _host_jiffies()
-        nodes = {k: self.cgroup(k).counters() for k in range(1, self.nodes + 1)}
-        ray = {k: self.cgroup(k).ray_cpu_s() for k in range(1, self.nodes + 1)}
+        nodes = {k: self.cluster.cgroup(k).counters() for k in range(1, self.cluster.nodes + 1)}
+        ray = {k: self.cluster.cgroup(k).ray_cpu_s() for k in range(1, self.cluster.nodes + 1)}
         return _Sample(time.time(), idle, total, nodes, ray)
 
     def _sampling(self) -> None:
@@ -312,7 +321,7 @@ class IsolatedCluster:
         deadline = time.monotonic() + window
         while True:
             alive = {n["NodeManagerAddress"] for n in alive_nodes()}
-            lost = {k for k in range(1, self.nodes + 1) if address(k) not in alive}
+            lost = {k for k in range(1, self.cluster.nodes + 1) if address(k) not in alive}
             if lost or time.monotonic() >= deadline:
                 return lost
             time.sleep(0.25)
@@ -320,10 +329,10 @@ class IsolatedCluster:
     def emulation(self, trials: Sequence[Trial], cpus_per_trial: float) -> Emulation:
         """The emulation of the point these trials ran in, and whether the host kept up with it."""
         samples = [*self.samples, self._sample()]
-        iso = self.isolation
+        iso = self.cluster.isolation
         busy: dict[int, list[tuple[float, float]]] = {}
         for t in trials:
-            busy.setdefault(self.node_of(t.node), []).append((t.start_ts, t.end_ts))
+            busy.setdefault(self.cluster.node_of(t.node), []).append((t.start_ts, t.end_ts))
         spans = [span for spans in busy.values() for span in spans]
         window = [
             s for s in samples if spans and min(a for a, _ in spans) <= s.ts <= max(b for _, b in spans)
@@ -335,7 +344,7 @@ class IsolatedCluster:
         due = min(iso.cpu_limit, cpus_per_trial)
         node_cpu: dict[str, float] = {}
         throttled: dict[str, float] = {}
-        for k in range(1, self.nodes + 1):
+        for k in range(1, self.cluster.nodes + 1):
             used = seconds = 0.0
             for a, b in itertools.pairwise(samples):
                 if any(start <= a.ts and b.ts <= end for start, end in busy.get(k, [])):
@@ -349,10 +358,12 @@ class IsolatedCluster:
         span_s = window[-1].ts - window[0].ts
         ray_cpu = {
             address(k): max(0.0, window[-1].ray[k][0] - window[0].ray[k][0]) / span_s
-            for k in range(1, self.nodes + 1)
+            for k in range(1, self.cluster.nodes + 1)
             if span_s > 0
         }
-        cluster = sum(max(0.0, window[-1].ray[k][1] - window[0].ray[k][1]) for k in range(1, self.nodes + 1))
+        cluster = sum(
+            max(0.0, window[-1].ray[k][1] - window[0].ray[k][1]) for k in range(1, self.cluster.nodes + 1)
+        )
         why = [f"node {address(k)} was lost" for k in sorted(self._lost(trials))]
         if host_idle is not None and host_idle < MIN_HOST_IDLE:
             why.append(f"the host was {host_idle:.0%} idle while trials ran (under {MIN_HOST_IDLE:.0%})")
@@ -421,7 +432,7 @@ def isolated_cluster(
             ):
                 cluster.start_workers()
                 cluster.info = describe(gcs, "embedded", time.perf_counter() - started)
-                with cluster.sampled():
+                with cluster.fidelity.sampled():
                     yield cluster
     finally:
         try:

@@ -1,14 +1,14 @@
 """The run loop and its contract: phases, the context they share, and the observers' hooks.
 
-As in Ray Tune (``callback.py`` holds the contract, the loop imports it), this module holds only
-the contract and the one loop; the phases are in :mod:`rayscale.work.execution.phases`, the observers (journal,
-metrics, progress) in :mod:`rayscale.work.execution.observers`. :func:`run_phases` calls, in order:
-``on_run_start`` once work is about to start (nothing is written before it, so a refused run
-leaves nothing), ``on_round_start``, ``on_trial`` for every finished trial, ``on_round_end``,
+As in Ray Tune (``callback.py`` holds the contract, the loop imports it), this module holds only the
+contract and the one loop; the phases are in :mod:`rayscale.work.execution.phases`, the observers
+(journal, metrics) in :mod:`rayscale.work.execution.observers`. :func:`run_phases` calls, in order:
+``on_run_start`` once work is about to start (nothing is written before it, so a refused run leaves
+nothing), ``on_round_start``, ``on_trial`` for every finished trial, ``on_round_end``,
 ``on_phase_end`` for every phase (also for one loaded on resume); the caller ends the run with
-:meth:`Context.end`, which calls ``on_run_end`` exactly once: "complete", "inconsistent" or
-"failed" — a failure by exception and a lost head alike. Observers get what they need with each
-event and keep no reference to the context.
+:meth:`Context.end`, which calls ``on_run_end`` exactly once: "complete", "inconsistent" or "failed"
+— a failure by exception and a lost head alike. Observers get what they need with each event and
+keep no reference to the context.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The phases of a run: the grid fitted sequentially in the driver, the grid as Ray tasks, and
-the Ray Tune sweep. Each is a :class:`rayscale.work.execution.loop.Phase`; ``rayscale run`` and ``rayscale scale``
-build the same objects with :func:`build`, and :func:`rayscale.work.execution.loop.run_phases` drives them.
+"""The phases of a run: the grid fitted sequentially in the driver, the grid as Ray tasks, and the Ray
+Tune sweep. Each is a :class:`rayscale.work.execution.loop.Phase`; ``rayscale run`` and ``rayscale
+scale`` build the same objects with :func:`build`, and
+:func:`rayscale.work.execution.loop.run_phases` drives them.
 """
 
 from __future__ import annotations
