@@ -10,7 +10,7 @@ each run's predicted range (min–max of its replays), and the share of real run
 full-budget best lies inside the interval around the predicted share (a binomial 95 % interval
 for ``--runs`` draws). The plot shows the replays' bests against the real runs'.
 
-``--sweep small`` is the 8-config, 90-round, 2-slot sweep of ``tests/test_asha.py`` instead: its
+``--sweep small`` is the 8-config, 90-round, 2-slot sweep of ``tests/work/tune/test_outcomes.py`` instead: its
 trials take tens of milliseconds, so when each one's worker started is much of what orders their
 reports (results under ``-small``).
 

@@ -2,9 +2,10 @@
 
     python docs/render_dashboard.py [--nodes 1,2] [--cpus-per-node 1]
 
-Each node count gets a real multi-raylet cluster on this machine (rayscale.work.cluster.local.local_raylets);
-`rayscale run --address` runs against it and writes a bundle under docs/runs/ (git-ignored); the
-dashboard's panels are then drawn from those bundles with `rayscale dashboard`.
+Each node count gets a real multi-raylet cluster on this machine
+(rayscale.work.cluster.local.local_raylets); `rayscale run --address` runs against it and writes a
+bundle under docs/runs/ (git-ignored); the dashboard's panels are then drawn from those bundles with
+`rayscale dashboard`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ import argparse
 import shutil
 from pathlib import Path
 
-from rayscale.options.commands import RunOptions
-from rayscale.views.report import dashboard_png
+from rayscale.options.commands import RunOptions, parse_nodes
+from rayscale.views.plots import dashboard_png
 from rayscale.work.cluster.local import local_raylets
 from rayscale.work.run import run_benchmark
-from rayscale.work.scale import parse_nodes
 
 HERE = Path(__file__).resolve().parent
 

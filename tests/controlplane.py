@@ -12,7 +12,7 @@ answers DNS there) and whose /etc/hosts the fixture writes: its calls to Ray das
 (``<cluster>-head-svc.<ns>.svc.cluster.local:8265``) fail at once, except for the names a test
 maps with :meth:`ControlPlane.fake_dashboard` to a fake Ray job API on 127.0.0.42.
 
-Used from tests/test_controlplane.py as tests/tooling.py is used (``import controlplane``).
+Used from tests/k8s/test_controlplane.py as tests/tooling.py is used (``import controlplane``).
 Where a binary is missing the tests skip with the reason; in CI (env CI set) that is a failure.
 """
 

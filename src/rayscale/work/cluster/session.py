@@ -92,7 +92,7 @@ def _lean_start() -> Iterator[None]:
     (rayscale runs with ``log_to_driver=False``). bench/startup.py measures the difference.
 
     It swaps two private Ray hooks for the duration of the call only; Ray is pinned
-    (constraints.txt) and tests/test_cluster.py checks the processes that result.
+    (constraints.txt) and tests/work/cluster/test_session.py checks the processes that result.
     """
     import ray._private.node as node_module
     import ray._private.utils as ray_utils

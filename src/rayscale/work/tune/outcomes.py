@@ -113,7 +113,7 @@ def dispatch_ranks(trials: list[TuneTrial], slots: int) -> list[int]:
 @dataclass
 class RunNoise:
     """What differs between real runs of one sweep, as this run measured it (predict's
-    :class:`~rayscale.work.predict.Noise`): each report's step scaled by a log-normal factor of the
+    :class:`~rayscale.work.sim.tune_replay.Noise`): each report's step scaled by a log-normal factor of the
     sweep's :func:`timing_noise`; the run's own first-start offsets dealt to the first trials in
     a random order (which trial got the worker that started first is luck); each dispatch gap,
     and which pending trial a freed slot takes, drawn from the ones the run had. Without the

@@ -28,7 +28,7 @@ from realnode import NODE_IP, NODE_NAME, POD_NET, RealNode
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(3600)]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "rayscale"
 LOCAL_VALUES = CHART / "ci" / "local-node-values.yaml"
 JOBS = ROOT / "jobs"

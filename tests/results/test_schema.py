@@ -22,7 +22,7 @@ from rayscale.results.schema import (
 )
 from rayscale.work.grid.runners import mismatches
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_lower_bound_is_total_work_over_slots_when_work_spreads() -> None:

@@ -23,7 +23,7 @@ from controlplane import ControlPlane, assert_unreachable
 
 pytestmark = pytest.mark.controlplane
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "rayscale"
 JOBS = ROOT / "jobs"
 SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -33,7 +33,7 @@ SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    # Module scope: stopped before tests/test_node.py starts its real node (its own control plane).
+    # Module scope: stopped before tests/k8s/test_node.py starts its real node (its own control plane).
     yield from controlplane.start(tmp_path_factory.mktemp("controlplane"))
 
 

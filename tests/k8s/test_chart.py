@@ -27,7 +27,7 @@ import yaml
 
 import tooling  # tests/tooling.py (pytest puts tests/ on sys.path)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "rayscale"
 JOBS = sorted((ROOT / "jobs").glob("*.yaml"))
 SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))

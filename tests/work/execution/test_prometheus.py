@@ -269,7 +269,7 @@ def test_every_dashboard_query_returns_data_for_a_real_run(prom_stack: PromStack
         time.sleep(0.5)
 
     document = yaml.safe_load(QUERIES.read_text())
-    # Panels that only `rayscale scale --kuberay` feeds are checked by tests/test_scale.py.
+    # Panels that only `rayscale scale --kuberay` feeds are checked by tests/work/test_scale.py.
     exprs = [t["expr"] for panel in document["panels"] if "needs" not in panel for t in panel["targets"]]
     assert len(exprs) >= 14
     window = {"start": str(started - 5), "end": str(time.time()), "step": "1"}
