@@ -144,3 +144,14 @@ def test_without_curves_there_is_nothing_to_replay(sweep) -> None:
     bare = result.model_copy(update={"trials": [t.model_copy(update={"curve": []}) for t in result.trials]})
     with pytest.raises(ValueError, match="full budget"):
         outcomes(bare, opts.metric, 10, opts.seed)
+
+
+def test_a_slot_whose_actor_ran_no_trial_is_left_out_of_the_replays(sweep) -> None:
+    """On real pods a Tune actor can start after the others took every trial: the run used fewer
+    workers than its concurrency, and the replays run on the workers it used (seen on the node)."""
+    result, opts = sweep
+    workers = len({(t.node_id, t.pid) for t in result.trials})
+    assert workers == result.max_concurrent == 2
+    wider = result.model_copy(update={"max_concurrent": workers + 1})
+    replayed = outcomes(wider, opts.metric, 20, opts.seed, result.asha_outcomes.curves_s)
+    assert replayed == outcomes(result, opts.metric, 20, opts.seed, result.asha_outcomes.curves_s)

@@ -85,6 +85,13 @@ def timing_noise(trials: list[TuneTrial]) -> float:
     return math.sqrt(sum(d * d for d in deviations) / (len(deviations) - 1)) if len(deviations) > 1 else 0.0
 
 
+def used_slots(result: TuneResult) -> int:
+    """The trial slots the sweep really used: its concurrency, less the Tune actors that ran no
+    trial (one that started after the others had taken every trial: a slow pod, a busy head).
+    The replays run on these, as the run did."""
+    return min(result.max_concurrent, len({(t.node_id, t.pid) for t in result.trials}))
+
+
 def start_offsets(trials: list[TuneTrial], slots: int) -> list[float]:
     """When each of the first ``slots`` workers began its first trial, in seconds after the first
     did (each waited for its worker process to start: on short trials, much of what orders their
@@ -128,12 +135,13 @@ class RunNoise:
 
     @classmethod
     def of(cls, result: TuneResult, seed: int) -> RunNoise:
+        slots = used_slots(result)
         return cls(
             random.Random(seed),
             timing_noise(result.trials),
-            start_offsets(result.trials, result.max_concurrent),
+            start_offsets(result.trials, slots),
             worker_gaps(result.trials),
-            dispatch_ranks(result.trials, result.max_concurrent),
+            dispatch_ranks(result.trials, slots),
         )
 
     def step(self) -> float:
@@ -191,9 +199,10 @@ def outcomes(result: TuneResult, judged: str, replays: int, seed: int, curves_s:
 
     target = chosen({t.trial_id: t.reports[-1].value(judged) for t in full})
     noise = RunNoise.of(result, seed)
+    slots = used_slots(result)
     best, rounds_run, found = [], [], 0
     for _ in range(replays):
-        replay = replay_tune(trace, result.max_concurrent, noise)
+        replay = replay_tune(trace, slots, noise)
         pick = chosen({k: _at(by_id[k], r).value(judged) for k, r in replay.stops.items()})
         best.append(_at(by_id[pick], replay.stops[pick]).metrics[metric])
         rounds_run.append(replay.rounds_run)
