@@ -37,14 +37,13 @@ def _printed(worker_speed: float) -> str:
     )  # fmt: skip
 
 
-def test_a_grid_wall_over_placements_is_shown_with_its_range_and_said_what_it_is() -> None:
-    # Workers at half the head's time: the 4 s trial on a worker ends at 2.1, on the head at 4.1.
-    text = _printed(0.5)
-    assert "3.10s (2.10–4.10)" in text
-    assert "the grid's wall is its mean (min–max) over where Ray places the first tasks" in text
-    # Equal slots: one placement, so no range and no note.
-    plain = _printed(1.0)
-    assert "4.10s" in plain and "4.10s (" not in plain and "over where Ray places" not in plain
+def test_a_grid_wall_is_one_dispatch_order_and_shown_without_a_range() -> None:
+    # Workers at half the head's time: the runner gives the 4 s trial to the worker (ends at 2.1,
+    # the head's 1 s trial at 1.1): one order, so no range and no note about one.
+    for speed in (0.5, 1.0):
+        text = _printed(speed)
+        assert "2.10s" in text if speed == 0.5 else "4.10s" in text
+        assert "s (" not in text.split("Forecast")[-1].split("\n")[0] and "where Ray places" not in text
 
 
 def _tune_point(low: float, high: float) -> ForecastPoint:

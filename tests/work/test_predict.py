@@ -33,15 +33,14 @@ def _trace(durations: list[float], warmup: float = 1.0) -> GridTrace:
     return GridTrace.of(trials, rounds, warmup, 1.0, {"n_train": 1000, "n_test": 250, "n_features": 9})
 
 
-def test_a_grid_wall_is_its_mean_over_where_the_first_tasks_land() -> None:
-    # Worker slots at 0.5: the 4 s task on the head ends at 4.0, on a worker at 2.0 (the head then
-    # runs the 1 s one); the wall is their mean, the range both.
+def test_a_grid_wall_follows_the_runners_dispatch_the_longest_to_a_worker() -> None:
+    # Worker slots at 0.5: the runner hands the 4 s task to the worker (ends at 2.0) and the 1 s
+    # one to the head; one order, so no range.
     trace = replace(_trace([4.0, 1.0]), worker_speed=0.5)
     (two,) = predict_grid(trace, [2], ForecastCosts(cpus_per_node=1))
-    assert (two.predicted_min_s, two.predicted_max_s) == pytest.approx((2.1, 4.1))
-    assert two.predicted_wall_s == pytest.approx(3.1)
+    assert two.predicted_wall_s == pytest.approx(2.1) and two.predicted_range is None
     (same,) = predict_grid(_trace([4.0, 1.0]), [2], ForecastCosts(cpus_per_node=1))
-    assert same.predicted_min_s == same.predicted_wall_s == same.predicted_max_s == pytest.approx(4.1)
+    assert same.predicted_wall_s == pytest.approx(4.1) and same.predicted_range is None
 
 
 def test_a_grid_forecast_is_the_schedule_plus_what_surrounds_it() -> None:

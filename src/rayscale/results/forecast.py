@@ -10,6 +10,7 @@ from rayscale.results.base import StrictModel
 
 # What a point's predicted range (``predicted_min_s`` to ``predicted_max_s``) is over, by phase.
 RANGE_OVER = {
+    # forecasts made before the runner dispatched the grid itself; one order now, no range
     GRID_PARALLEL.key: "the grid's wall is its mean (min–max) over where Ray places the first tasks",
     TUNE.key: (
         "the sweep's wall is its median (min–max) over the start-up and tail (fit() to the first trial, "
@@ -35,8 +36,8 @@ class ForecastPoint(StrictModel):
     nodes: int
     slots: int
     predicted_wall_s: float  # one warm round (grid) or the sweep (tune), as the bundle's wall
-    # the wall's range (RANGE_OVER): grid over where Ray places the first tasks (the wall is their
-    # mean); tune over the start-up and tail of each measured round (the wall takes their median)
+    # the wall's range (RANGE_OVER): tune over the start-up and tail of each measured round (the
+    # wall takes their median); the grid's has none (one dispatch order)
     predicted_min_s: float | None = None
     predicted_max_s: float | None = None
     predicted_total_s: float  # provisioning + transfer + warm-up + the wall

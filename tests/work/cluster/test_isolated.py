@@ -327,7 +327,7 @@ def test_a_node_partitioned_mid_grid_loses_no_trial(tmp_path: Path) -> None:
             _, trials = runner.run(specs)
         finally:
             timer.cancel()
-        emulation = cluster.emulation(trials, 1)
+        emulation = cluster.fidelity.emulation(trials, 1)
     assert cut
     assert sorted(t.index for t in trials) == list(range(len(specs)))  # every config exactly once
     assert mismatches(sequential, trials) == []
@@ -432,3 +432,33 @@ def test_a_tune_sweep_survives_a_partitioned_trial_node(tmp_path: Path) -> None:
     ids = [t.trial_id for t in point.trials]  # type: ignore[union-attr]
     assert len(ids) == 4 and len(set(ids)) == 4, ids  # every trial once
     assert point.emulation is not None and not point.emulation.faithful  # node 2 was lost
+
+
+def _idle_while_work_remained(trials: list) -> list[float]:
+    """Each time a node sat idle while some config had not started yet: from the end of one of
+    its trials to its next (or, for its last, to the round's last start)."""
+    last_start = max(t.start_ts for t in trials)
+    idle = []
+    for node in {t.node for t in trials}:
+        mine = sorted((t for t in trials if t.node == node), key=lambda t: t.start_ts)
+        nexts = [t.start_ts for t in mine[1:]] + [last_start]
+        idle += [
+            min(b, last_start) - a.end_ts for a, b in zip(mine, nexts, strict=True) if a.end_ts < last_start
+        ]
+    return idle
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+@needs_isolation
+def test_on_four_isolated_nodes_a_freed_slot_takes_the_next_config_at_once() -> None:
+    dataset = load_dataset("friedman1:600")
+    specs = load_grid("seed")
+    with isolated_cluster(4, 1, Isolation(0.4), "t-0a0b05"):
+        runner = RayGridRunner(dataset, cpus_per_trial=1, cluster_cpus=4)
+        runner.warm_up()
+        _, trials = runner.run(specs)
+    assert sorted(t.index for t in trials) == list(range(len(specs)))  # every config exactly once
+    assert {t.node for t in trials} == {sandbox.address(k) for k in range(1, 5)}
+    idle = _idle_while_work_remained(trials)
+    assert idle and max(idle) < 0.2, sorted(idle)[-5:]

@@ -7,7 +7,7 @@ import pytest
 
 from factories import trial
 from rayscale.results.scaling import Emulation
-from rayscale.work.sim.slots import first_placements, list_schedule, slot_speeds, worker_gap, worker_speed
+from rayscale.work.sim.slots import dispatch_order, list_schedule, slot_speeds, worker_gap, worker_speed
 
 
 @pytest.mark.parametrize(
@@ -64,25 +64,14 @@ def test_slots_free_together_take_tasks_in_the_order_given() -> None:
             list_schedule([1], 2, 0.0, speeds, order)
 
 
-def test_the_heads_slots_take_every_place_among_the_first_tasks() -> None:
-    # One head slot among three: it takes the first, the second or the third task.
-    assert first_placements(3, 1) == [[0, 1, 2], [1, 0, 2], [1, 2, 0]]
-    assert first_placements(2, 2) == [[0, 1]]  # one node: nothing to place
-    # Two head slots (0, 1) among four: every pair of places, workers in order in the rest.
-    pairs = first_placements(4, 2)
-    assert len(pairs) == 6 and [0, 2, 1, 3] in pairs and [2, 3, 0, 1] in pairs
-    # More places than the limit: that many, evenly spread (one head slot) or drawn (two), each
-    # an order of every slot once.
-    spread = first_placements(100, 1, most=5)
-    assert [o.index(0) for o in spread] == [0, 25, 50, 74, 99]
-    drawn = first_placements(100, 2, most=5)
-    assert len(drawn) == 5 and all(sorted(o) == list(range(100)) for o in drawn + spread)
-    assert drawn == first_placements(100, 2, most=5)  # the same every call
-    # Drawn places are distinct and hold the head's slots all first and all last.
-    heads = [tuple(k for k, slot in enumerate(o) if slot < 2) for o in first_placements(10, 2, most=32)]
-    assert len(heads) == len(set(heads)) == 32 and (0, 1) in heads and (8, 9) in heads
-    with pytest.raises(ValueError, match="at least 2"):
-        first_placements(10, 1, most=1)
+def test_the_workers_slots_take_the_first_tasks_and_the_heads_the_last() -> None:
+    # The runner's dispatch: the head's slots (0 … per_node − 1) after every worker's.
+    assert dispatch_order(3, 1) == [1, 2, 0]
+    assert dispatch_order(6, 2) == [2, 3, 4, 5, 0, 1]
+    assert dispatch_order(2, 2) == [0, 1]  # one node
+    # The head slower (1.0 against the workers' 0.5): the longest task goes to a worker.
+    order = dispatch_order(2, 1)
+    assert list_schedule([4, 1], 2, 0.0, slot_speeds(2, 1, 0.5), order) == pytest.approx(2.0)
 
 
 def _emulation(ray_cpu: dict[str, float], cluster_cpu: float | None) -> Emulation:

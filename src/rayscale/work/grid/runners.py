@@ -35,6 +35,7 @@ from rayscale.work.grid.configs import (
 OnTrial = Callable[[TrialRecord], None]
 TINY_S = 0.01  # a trial predicted to take less (fit and scoring) goes with others into one task
 BATCH_S = 0.2  # about how long such a task runs (joblib's smallest ideal batch duration; bench/load.py)
+JOIN_POLL_S = 1.0  # how often a round looks for nodes that joined, while configs remain
 
 
 def _system_failures() -> tuple[type[BaseException], ...]:
@@ -217,9 +218,16 @@ class RayGridRunner:
     ``warm_up`` starts one worker per trial slot on every node (each imports scikit-learn and reads
     the data) so that timed rounds measure the steady state; its cost is reported as ``warmup_s``.
 
-    With ``nodes`` (``[(node_id, cpus), ...]``) trials are pinned to those nodes only: each node's
-    slots are kept full with hard node-affinity tasks, refilled as trials finish. That is the same
-    longest-first list schedule, restricted to a subset of a larger cluster.
+    On a cluster of more than one node the runner dispatches itself (``own_dispatch``): each
+    node's slots are kept full with hard node-affinity tasks, a freed slot taking the
+    next-longest remaining config at once, the workers' slots first and the head's (which also
+    runs the cluster's own processes) last; a node that joins mid-round gets work within
+    ``JOIN_POLL_S``, and a lost node's trials run again elsewhere. Submitting every task at once
+    instead leaves Ray to queue each behind a busy worker while other nodes sit idle (a 4-node
+    round ran its last five configs one after another on one node). On one node, every task is
+    submitted at once: the raylet's own queue refills a slot without a round trip to the driver.
+    With ``nodes`` (``[(node_id, cpus), ...]``) trials go to those nodes only, the same dispatch
+    restricted to a subset of a larger cluster.
     """
 
     def __init__(
@@ -231,6 +239,7 @@ class RayGridRunner:
         max_retries: int = 3,
         estimator: str = DEFAULT_ESTIMATOR,
         batch_s: float = BATCH_S,
+        own_dispatch: bool | None = None,
     ) -> None:
         import ray
 
@@ -242,10 +251,13 @@ class RayGridRunner:
         self.estimator = estimator
         self.batch_s = batch_s  # about how long a task of tiny trials runs
         self.nodes = list(nodes) if nodes else None
+        # None: on more than one node (False: Ray queues every task, the baseline bench/dispatch.py times)
+        self.own_dispatch = own_dispatch
         self.slots = sum(self._slots().values()) if self.nodes else trial_slots(cluster_cpus, cpus_per_trial)
         self.data_ref = ray.put(Work.of(dataset))
         self.seconds_per_cost: float | None = None  # from the fits timed so far; sizes the batches
         self.tasks = 0  # Ray tasks the last round ran (fewer than its trials when batched)
+        self.lost_nodes: set[str] = set()  # nodes that died under a round: never given work again
         self._fit = _remote_fit()
 
     def _pinned(self, remote: Any, node_id: str | None) -> Any:
@@ -261,6 +273,21 @@ class RayGridRunner:
         if self.nodes is None:
             return {None: self.slots}
         return {node_id: trial_slots(cpus, self.cpus_per_trial) for node_id, cpus in self.nodes}
+
+    def _dispatched(self) -> list[tuple[str, int]] | None:
+        """The nodes this round dispatches to itself, in the order their slots take the first
+        tasks (workers first, the head last), or None where Ray's own queue is used."""
+        if self.nodes is not None:
+            return self.nodes
+        if self.own_dispatch is False:
+            return None
+        from rayscale.work.cluster.session import cpu_nodes
+
+        nodes = [(n["NodeID"], int(n["Resources"]["CPU"])) for n in cpu_nodes()]  # the head first
+        nodes = [(node_id, cpus) for node_id, cpus in nodes if trial_slots(cpus, self.cpus_per_trial) > 0]
+        if len(nodes) < 2 and not self.own_dispatch:
+            return None
+        return [*nodes[1:], *nodes[:1]]
 
     def warm_up(self, hold_s: float = 0.3) -> float:
         """Every slot of every node holds a warm task at once: pinned to its node even when the
@@ -307,11 +334,11 @@ class RayGridRunner:
         on_trial: OnTrial | None = None,
         costs: Mapping[tuple[int, int | None], float] | None = None,
     ) -> tuple[float, list[TrialRecord]]:
-        """One timed round: submit longest-expected-first (by ``costs``, by (index, fold), where
-        the formula does not apply: :func:`expected_costs`), collect as tasks finish. Unpinned,
-        every task is submitted at once and Ray hands them out in order; pinned, each node gets
-        tasks as its slots free up. Tiny trials go several to a task (:meth:`_batch`); until a
-        first fit is timed, one slot's worth goes first, alone."""
+        """One timed round: longest-expected first (by ``costs``, by (index, fold), where the
+        formula does not apply: :func:`expected_costs`), collected as tasks finish. Dispatched
+        here (see the class), a freed slot takes the next task at once; otherwise every task is
+        submitted at once and Ray hands them out in order. Tiny trials go several to a task
+        (:meth:`_batch`); until a first fit is timed, one slot's worth goes first, alone."""
         import ray
 
         n, f = self.dataset.n_train, self.dataset.n_features
@@ -321,16 +348,23 @@ class RayGridRunner:
             return known[(spec.index, spec.fold)]
 
         queue = deque((spec, 0) for spec in sorted(specs, key=cost, reverse=True))
-        pilot, most = self.seconds_per_cost is None, max(1, len(specs) // (2 * self.slots))  # 2+ tasks/slot
+        nodes = self._dispatched()
+        slots = self.slots if nodes is None else sum(trial_slots(c, self.cpus_per_trial) for _, c in nodes)
+        pilot, most = self.seconds_per_cost is None, max(1, len(specs) // (2 * slots))  # 2+ tasks/slot
         free: dict[str | None, int] = (
-            self._slots() if self.nodes else {None: self.slots if pilot else len(queue)}
+            {None: slots if pilot else len(queue)}
+            if nodes is None
+            else {node_id: trial_slots(cpus, self.cpus_per_trial) for node_id, cpus in nodes}
         )
         pending: dict[ray.ObjectRef, tuple[list[tuple[TrialSpec, int]], float, str | None]] = {}
         remotes = {node_id: self._pinned(self._fit, node_id) for node_id in free}
 
         def fill() -> None:
-            for node_id in free:
-                while free[node_id] > 0 and queue:
+            """Each node with a free slot takes the next task in turn (the order of ``free``)."""
+            while queue and (ready := [node_id for node_id, k in free.items() if k > 0]):
+                for node_id in ready:
+                    if not queue:
+                        return
                     batch = self._batch(queue, cost, most)
                     submit_ts = time.time()
                     ref = remotes[node_id].remote([spec for spec, _ in batch], self.data_ref)
@@ -341,10 +375,11 @@ class RayGridRunner:
         fill()
         records: list[TrialRecord] = []
         self.tasks = 0
+        polled = time.monotonic()
         while pending:
-            waiting = list(pending)
-            ready, waiting = ray.wait(waiting, num_returns=1)
-            if waiting:  # take every other finished task too, without waiting
+            joining = nodes is not None and self.nodes is None and bool(queue)
+            ready, waiting = ray.wait(list(pending), num_returns=1, timeout=JOIN_POLL_S if joining else None)
+            if waiting and ready:  # take every other finished task too, without waiting
                 more, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
                 ready += more
             for ref in ready:
@@ -373,13 +408,34 @@ class RayGridRunner:
             if pilot and records:  # the first fits are timed: size the batches, submit the rest
                 self.seconds_per_cost = _seconds_per_cost(records)
                 pilot = False
-                if not self.nodes:
+                if nodes is None:
                     free[None] += len(queue)
+            if joining and time.monotonic() - polled >= JOIN_POLL_S:
+                polled = time.monotonic()
+                self._joined(free, remotes)
             fill()
         wall = time.perf_counter() - started
         self.seconds_per_cost = _seconds_per_cost(records)
         records.sort(key=lambda r: (r.index, r.fold or 0))
         return wall, records
+
+    def _joined(self, free: dict[str | None, int], remotes: dict[str | None, Any]) -> None:
+        """Nodes that joined the cluster since the round began get slots, first in line (the
+        head stays last)."""
+        from rayscale.work.cluster.session import cpu_nodes
+
+        for node in cpu_nodes():
+            node_id, cpus = node["NodeID"], int(node["Resources"]["CPU"])
+            if (
+                node_id not in free
+                and node_id not in self.lost_nodes
+                and trial_slots(cpus, self.cpus_per_trial)
+            ):
+                remotes[node_id] = self._pinned(self._fit, node_id)
+                rest = dict(free)
+                free.clear()
+                free[node_id] = trial_slots(cpus, self.cpus_per_trial)
+                free.update(rest)
 
     def _lost(
         self,
@@ -397,6 +453,7 @@ class RayGridRunner:
             queue.appendleft((spec, retries + 1))
         if node_id is not None and not _alive(node_id):
             del free[node_id]
+            self.lost_nodes.add(node_id)
             if not free:
                 raise RayscaleError("every selected node died; no node is left to run trials", 3) from None
         else:

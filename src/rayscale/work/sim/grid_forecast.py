@@ -12,16 +12,16 @@ Isolated nodes (``--isolate``) all get the same CPU limit, but the head spends p
 the cluster's Ray processes (GCS, autoscaler monitor, dashboard process, client server), which a
 worker node does not run; the sampler measures that split at the one-node base point, and a trial
 on a worker node takes its measured time × :func:`~rayscale.work.sim.slots.worker_speed` (the
-head's slots keep the measured pace). Ray places the first tasks on the nodes in an order of its
-own, so the grid's wall is then the mean over where the head's slots fall among them
-(:func:`~rayscale.work.sim.slots.first_placements`), their range beside it.
+head's slots keep the measured pace). The runner hands the first, longest, configs to the workers'
+slots and the head's last (:func:`~rayscale.work.sim.slots.dispatch_order`), and so does the
+simulation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from statistics import fmean, median
+from statistics import median
 from typing import Any
 
 from rayscale.errors import RayscaleError
@@ -29,7 +29,7 @@ from rayscale.options.commands import GRID_PARALLEL
 from rayscale.results.forecast import ForecastCosts, ForecastPoint
 from rayscale.results.scaling import node_hours
 from rayscale.results.schema import Round, TrialRecord, lower_bound, trial_slots
-from rayscale.work.sim.slots import capacity, first_placements, list_schedule, slot_speeds, worker_gap
+from rayscale.work.sim.slots import capacity, dispatch_order, list_schedule, slot_speeds, worker_gap
 
 
 @dataclass(frozen=True)
@@ -110,11 +110,8 @@ def predict_grid(trace: GridTrace, nodes: Sequence[int], costs: ForecastCosts) -
         slots = slots_for(n, costs, trace.cpus_per_trial)
         per_node = slots // n
         speeds = slot_speeds(slots, per_node, trace.worker_speed)
-        orders: list[list[int] | None] = [None]  # equal slots: where each task lands makes no difference
-        if trace.worker_speed != 1.0:
-            orders = [*first_placements(slots, per_node)]
-        walls = [list_schedule(trace.durations, slots, trace.gap_s, speeds, o) for o in orders]
-        wall = fmean(walls) + trace.collect_s
+        order = dispatch_order(slots, per_node)
+        wall = list_schedule(trace.durations, slots, trace.gap_s, speeds, order) + trace.collect_s
         bound = lower_bound(work, max(trace.durations, default=0.0) * min(speeds), capacity(speeds))
         warmup = transfer_s(trace.data_bytes, costs, n) + trace.warmup_s
         total = (costs.provision_s if n > 1 else 0.0) + warmup + wall
@@ -125,8 +122,6 @@ def predict_grid(trace: GridTrace, nodes: Sequence[int], costs: ForecastCosts) -
                 nodes=n,
                 slots=slots,
                 predicted_wall_s=wall,
-                predicted_min_s=min(walls) + trace.collect_s,
-                predicted_max_s=max(walls) + trace.collect_s,
                 predicted_total_s=total,
                 predicted_warmup_s=warmup,
                 speedup=speedup,

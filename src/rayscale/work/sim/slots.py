@@ -1,13 +1,11 @@
 """The slots a simulation hands trials to (``rayscale predict``): the list schedule over slots of
-unequal speed, where Ray places the first tasks among them, what a worker node's slot runs at
+unequal speed, the order the runner's dispatch fills them in, what a worker node's slot runs at
 against the measured head's, and each slot's dispatch gap."""
 
 from __future__ import annotations
 
 import heapq
 import itertools
-import math
-import random
 from collections.abc import Sequence
 from statistics import fmean
 from typing import Any
@@ -66,40 +64,12 @@ def list_schedule(
     return end
 
 
-PLACEMENTS = 32  # at most this many placements of the first tasks per grid prediction
-
-
-def first_placements(slots: int, per_node: int, most: int = PLACEMENTS) -> list[list[int]]:
-    """Orders in which the slots, all free at the start, take the first tasks (for
-    :func:`list_schedule`), where the head's ``per_node`` slots (0 … per_node − 1) are not as fast
-    as the workers'. The runner submits every task at once and Ray grants the nodes' leases in an
-    order of its own: in the isolated runs measured, the head's slot took the first, longest, task
-    in 4 of 7 points at 2 nodes, the second or third at 4 nodes and the seventh or eighth at 8. So
-    every place counts alike. A worker's slots are interchangeable, so an order is where the
-    head's slots fall among the first ``slots`` tasks: every such place when there are at most
-    ``most``, else ``most`` distinct ones: the head's slots all first and all last among them, the
-    rest evenly spread for one head slot or drawn with a fixed seed for more."""
-    if most < 2:
-        raise ValueError("most must be at least 2: the head first and the head last")
-    if per_node >= slots:
-        return [list(range(slots))]
-    places: list[tuple[int, ...]]
-    if math.comb(slots, per_node) <= most:
-        places = list(itertools.combinations(range(slots), per_node))
-    elif per_node == 1:
-        places = [(round(j * (slots - 1) / (most - 1)),) for j in range(most)]
-    else:
-        first, last = tuple(range(per_node)), tuple(range(slots - per_node, slots))
-        chosen = {first, last}
-        rng = random.Random(slots * 1_000 + per_node)
-        while len(chosen) < most:
-            chosen.add(tuple(sorted(rng.sample(range(slots), per_node))))
-        places = sorted(chosen)
-    orders = []
-    for head in places:
-        workers, heads = iter(range(per_node, slots)), iter(range(per_node))
-        orders.append([next(heads) if k in head else next(workers) for k in range(slots)])
-    return orders
+def dispatch_order(slots: int, per_node: int) -> list[int]:
+    """The order in which the slots, all free at the start, take the first tasks (for
+    :func:`list_schedule`): the runner's own dispatch hands the longest configs to the workers'
+    slots first and the head's (0 … ``per_node`` − 1, slower where it also runs the cluster's
+    processes) last (:class:`rayscale.work.grid.runners.RayGridRunner`)."""
+    return [*range(per_node, slots), *range(min(per_node, slots))]
 
 
 def worker_speed(emulation: Emulation | None, demand: float) -> float:
