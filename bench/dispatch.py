@@ -230,7 +230,8 @@ def main() -> None:
     for t in report.get("tune", []):
         console.print(
             f"tune {t['nodes']}×0.4: {t['wall_s']:.2f}s, fixed {t['fixed_s']:.2f}s, "
-            f"per node {t['trials_per_node']}, predicted {t['predicted_wall_s']:.2f}s ({t['predict_error_pct']:+.1f}%)"
+            f"per node {t['trials_per_node']}, "
+            f"predicted {t['predicted_wall_s']:.2f}s ({t['predict_error_pct']:+.1f}%)"
         )
     console.print(f"written {write(report, args.output)}")
 
