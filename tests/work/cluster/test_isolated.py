@@ -327,7 +327,7 @@ def test_a_node_partitioned_mid_grid_loses_no_trial(tmp_path: Path) -> None:
             _, trials = runner.run(specs)
         finally:
             timer.cancel()
-        emulation = cluster.emulation(trials, 1)
+        emulation = cluster.fidelity.emulation(trials, 1)
     assert cut
     assert sorted(t.index for t in trials) == list(range(len(specs)))  # every config exactly once
     assert mismatches(sequential, trials) == []
