@@ -120,7 +120,7 @@ def test_existing_cluster_uses_only_the_first_n_nodes(tmp_path: Path) -> None:
 
 
 def test_compare_cli_fails_on_a_regression(tmp_path: Path) -> None:
-    from test_compare import write_scale_pair
+    from factories import write_scale_pair  # tests/factories.py
 
     a, b = write_scale_pair(tmp_path)
     ok = CliRunner().invoke(app, ["compare", str(a), str(b), "--fail", "speedup:50%"])
