@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,6 +59,39 @@ def test_worker_node_killed_mid_grid_loses_no_trial(tmp_path: Path) -> None:
     retried = [t for t in trials if t.retries > 0]
     assert retried and all(t.node_id != worker_id for t in retried)
     assert all(t.start_ts >= started for t in trials)
+
+
+def test_a_node_that_joins_mid_grid_gets_work(tmp_path: Path) -> None:
+    """The runner dispatches itself on more than one node: one that joins mid-round (KubeRay's
+    workers while ``scale --kuberay`` resizes, an autoscaler's) takes configs once it is alive."""
+    from ray.cluster_utils import Cluster
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("product:\n  n_estimators: [150, 200, 250, 300]\n  max_depth: [3, 4]\n")
+    dataset = load_dataset("friedman1:2000")
+    specs = load_grid(str(grid))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    joined: list[str] = []
+    try:
+        with ray_session(cluster.address):
+            runner = RayGridRunner(dataset, cpus_per_trial=1, cluster_cpus=2)
+            runner.warm_up()
+
+            ran: list[Any] = []
+            # the round on a thread: Ray's cluster utilities start a node from the main thread only
+            round_ = threading.Thread(target=lambda: ran.append(runner.run(specs)))
+            round_.start()
+            time.sleep(1.0)
+            joined.append(cluster.add_node(num_cpus=1).node_id)
+            round_.join(timeout=300)
+            _, trials = ran[0]
+    finally:
+        cluster.shutdown()
+    assert joined
+    assert sorted(t.index for t in trials) == list(range(len(specs)))  # every config exactly once
+    assert any(t.node_id == joined[0] for t in trials)
 
 
 def test_losing_the_head_mid_run_is_reported_and_the_bundle_kept(tmp_path: Path) -> None:
