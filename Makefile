@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export RAY_AUTH_MODE ?= token
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load bench-repeat bench-startup bench-predict bench-asha bench-cv bench-isolate bench-faults bench-transfer lint e2e-kind controlplane cluster cluster-down dashboard constraints clean
+.PHONY: install run test test-fast bench bench-grid bench-tune bench-scale bench-load bench-repeat bench-startup bench-predict bench-asha bench-cv bench-isolate bench-dispatch bench-faults bench-transfer lint e2e-kind controlplane cluster cluster-down dashboard constraints clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,9 @@ bench-cv: install  ## the seed grid's speedup with and without --cv 5
 
 bench-isolate: install  ## (root) scale --isolate against a plain local cluster at the same CPUs
 	$(BIN)/python bench/isolate.py $(ARGS)
+
+bench-dispatch: install  ## (root) the grid's own dispatch against Ray's queueing on isolated clusters, and Tune
+	$(BIN)/python bench/dispatch.py --tune $(ARGS)
 
 bench-faults: install  ## (root) partitions, a slowed node and a lost head on isolated clusters
 	$(BIN)/python bench/faults.py $(ARGS)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -35,8 +36,9 @@ from rich.table import Table
 from _results import header, write  # bench/_results.py
 from rayscale.options.commands import TuneOptions
 from rayscale.results.forecast import ForecastCosts
+from rayscale.results.scaling import Emulation
 from rayscale.results.schema import Round, TrialRecord, lower_bound
-from rayscale.results.stats import paired_ratio
+from rayscale.results.stats import Stats, paired_ratio
 from rayscale.work.cluster.isolated import Isolation, isolated_cluster
 from rayscale.work.data import load_dataset
 from rayscale.work.grid.configs import load_grid
@@ -114,7 +116,6 @@ def grid_point(nodes: int, core: float, grid: str, rounds: int, console: Console
     out["emulation"] = emulation
     for name, rounds_ in measured.items():
         out[name] = _figures(rounds_, nodes)
-    out["own_trials"] = measured["own"][-1][1]  # predict's trace, at 1 node (dropped before writing)
     out["dataset"] = dataset.describe()
     ratio, ci = paired_ratio(out["own"]["walls_s"], out["ray"]["walls_s"])
     out["own_over_ray"] = {"ratio": ratio, "ci": ci}
@@ -131,12 +132,16 @@ def grid_point(nodes: int, core: float, grid: str, rounds: int, console: Console
 
 
 def add_predictions(points: list[dict[str, Any]]) -> None:
-    """Each point's wall predicted from the same core and grid's 1-node ``own`` rounds."""
+    """Each point's wall predicted from the same core and grid's 1-node ``own`` rounds, as
+    ``predict --validate`` does from a scale bundle: every round, and the trials of the round
+    nearest the median wall (what the bundle keeps)."""
     for base in (p for p in points if p["nodes"] == 1):
-        speed = worker_speed(base["emulation"], 1.0)
-        trace = GridTrace.of(
-            base["own_trials"], base["own"]["rounds"], base["warmup_s"], 1.0, base["dataset"], speed
-        )
+        own = base["own"]
+        rounds = [Round.model_validate(r) for r in own["rounds"]]
+        kept = own["trials"][Stats([r.wall_s for r in rounds]).nearest_to_median()]
+        trials = [TrialRecord.model_validate(t) for t in kept]
+        speed = worker_speed(Emulation.model_validate(base["emulation"]), 1.0)
+        trace = GridTrace.of(trials, rounds, base["warmup_s"], 1.0, base["dataset"], speed)
         for p in points:
             if p["core"] == base["core"] and p["grid"] == base["grid"]:
                 (forecast,) = predict_grid(trace, [p["nodes"]], ForecastCosts(cpus_per_node=1))
@@ -220,8 +225,17 @@ def main() -> None:
     parser.add_argument("--tune", action="store_true", help="also the seed sweep at 1 and 4 nodes")
     parser.add_argument("--grids", default="short,long")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--reanalyse", type=Path, default=None, help="derive the figures again from a written report"
+    )
     args = parser.parse_args()
     console = Console(width=200)
+    if args.reanalyse is not None:
+        report = json.loads(args.reanalyse.read_text())
+        add_predictions(report["grid"])
+        console.print(_table(report["grid"]))
+        args.reanalyse.write_text(json.dumps(report, indent=2) + "\n")
+        return
     report = header("dispatch")
     report["rounds"] = args.rounds
     points = []
@@ -229,13 +243,11 @@ def main() -> None:
         for core, counts in SHAPES:
             for nodes in counts:
                 points.append(grid_point(nodes, core, grid, args.rounds, console))
-    add_predictions(points)
-    for p in points:
-        p.pop("own_trials")
-    report["grid"] = points
+    report["grid"] = json.loads(json.dumps(points, default=lambda o: o.model_dump(mode="json")))
+    add_predictions(report["grid"])
     if args.tune:
         report["tune"] = tune_points(args.rounds, console)
-    console.print(_table(points))
+    console.print(_table(report["grid"]))
     for t in report.get("tune", []):
         console.print(
             f"tune {t['nodes']}×0.4: {t['wall_s']:.2f}s, fixed {t['fixed_s']:.2f}s, "
