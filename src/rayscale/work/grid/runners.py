@@ -356,41 +356,23 @@ class RayGridRunner:
             if nodes is None
             else {node_id: trial_slots(cpus, self.cpus_per_trial) for node_id, cpus in nodes}
         )
-        pending: dict[ray.ObjectRef, tuple[list[tuple[TrialSpec, int]], float, str | None]] = {}
-        remotes = {node_id: self._pinned(self._fit, node_id) for node_id in free}
-
-        def fill() -> None:
-            """Each node with a free slot takes the next task in turn (the order of ``free``)."""
-            while queue and (ready := [node_id for node_id, k in free.items() if k > 0]):
-                for node_id in ready:
-                    if not queue:
-                        return
-                    batch = self._batch(queue, cost, most)
-                    submit_ts = time.time()
-                    ref = remotes[node_id].remote([spec for spec, _ in batch], self.data_ref)
-                    pending[ref] = (batch, submit_ts, node_id)
-                    free[node_id] -= 1
-
+        round_ = _Round(self, queue, free, lambda: self._batch(queue, cost, most))
         started = time.perf_counter()
-        fill()
+        round_.fill()
         records: list[TrialRecord] = []
         self.tasks = 0
         polled = time.monotonic()
-        while pending:
+        while round_.pending:
             joining = nodes is not None and self.nodes is None and bool(queue)
-            ready, waiting = ray.wait(list(pending), num_returns=1, timeout=JOIN_POLL_S if joining else None)
-            if waiting and ready:  # take every other finished task too, without waiting
-                more, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
-                ready += more
-            for ref in ready:
-                batch, submit_ts, node_id = pending.pop(ref)
+            for ref in round_.finished(JOIN_POLL_S if joining else None):
+                batch, submit_ts, node_id = round_.pending.pop(ref)
                 self.tasks += 1
                 try:
                     outcomes = ray.get(ref)
                 except _system_failures() as exc:
                     # The worker or its node went away: run its trials again elsewhere, first in line
                     # (they were among the longest), on a node that is still alive.
-                    self._lost(batch, exc, queue, free, node_id)
+                    round_.lose(batch, exc, node_id)
                     continue
                 except ray.exceptions.RayTaskError as exc:
                     cause = exc.cause if exc.cause is not None else exc
@@ -401,10 +383,9 @@ class RayGridRunner:
                         raise TrialFailed(
                             f"config {spec.index} failed: {outcome['error']}", GRID_PARALLEL.key
                         )
-                    record = _record(spec, cost(spec), outcome, submit_ts, retries)
-                    records.append(record)
+                    records.append(_record(spec, cost(spec), outcome, submit_ts, retries))
                     if on_trial:
-                        on_trial(record)
+                        on_trial(records[-1])
             if pilot and records:  # the first fits are timed: size the batches, submit the rest
                 self.seconds_per_cost = _seconds_per_cost(records)
                 pilot = False
@@ -412,52 +393,84 @@ class RayGridRunner:
                     free[None] += len(queue)
             if joining and time.monotonic() - polled >= JOIN_POLL_S:
                 polled = time.monotonic()
-                self._joined(free, remotes)
-            fill()
+                round_.join()
+            round_.fill()
         wall = time.perf_counter() - started
         self.seconds_per_cost = _seconds_per_cost(records)
         records.sort(key=lambda r: (r.index, r.fold or 0))
         return wall, records
 
-    def _joined(self, free: dict[str | None, int], remotes: dict[str | None, Any]) -> None:
+
+class _Round:
+    """One round's dispatch: the configs not yet submitted (longest first), each node's free
+    slots (one entry, ``None``, where Ray's queue is used), the tasks in flight."""
+
+    def __init__(
+        self,
+        runner: RayGridRunner,
+        queue: deque[tuple[TrialSpec, int]],
+        free: dict[str | None, int],
+        next_batch: Callable[[], list[tuple[TrialSpec, int]]],
+    ) -> None:
+        self.runner, self.queue, self.free, self.next_batch = runner, queue, free, next_batch
+        self.pending: dict[Any, tuple[list[tuple[TrialSpec, int]], float, str | None]] = {}
+        self.remotes = {node_id: runner._pinned(runner._fit, node_id) for node_id in free}
+
+    def fill(self) -> None:
+        """Each node with a free slot takes the next task in turn (the order of ``free``)."""
+        while self.queue and (ready := [node_id for node_id, k in self.free.items() if k > 0]):
+            for node_id in ready:
+                if not self.queue:
+                    return
+                batch = self.next_batch()
+                submit_ts = time.time()
+                ref = self.remotes[node_id].remote([spec for spec, _ in batch], self.runner.data_ref)
+                self.pending[ref] = (batch, submit_ts, node_id)
+                self.free[node_id] -= 1
+
+    def finished(self, timeout_s: float | None) -> list[Any]:
+        """The tasks done: the next to finish (waiting at most ``timeout_s``) and every other
+        already finished, without waiting."""
+        import ray
+
+        ready, waiting = ray.wait(list(self.pending), num_returns=1, timeout=timeout_s)
+        if waiting and ready:
+            more, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
+            ready += more
+        return list(ready)
+
+    def join(self) -> None:
         """Nodes that joined the cluster since the round began get slots, first in line (the
         head stays last)."""
         from rayscale.work.cluster.session import cpu_nodes
 
+        runner = self.runner
         for node in cpu_nodes():
             node_id, cpus = node["NodeID"], int(node["Resources"]["CPU"])
-            if (
-                node_id not in free
-                and node_id not in self.lost_nodes
-                and trial_slots(cpus, self.cpus_per_trial)
-            ):
-                remotes[node_id] = self._pinned(self._fit, node_id)
-                rest = dict(free)
-                free.clear()
-                free[node_id] = trial_slots(cpus, self.cpus_per_trial)
-                free.update(rest)
+            slots = trial_slots(cpus, runner.cpus_per_trial)
+            if node_id not in self.free and node_id not in runner.lost_nodes and slots:
+                self.remotes[node_id] = runner._pinned(runner._fit, node_id)
+                rest = dict(self.free)
+                self.free.clear()
+                self.free[node_id] = slots
+                self.free.update(rest)
 
-    def _lost(
-        self,
-        batch: list[tuple[TrialSpec, int]],
-        exc: BaseException,
-        queue: deque[tuple[TrialSpec, int]],
-        free: dict[str | None, int],
-        node_id: str | None,
-    ) -> None:
+    def lose(self, batch: list[tuple[TrialSpec, int]], exc: BaseException, node_id: str | None) -> None:
+        """A task whose worker or node went away: its trials first in line again, and a dead
+        node's slots gone for good."""
         for spec, retries in reversed(batch):
-            if retries >= self.max_retries:
+            if retries >= self.runner.max_retries:
                 raise RayscaleError(
                     f"config {spec.index} was lost {retries + 1} times ({type(exc).__name__}); giving up", 3
                 ) from None
-            queue.appendleft((spec, retries + 1))
+            self.queue.appendleft((spec, retries + 1))
         if node_id is not None and not _alive(node_id):
-            del free[node_id]
-            self.lost_nodes.add(node_id)
-            if not free:
+            del self.free[node_id]
+            self.runner.lost_nodes.add(node_id)
+            if not self.free:
                 raise RayscaleError("every selected node died; no node is left to run trials", 3) from None
         else:
-            free[node_id] += 1
+            self.free[node_id] += 1
 
 
 def expected_costs(
