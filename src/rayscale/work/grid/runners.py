@@ -258,6 +258,7 @@ class RayGridRunner:
         self.seconds_per_cost: float | None = None  # from the fits timed so far; sizes the batches
         self.tasks = 0  # Ray tasks the last round ran (fewer than its trials when batched)
         self.lost_nodes: set[str] = set()  # nodes that died under a round: never given work again
+        self._seen: tuple[float, list[tuple[str, int]]] | None = None  # (when, the cluster's CPU nodes)
         self._fit = _remote_fit()
 
     def _pinned(self, remote: Any, node_id: str | None) -> Any:
@@ -283,8 +284,11 @@ class RayGridRunner:
             return None
         from rayscale.work.cluster.session import cpu_nodes
 
-        nodes = [(n["NodeID"], int(n["Resources"]["CPU"])) for n in cpu_nodes()]  # the head first
-        nodes = [(node_id, cpus) for node_id, cpus in nodes if trial_slots(cpus, self.cpus_per_trial) > 0]
+        # the GCS asked at most once a JOIN_POLL_S: a grid of tiny rounds would wait on it every round
+        if self._seen is None or time.monotonic() - self._seen[0] >= JOIN_POLL_S:
+            found = [(n["NodeID"], int(n["Resources"]["CPU"])) for n in cpu_nodes()]  # the head first
+            self._seen = (time.monotonic(), found)
+        nodes = [(node_id, cpus) for node_id, cpus in self._seen[1] if trial_slots(cpus, self.cpus_per_trial)]
         if len(nodes) < 2 and not self.own_dispatch:
             return None
         return [*nodes[1:], *nodes[:1]]
