@@ -50,7 +50,7 @@ from rayscale.work.tune.sweep import run_sweep
 
 SHAPES = ((0.2, (1, 2, 4, 8)), (0.4, (1, 2, 4)))
 GRIDS = {"short": "friedman1:200", "long": "friedman1:1000"}
-DISPATCH = {"own": None, "ray": False}  # RayGridRunner(own_dispatch=...)
+DISPATCH = {"own": True, "ray": False}  # RayGridRunner(own_dispatch=...)
 
 
 def idle_while_work_remained(trials: list[TrialRecord]) -> float:
@@ -104,12 +104,25 @@ def grid_point(nodes: int, core: float, grid: str, rounds: int, console: Console
         runners = {
             name: RayGridRunner(dataset, 1, nodes, own_dispatch=flag) for name, flag in DISPATCH.items()
         }
-        warmup_s = runners["own"].warm_up()
-        for runner in runners.values():
-            runner.run(specs)  # the pilot: the batches sized, every worker's imports done
+
+        def timed(name: str) -> tuple[float, list[TrialRecord]]:
+            # own's actors hold every CPU while they live: each round starts them (untimed) and
+            # stops them, so that the other dispatch's tasks can run between
+            warmup_s = runners[name].warm_up()
+            try:
+                wall, trials = runners[name].run(specs)
+            finally:
+                runners[name].close()
+            warmups[name].append(warmup_s)
+            return wall, trials
+
+        warmups: dict[str, list[float]] = {name: [] for name in DISPATCH}
+        for name in DISPATCH:
+            timed(name)  # the pilot: the batches sized, every worker's imports done
         for r in range(rounds):
             for name in DISPATCH if r % 2 == 0 else reversed(DISPATCH):
-                measured[name].append(runners[name].run(specs))
+                measured[name].append(timed(name))
+        warmup_s = warmups["own"][0]
         every = [t for rounds_ in measured.values() for _, trials in rounds_ for t in trials]
         emulation = cluster.fidelity.emulation(every, 1)
     out: dict[str, Any] = {"nodes": nodes, "core": core, "grid": grid, "warmup_s": warmup_s}
@@ -155,11 +168,19 @@ def tune_points(rounds: int, console: Console) -> list[dict[str, Any]]:
     opts = TuneOptions(asha_replays=0)
     out = []
     for nodes in (1, 4):
-        sweeps = []
+        sweeps: list[Any] = []
+        warmed: list[Any] = []
         with isolated_cluster(nodes, 1, Isolation(0.4), f"t-{os.urandom(3).hex()}") as cluster:
-            for _ in range(rounds):
-                with tempfile.TemporaryDirectory() as tmp:
-                    sweeps.append(run_sweep(dataset, opts, nodes, Path(tmp)))
+            for r in range(rounds):
+                # at 4 nodes, alternating: a sweep after a worker per node was started and had
+                # imported XGBoost (does the head's actor start late only for want of one?)
+                for warm in ((False, True) if r % 2 == 0 else (True, False)) if nodes > 1 else (False,):
+                    warmup_s = _warm_every_node() if warm else 0.0
+                    with tempfile.TemporaryDirectory() as tmp:
+                        sweep = run_sweep(dataset, opts, nodes, Path(tmp))
+                    (warmed if warm else sweeps).append(sweep)
+                    if warm:
+                        console.log(f"warmed ({warmup_s:.2f}s) sweep: {sweep.wall_s:.2f}s {_spread(sweep)}")
             every = [t for s in sweeps for t in s.trials]
             emulation = cluster.fidelity.emulation(every, 1)
         walls = [s.wall_s for s in sweeps]
@@ -178,6 +199,8 @@ def tune_points(rounds: int, console: Console) -> list[dict[str, Any]]:
             "tail_s": median(tail),  # the last trial's end after the other slots' last ends
             "emulation": emulation,
             "sweeps": sweeps,
+            "first_starts_s": [_spread(s)["first_starts_s"] for s in sweeps],
+            "warmed": [{"wall_s": s.wall_s, **_spread(s)} for s in warmed],
         }
         console.log(
             f"tune {nodes}×0.4: {point['wall_s']:.2f}s (fixed {point['fixed_s']:.2f}s), per node {per_node}, "
@@ -196,6 +219,40 @@ def tune_points(rounds: int, console: Console) -> list[dict[str, Any]]:
         p["predict_error_pct"] = 100 * (forecast.predicted_wall_s / p["wall_s"] - 1)
         p["sweeps"] = [{"wall_s": s.wall_s, "trials": s.trials} for s in p["sweeps"]]
     return out
+
+
+def _warm_every_node() -> float:
+    """One worker per node started and XGBoost imported in it, left idle for Tune's actors."""
+    import time
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from rayscale.work.cluster.session import cpu_nodes
+
+    def warm() -> int:
+        import xgboost  # noqa: F401
+
+        import rayscale.work.tune.sweep  # noqa: F401
+
+        time.sleep(0.3)
+        return os.getpid()
+
+    started = time.perf_counter()
+    task = ray.remote(warm)
+    pinned = [NodeAffinitySchedulingStrategy(n["NodeID"], soft=False) for n in cpu_nodes()]
+    ray.get([task.options(num_cpus=1, scheduling_strategy=where).remote() for where in pinned])
+    return time.perf_counter() - started
+
+
+def _spread(sweep: Any) -> dict[str, Any]:
+    """Trials per node, and each node's first trial start after the sweep's first."""
+    nodes = sorted({t.node for t in sweep.trials})
+    first = {n: min(t.start_ts for t in sweep.trials if t.node == n) for n in nodes}
+    return {
+        "trials_per_node": sorted(sum(t.node == n for t in sweep.trials) for n in nodes),
+        "first_starts_s": sorted(round(f - min(first.values()), 3) for f in first.values()),
+    }
 
 
 def _table(points: list[dict[str, Any]]) -> Table:
@@ -251,7 +308,8 @@ def main() -> None:
     for t in report.get("tune", []):
         console.print(
             f"tune {t['nodes']}×0.4: {t['wall_s']:.2f}s, fixed {t['fixed_s']:.2f}s, "
-            f"per node {t['trials_per_node']}, "
+            f"per node {t['trials_per_node']}, first starts {t['first_starts_s']}, "
+            f"warmed {[(round(w['wall_s'], 2), w['trials_per_node']) for w in t['warmed']]}, "
             f"predicted {t['predicted_wall_s']:.2f}s ({t['predict_error_pct']:+.1f}%)"
         )
     console.print(f"written {write(report, args.output)}")

@@ -33,7 +33,8 @@ from rayscale.results.stats import Stats, paired_ratio, verdict
 from rayscale.work.cluster.session import ray_session
 from rayscale.work.data import Work, load_dataset
 from rayscale.work.grid.configs import TrialSpec
-from rayscale.work.grid.runners import BATCH_S, RayGridRunner, fit_and_score
+from rayscale.work.grid.runners import BATCH_S, RayGridRunner
+from rayscale.work.grid.trials import fit_and_score
 
 FLAT_WITHIN = 1.25  # the 2,000-config overhead per trial within 25 % of the 200-config one
 

@@ -109,7 +109,8 @@ def _pool_fit_s(specs, dataset, processes: int) -> float:
     from concurrent.futures import ProcessPoolExecutor
 
     from rayscale.work.data import Work
-    from rayscale.work.grid.runners import fit_and_score, warm_driver
+    from rayscale.work.grid.runners import warm_driver
+    from rayscale.work.grid.trials import fit_and_score
 
     data = Work.of(dataset)
     with ProcessPoolExecutor(processes) as pool:

@@ -55,7 +55,7 @@ from rayscale.work.execution.phases import build
 from rayscale.work.execution.prometheus import RunMetrics, workload_label
 from rayscale.work.execution.workload import load_work
 from rayscale.work.grid.configs import TrialSpec
-from rayscale.work.grid.runners import refit
+from rayscale.work.grid.trials import refit
 from rayscale.work.stopping import stop_on_sigterm, wall_limit
 
 

@@ -16,7 +16,8 @@ from rayscale.results.schema import best_of, cv_means
 from rayscale.work.cluster.session import ray_session
 from rayscale.work.data import load_dataset, split_folds
 from rayscale.work.grid.configs import TrialSpec, estimator_class, load_grid, per_fold
-from rayscale.work.grid.runners import RayGridRunner, mismatches, refit, run_sequential
+from rayscale.work.grid.runners import RayGridRunner, mismatches, run_sequential
+from rayscale.work.grid.trials import refit
 
 pytestmark = pytest.mark.slow
 

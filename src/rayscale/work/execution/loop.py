@@ -217,6 +217,9 @@ class Phase(ABC, Generic[R]):
     def warm_up(self, ctx: Context) -> None:
         """Pay the one-off costs (imports, worker start) before the timed rounds."""
 
+    def release(self) -> None:
+        """Give back what :meth:`warm_up` holds (workers, their CPUs) once the rounds are over."""
+
     @abstractmethod
     def run_round(self, ctx: Context, round_: int) -> Any: ...
 
@@ -265,6 +268,8 @@ def _run_groups(ctx: Context, saved: dict[str, dict[str, Any]]) -> None:
                 ctx.callbacks.on_round_start(p, r, p.rounds(ctx), p.trials_per_round(ctx))
                 outcomes[p.key].append(p.run_round(ctx, r))
                 ctx.callbacks.on_round_end(p, r)
+        for p in todo:  # before the next group: a failed run ends its session, and the workers with it
+            p.release()
         for p in todo:
             ctx.outcomes[p.key] = outcomes[p.key]
             ctx.results[p.key] = p.result(ctx, outcomes[p.key])

@@ -122,6 +122,10 @@ class GridParallel(Phase[ParallelPhase]):
         )
         self.ray_processes = RayProcesses.find() if ctx.cluster.mode == "embedded" else None
 
+    def release(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+
     def run_round(self, ctx: Context, round_: int) -> GridRound:
         assert self.runner is not None
         before = self.ray_processes.cpu_s() if self.ray_processes else None

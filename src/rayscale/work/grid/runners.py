@@ -7,7 +7,6 @@ fit runs; their metrics must agree exactly (:func:`mismatches`).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -19,23 +18,24 @@ from typing import Any
 
 from rayscale.errors import RayscaleError, TrialFailed
 from rayscale.options.commands import GRID_PARALLEL, GRID_SEQUENTIAL, check_cpus_per_trial
-from rayscale.options.scoring import score
-from rayscale.results.schema import BestModel, CostSource, TrialRecord, trial_slots
-from rayscale.work.cluster.session import RAY_AGENTS, where
+from rayscale.results.schema import CostSource, TrialRecord, trial_slots
+from rayscale.work.cluster.session import RAY_AGENTS
 from rayscale.work.data import Dataset, Work
 from rayscale.work.grid.configs import (
     DEFAULT_ESTIMATOR,
     TrialSpec,
     cost_formula_applies,
-    estimator_class,
-    make_estimator,
     shape,
 )
+from rayscale.work.grid.trials import fit_and_score, fit_batch, warm_fit
+from rayscale.work.grid.workers import Slot, WorkerPool
 
 OnTrial = Callable[[TrialRecord], None]
+Batch = list[tuple[TrialSpec, int]]  # a task's trials, each with the times it was lost before
 TINY_S = 0.01  # a trial predicted to take less (fit and scoring) goes with others into one task
 BATCH_S = 0.2  # about how long such a task runs (joblib's smallest ideal batch duration; bench/load.py)
 JOIN_POLL_S = 1.0  # how often a round looks for nodes that joined, while configs remain
+UNLIMITED = 1 << 30  # Ray's queue, after the pilot: every task submitted at once
 
 
 def _system_failures() -> tuple[type[BaseException], ...]:
@@ -50,50 +50,11 @@ def _system_failures() -> tuple[type[BaseException], ...]:
         "TaskUnschedulableError",
         "RaySystemError",
         "LocalRayletDiedError",
+        "RayActorError",  # a slot's actor died (ActorDiedError), or its node did
+        "ActorUnavailableError",
+        "ActorUnschedulableError",
     )
     return tuple(getattr(rex, name) for name in names if hasattr(rex, name))
-
-
-def fit_and_score(spec: TrialSpec, data: Work) -> dict[str, Any]:
-    """Fit one config and score it on the task's metrics: on the hold-out set (and the validation
-    split, when there is one), or with ``--cv`` on its fold's held-out rows."""
-    X_train, y_train, X_test, y_test, X_val, y_val = data.arrays
-    if spec.fold is not None:
-        fit_rows, held_out = data.folds[spec.fold]
-        X_train, y_train, X_test, y_test = (
-            X_train[fit_rows],
-            y_train[fit_rows],
-            X_train[held_out],
-            y_train[held_out],
-        )
-        X_val = y_val = None
-    start_ts = time.time()
-    t0 = time.perf_counter()
-    model = make_estimator(spec.estimator, spec.params).fit(X_train, y_train)
-    t1 = time.perf_counter()
-    metrics = score(data.task, model, X_test, y_test, data.n_classes)
-    t2 = time.perf_counter()
-    node, node_id = where()
-    val_metrics = {} if X_val is None else score(data.task, model, X_val, y_val, data.n_classes)  # type: ignore[arg-type]
-    return {
-        "metrics": metrics,
-        "val_metrics": val_metrics,
-        "fit_s": t1 - t0,
-        "predict_s": t2 - t1,
-        "node": node,
-        "node_id": node_id,
-        "pid": os.getpid(),
-        "start_ts": start_ts,
-        "end_ts": time.time(),
-    }
-
-
-def refit(best: BestModel, estimator: str, dataset: Dataset) -> BestModel:
-    """``--cv``: the chosen config fitted on the whole training split and scored once on the
-    untouched test split (as GridSearchCV's ``refit``)."""
-    outcome = fit_and_score(TrialSpec(best.index, best.params, estimator), Work.of(dataset))
-    scores = {k: outcome["metrics"].get(k) for k in ("rmse", "r2", "mae")}
-    return best.model_copy(update={"metrics": outcome["metrics"], **scores})
 
 
 def _record(
@@ -140,7 +101,7 @@ def warm_driver(dataset: Dataset, estimator: str = DEFAULT_ESTIMATOR) -> float:
     """The sequential runner's warm-up, the same as a Ray worker's: import the estimator and fit
     a tiny model, so that no timed round pays the import."""
     started = time.perf_counter()
-    _warm_task(Work.of(dataset), 0.0, estimator)
+    warm_fit(Work.of(dataset), 0.0, estimator)
     return time.perf_counter() - started
 
 
@@ -189,12 +150,6 @@ class RayProcesses:
         return total / self._tick
 
 
-def _tiny(estimator: str) -> dict[str, Any]:
-    """A few trees or iterations of ``estimator``, where it has such a parameter."""
-    known = estimator_class(estimator)().get_params()
-    return {k: v for k, v in (("n_estimators", 2), ("max_iter", 2), ("max_depth", 1)) if k in known}
-
-
 def _remote_fit() -> Any:
     import ray
 
@@ -202,32 +157,25 @@ def _remote_fit() -> Any:
     return ray.remote(max_retries=0)(fit_batch)
 
 
-def _warm_task(data: Work, hold_s: float, estimator: str = DEFAULT_ESTIMATOR) -> int:
-    """Import the estimator, touch the shared data, fit a tiny model, then hold the CPU."""
-    started = time.perf_counter()
-    X_train, y_train = data.arrays[0], data.arrays[1]
-    with contextlib.suppress(Exception):  # best effort: the timed rounds report a real failure
-        estimator_class(estimator)(**_tiny(estimator)).fit(X_train[:64], y_train[:64])
-    time.sleep(max(0.0, hold_s - (time.perf_counter() - started)))
-    return os.getpid()
-
-
 class RayGridRunner:
-    """Runs a grid as Ray tasks against data put once in the object store.
+    """Runs a grid on Ray against data put once in the object store.
 
-    ``warm_up`` starts one worker per trial slot on every node (each imports scikit-learn and reads
-    the data) so that timed rounds measure the steady state; its cost is reported as ``warmup_s``.
+    The runner dispatches itself (``own_dispatch``, on any number of nodes): every trial slot is
+    a long-lived actor pinned to its node (:class:`rayscale.work.grid.workers.TrialWorker`); a
+    freed slot takes the next-longest remaining config at once, the workers' slots first and the
+    head's (which also runs the cluster's own processes) last. While more configs remain than
+    slots, each slot also holds its next one in waiting, given to the slot expected to free first
+    (the seconds per cost measured so far): it starts the moment the running one ends, with no
+    round trip to the driver. A node that joins mid-round gets slots within ``JOIN_POLL_S``; a
+    lost slot's trials run again elsewhere, and a lost node's slots are gone for good.
+    With ``own_dispatch=False`` (the baseline bench/dispatch.py times) every task is submitted
+    at once and Ray queues each behind a busy worker while other nodes may sit idle (a 4-node
+    round ran its last five configs one after another on one node). With ``nodes``
+    (``[(node_id, cpus), ...]``) trials go to those nodes only.
 
-    On a cluster of more than one node the runner dispatches itself (``own_dispatch``): each
-    node's slots are kept full with hard node-affinity tasks, a freed slot taking the
-    next-longest remaining config at once, the workers' slots first and the head's (which also
-    runs the cluster's own processes) last; a node that joins mid-round gets work within
-    ``JOIN_POLL_S``, and a lost node's trials run again elsewhere. Submitting every task at once
-    instead leaves Ray to queue each behind a busy worker while other nodes sit idle (a 4-node
-    round ran its last five configs one after another on one node). On one node, every task is
-    submitted at once: the raylet's own queue refills a slot without a round trip to the driver.
-    With ``nodes`` (``[(node_id, cpus), ...]``) trials go to those nodes only, the same dispatch
-    restricted to a subset of a larger cluster.
+    ``warm_up`` starts every slot's worker (each imports the estimator and reads the data) so
+    that timed rounds measure the steady state; its cost is reported as ``warmup_s``. The actors
+    hold their CPUs until :meth:`close`.
     """
 
     def __init__(
@@ -239,7 +187,7 @@ class RayGridRunner:
         max_retries: int = 3,
         estimator: str = DEFAULT_ESTIMATOR,
         batch_s: float = BATCH_S,
-        own_dispatch: bool | None = None,
+        own_dispatch: bool = True,
     ) -> None:
         import ray
 
@@ -251,66 +199,61 @@ class RayGridRunner:
         self.estimator = estimator
         self.batch_s = batch_s  # about how long a task of tiny trials runs
         self.nodes = list(nodes) if nodes else None
-        # None: on more than one node (False: Ray queues every task, the baseline bench/dispatch.py times)
-        self.own_dispatch = own_dispatch
-        self.slots = sum(self._slots().values()) if self.nodes else trial_slots(cluster_cpus, cpus_per_trial)
+        self.slots = (
+            sum(trial_slots(cpus, cpus_per_trial) for _, cpus in self.nodes)
+            if self.nodes
+            else trial_slots(cluster_cpus, cpus_per_trial)
+        )
         self.data_ref = ray.put(Work.of(dataset))
+        self.pool = WorkerPool(self.data_ref, cpus_per_trial, estimator) if own_dispatch else None
         self.seconds_per_cost: float | None = None  # from the fits timed so far; sizes the batches
-        self.tasks = 0  # Ray tasks the last round ran (fewer than its trials when batched)
+        self.tasks = 0  # batches the last round ran (fewer than its trials when batched)
         self.lost_nodes: set[str] = set()  # nodes that died under a round: never given work again
         self._seen: tuple[float, list[tuple[str, int]]] | None = None  # (when, the cluster's CPU nodes)
-        self._fit = _remote_fit()
 
-    def _pinned(self, remote: Any, node_id: str | None) -> Any:
-        """``remote`` with this runner's CPUs per trial, hard-pinned to ``node_id`` when given."""
-        if node_id is None:
-            return remote.options(num_cpus=self.cpus_per_trial)
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
-        return remote.options(num_cpus=self.cpus_per_trial, scheduling_strategy=strategy)
-
-    def _slots(self) -> dict[str | None, int]:
-        if self.nodes is None:
-            return {None: self.slots}
-        return {node_id: trial_slots(cpus, self.cpus_per_trial) for node_id, cpus in self.nodes}
-
-    def _dispatched(self) -> list[tuple[str, int]] | None:
-        """The nodes this round dispatches to itself, in the order their slots take the first
-        tasks (workers first, the head last), or None where Ray's own queue is used."""
+    def _nodes(self) -> list[tuple[str, int]]:
+        """The nodes trials run on, in the order their slots take the first tasks (the workers
+        first, the head last), without those lost."""
         if self.nodes is not None:
-            return self.nodes
-        if self.own_dispatch is False:
-            return None
-        from rayscale.work.cluster.session import cpu_nodes
+            found = self.nodes
+        else:
+            from rayscale.work.cluster.session import cpu_nodes
 
-        # the GCS asked at most once a JOIN_POLL_S: a grid of tiny rounds would wait on it every round
-        if self._seen is None or time.monotonic() - self._seen[0] >= JOIN_POLL_S:
-            found = [(n["NodeID"], int(n["Resources"]["CPU"])) for n in cpu_nodes()]  # the head first
-            self._seen = (time.monotonic(), found)
-        nodes = [(node_id, cpus) for node_id, cpus in self._seen[1] if trial_slots(cpus, self.cpus_per_trial)]
-        if len(nodes) < 2 and not self.own_dispatch:
-            return None
-        return [*nodes[1:], *nodes[:1]]
+            # the GCS asked at most once a JOIN_POLL_S: a grid of tiny rounds would wait on it every round
+            if self._seen is None or time.monotonic() - self._seen[0] >= JOIN_POLL_S:
+                heads = [(n["NodeID"], int(n["Resources"]["CPU"])) for n in cpu_nodes()]  # the head first
+                self._seen = (time.monotonic(), [*heads[1:], *heads[:1]])
+            found = self._seen[1]
+        return [(n, c) for n, c in found if n not in self.lost_nodes and trial_slots(c, self.cpus_per_trial)]
 
     def warm_up(self, hold_s: float = 0.3) -> float:
-        """Every slot of every node holds a warm task at once: pinned to its node even when the
-        rounds are not, since a node whose first worker starts in a round would lose its trials to
-        the nodes already warm, and the round would time a worker's start."""
+        """Every slot's worker started and warm. Without its own dispatch, every slot of every
+        node holds a warm task at once, pinned to its node: a node whose first worker started in a
+        round would lose its trials to the nodes already warm, and the round would time a start."""
         import ray
 
-        from rayscale.work.cluster.session import cpu_nodes
-
         started = time.perf_counter()
-        task = ray.remote(_warm_task)
-        nodes = self.nodes or [(node["NodeID"], node["Resources"]["CPU"]) for node in cpu_nodes()]
-        refs = [
-            self._pinned(task, node_id).remote(self.data_ref, hold_s, self.estimator)
-            for node_id, cpus in nodes
+        if self.pool is not None:
+            self.pool.slots(self._nodes())
+            self.pool.wait_ready()
+            return time.perf_counter() - started
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task: Any = ray.remote(warm_fit)
+        ray.get([
+            task.options(
+                num_cpus=self.cpus_per_trial,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            ).remote(self.data_ref, hold_s, self.estimator)
+            for node_id, cpus in self._nodes()
             for _ in range(trial_slots(cpus, self.cpus_per_trial))
-        ]
-        ray.get(refs)
+        ])  # fmt: skip
         return time.perf_counter() - started
+
+    def close(self) -> None:
+        """The slots' actors stopped, their CPUs given back (the next round starts new ones)."""
+        if self.pool is not None:
+            self.pool.close()
 
     def _batch(
         self, queue: deque[tuple[TrialSpec, int]], cost: Callable[[TrialSpec], float], most: int
@@ -332,6 +275,14 @@ class RayGridRunner:
             batch.append(queue.popleft())
         return batch
 
+    def _round_slots(self, pilot: bool) -> list[Slot]:
+        if self.pool is not None:
+            return self.pool.slots(self._nodes())
+        task = _remote_fit().options(num_cpus=self.cpus_per_trial)
+        # Ray's queue: the pilot's one slot's worth first, then every task at once
+        capacity = self.slots if pilot else UNLIMITED
+        return [Slot(None, lambda specs: task.remote(specs, self.data_ref), capacity=capacity)]
+
     def run(
         self,
         specs: Sequence[TrialSpec],
@@ -339,10 +290,9 @@ class RayGridRunner:
         costs: Mapping[tuple[int, int | None], float] | None = None,
     ) -> tuple[float, list[TrialRecord]]:
         """One timed round: longest-expected first (by ``costs``, by (index, fold), where the
-        formula does not apply: :func:`expected_costs`), collected as tasks finish. Dispatched
-        here (see the class), a freed slot takes the next task at once; otherwise every task is
-        submitted at once and Ray hands them out in order. Tiny trials go several to a task
-        (:meth:`_batch`); until a first fit is timed, one slot's worth goes first, alone."""
+        formula does not apply: :func:`expected_costs`), collected as tasks finish. Tiny trials go
+        several to a task (:meth:`_batch`); until a first fit is timed, one slot's worth goes
+        first, alone, and no slot holds a task in waiting."""
         import ray
 
         n, f = self.dataset.n_train, self.dataset.n_features
@@ -352,36 +302,33 @@ class RayGridRunner:
             return known[(spec.index, spec.fold)]
 
         queue = deque((spec, 0) for spec in sorted(specs, key=cost, reverse=True))
-        nodes = self._dispatched()
-        slots = self.slots if nodes is None else sum(trial_slots(c, self.cpus_per_trial) for _, c in nodes)
-        pilot, most = self.seconds_per_cost is None, max(1, len(specs) // (2 * slots))  # 2+ tasks/slot
-        free: dict[str | None, int] = (
-            {None: slots if pilot else len(queue)}
-            if nodes is None
-            else {node_id: trial_slots(cpus, self.cpus_per_trial) for node_id, cpus in nodes}
-        )
-        round_ = _Round(self, queue, free, lambda: self._batch(queue, cost, most))
+        pilot = self.seconds_per_cost is None
+        round_ = _Round(self, queue, self._round_slots(pilot))
+        slots = len(round_.slots) if self.pool else self.slots
+        most = max(1, len(specs) // (2 * max(1, slots)))  # 2+ tasks per slot
+        round_.next_batch = lambda: self._batch(queue, cost, most)
+        round_.expect = self._expect(cost)
         started = time.perf_counter()
         round_.fill()
         records: list[TrialRecord] = []
         self.tasks = 0
         polled = time.monotonic()
         while round_.pending:
-            joining = nodes is not None and self.nodes is None and bool(queue)
+            joining = self.pool is not None and self.nodes is None and bool(queue)
             for ref in round_.finished(JOIN_POLL_S if joining else None):
-                batch, submit_ts, node_id = round_.pending.pop(ref)
+                batch, submit_ts, slot, worker = round_.pending.pop(ref)
                 self.tasks += 1
                 try:
                     outcomes = ray.get(ref)
                 except _system_failures() as exc:
                     # The worker or its node went away: run its trials again elsewhere, first in line
                     # (they were among the longest), on a node that is still alive.
-                    round_.lose(batch, exc, node_id)
+                    round_.lose(batch, exc, slot, worker)
                     continue
                 except ray.exceptions.RayTaskError as exc:
                     cause = exc.cause if exc.cause is not None else exc
                     raise TrialFailed(_failure(batch[0][0], cause), GRID_PARALLEL.key) from None
-                free[node_id] += 1
+                round_.done(slot)
                 for (spec, retries), outcome in zip(batch, outcomes, strict=True):
                     if "error" in outcome:
                         raise TrialFailed(
@@ -393,8 +340,9 @@ class RayGridRunner:
             if pilot and records:  # the first fits are timed: size the batches, submit the rest
                 self.seconds_per_cost = _seconds_per_cost(records)
                 pilot = False
-                if nodes is None:
-                    free[None] += len(queue)
+                round_.expect = self._expect(cost)
+                for slot in round_.slots:
+                    slot.capacity = UNLIMITED if slot.node_id is None else slot.capacity
             if joining and time.monotonic() - polled >= JOIN_POLL_S:
                 polled = time.monotonic()
                 round_.join()
@@ -404,33 +352,52 @@ class RayGridRunner:
         records.sort(key=lambda r: (r.index, r.fold or 0))
         return wall, records
 
+    def _expect(self, cost: Callable[[TrialSpec], float]) -> Callable[[Batch], float] | None:
+        """A batch's expected seconds, once the seconds per cost are measured (own dispatch only:
+        they decide which slot holds the next config in waiting)."""
+        k = self.seconds_per_cost
+        if self.pool is None or k is None:
+            return None
+        return lambda batch: k * sum(cost(spec) for spec, _ in batch)
+
 
 class _Round:
-    """One round's dispatch: the configs not yet submitted (longest first), each node's free
-    slots (one entry, ``None``, where Ray's queue is used), the tasks in flight."""
+    """One round's dispatch: the configs not yet submitted (longest first), the slots, the tasks
+    in flight (each with its batch, submit time, slot and the slot's actor when submitted)."""
 
-    def __init__(
-        self,
-        runner: RayGridRunner,
-        queue: deque[tuple[TrialSpec, int]],
-        free: dict[str | None, int],
-        next_batch: Callable[[], list[tuple[TrialSpec, int]]],
-    ) -> None:
-        self.runner, self.queue, self.free, self.next_batch = runner, queue, free, next_batch
-        self.pending: dict[Any, tuple[list[tuple[TrialSpec, int]], float, str | None]] = {}
-        self.remotes = {node_id: runner._pinned(runner._fit, node_id) for node_id in free}
+    def __init__(self, runner: RayGridRunner, queue: deque[tuple[TrialSpec, int]], slots: list[Slot]) -> None:
+        self.runner, self.queue, self.slots = runner, queue, slots
+        self.next_batch: Callable[[], list[tuple[TrialSpec, int]]] = lambda: [queue.popleft()]
+        self.expect: Callable[[list[tuple[TrialSpec, int]]], float] | None = None
+        self.pending: dict[Any, tuple[list[tuple[TrialSpec, int]], float, Slot, Any]] = {}
+
+    def _submit(self, slot: Slot) -> None:
+        batch = self.next_batch()
+        if not slot.expected:
+            slot.started = time.monotonic()
+        slot.expected.append(self.expect(batch) if self.expect else 0.0)
+        ref = slot.call([spec for spec, _ in batch])
+        self.pending[ref] = (batch, time.time(), slot, slot.worker)
 
     def fill(self) -> None:
-        """Each node with a free slot takes the next task in turn (the order of ``free``)."""
-        while self.queue and (ready := [node_id for node_id, k in self.free.items() if k > 0]):
-            for node_id in ready:
+        """Each free slot takes the next task in turn (the workers' first, the head's last); then,
+        while more configs remain than slots, the slot expected to free first takes the next one
+        in waiting, until every slot holds one."""
+        while self.queue and (ready := [s for s in self.slots if s.depth < s.capacity]):
+            for slot in ready:
                 if not self.queue:
                     return
-                batch = self.next_batch()
-                submit_ts = time.time()
-                ref = self.remotes[node_id].remote([spec for spec, _ in batch], self.runner.data_ref)
-                self.pending[ref] = (batch, submit_ts, node_id)
-                self.free[node_id] -= 1
+                self._submit(slot)
+        while self.expect is not None and len(self.queue) > len(self.slots):
+            running = [s for s in self.slots if s.depth == s.capacity]
+            if not running:
+                return
+            self._submit(min(running, key=Slot.busy_until))
+
+    def done(self, slot: Slot) -> None:
+        """A task on ``slot`` ended: the one waiting there (if any) starts now."""
+        slot.expected.popleft()
+        slot.started = time.monotonic()
 
     def finished(self, timeout_s: float | None) -> list[Any]:
         """The tasks done: the next to finish (waiting at most ``timeout_s``) and every other
@@ -446,35 +413,33 @@ class _Round:
     def join(self) -> None:
         """Nodes that joined the cluster since the round began get slots, first in line (the
         head stays last)."""
-        from rayscale.work.cluster.session import cpu_nodes
+        assert self.runner.pool is not None
+        have = {slot.node_id for slot in self.slots}
+        new = [(node_id, cpus) for node_id, cpus in self.runner._nodes() if node_id not in have]
+        self.slots[:0] = self.runner.pool.slots(new)
 
-        runner = self.runner
-        for node in cpu_nodes():
-            node_id, cpus = node["NodeID"], int(node["Resources"]["CPU"])
-            slots = trial_slots(cpus, runner.cpus_per_trial)
-            if node_id not in self.free and node_id not in runner.lost_nodes and slots:
-                self.remotes[node_id] = runner._pinned(runner._fit, node_id)
-                rest = dict(self.free)
-                self.free.clear()
-                self.free[node_id] = slots
-                self.free.update(rest)
-
-    def lose(self, batch: list[tuple[TrialSpec, int]], exc: BaseException, node_id: str | None) -> None:
-        """A task whose worker or node went away: its trials first in line again, and a dead
-        node's slots gone for good."""
+    def lose(self, batch: list[tuple[TrialSpec, int]], exc: BaseException, slot: Slot, worker: Any) -> None:
+        """A task whose worker or node went away: its trials first in line again; the slot gets a
+        new actor where its node is alive, and a dead node's slots are gone for good."""
         for spec, retries in reversed(batch):
             if retries >= self.runner.max_retries:
                 raise RayscaleError(
                     f"config {spec.index} was lost {retries + 1} times ({type(exc).__name__}); giving up", 3
                 ) from None
             self.queue.appendleft((spec, retries + 1))
-        if node_id is not None and not _alive(node_id):
-            del self.free[node_id]
-            self.runner.lost_nodes.add(node_id)
-            if not self.free:
-                raise RayscaleError("every selected node died; no node is left to run trials", 3) from None
+        if slot not in self.slots or worker is not slot.worker:
+            return  # the slot's other task, lost with it: already dealt with
+        pool, node_id = self.runner.pool, slot.node_id
+        if pool is None or node_id is None:
+            slot.expected.popleft()  # Ray's queue: the worker is Ray's to replace
+        elif _alive(node_id):
+            pool.replace(slot)
         else:
-            self.free[node_id] += 1
+            self.slots[:] = [s for s in self.slots if s.node_id != node_id]
+            pool.drop(node_id)
+            self.runner.lost_nodes.add(node_id)
+            if not self.slots:
+                raise RayscaleError("every selected node died; no node is left to run trials", 3) from None
 
 
 def expected_costs(
@@ -504,18 +469,6 @@ def _seconds_per_cost(records: Sequence[TrialRecord]) -> float | None:
     ``records``: what sizes the batches."""
     ratios = sorted((r.fit_s + r.predict_s) / r.cost for r in records if r.cost > 0)
     return ratios[len(ratios) // 2] if ratios else None
-
-
-def fit_batch(specs: list[TrialSpec], data: Work) -> list[dict[str, Any]]:
-    """Several trials in one task, one after another; a trial that raises is returned as its
-    error, so the driver names the config that failed."""
-    out: list[dict[str, Any]] = []
-    for spec in specs:
-        try:
-            out.append(fit_and_score(spec, data))
-        except Exception as exc:  # the model's own error, reported for this config
-            out.append({"error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
-    return out
 
 
 def mismatches(a: Sequence[TrialRecord], b: Sequence[TrialRecord], rel_tol: float = 1e-9) -> list[str]:
