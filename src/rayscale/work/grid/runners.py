@@ -1,8 +1,8 @@
-"""The grid's two runners: sequential in the driver, and one Ray task per config (per config
-and fold with ``--cv``).
+"""The grid's two runners: sequential in the driver, and on Ray, one task per config (per config
+and fold with ``--cv``) on slots the runner keeps busy itself (:class:`RayGridRunner`).
 
-Both call :func:`fit_and_score`, so the only difference between them is where and when each
-fit runs; their metrics must agree exactly (:func:`mismatches`).
+Both call :func:`rayscale.work.grid.trials.fit_and_score`, so the only difference between them
+is where and when each fit runs; their metrics must agree exactly (:func:`mismatches`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ TINY_S = 0.01  # a trial predicted to take less (fit and scoring) goes with othe
 BATCH_S = 0.2  # about how long such a task runs (joblib's smallest ideal batch duration; bench/load.py)
 JOIN_POLL_S = 1.0  # how often a round looks for nodes that joined, while configs remain
 UNLIMITED = 1 << 30  # Ray's queue, after the pilot: every task submitted at once
+AHEAD_S = 0.1  # a slot expected to free within this takes its next config in waiting
+TAIL = 2  # the last TAIL configs per slot go to free slots only (bench/dispatch.py)
 
 
 def _system_failures() -> tuple[type[BaseException], ...]:
@@ -163,11 +165,12 @@ class RayGridRunner:
     The runner dispatches itself (``own_dispatch``, on any number of nodes): every trial slot is
     a long-lived actor pinned to its node (:class:`rayscale.work.grid.workers.TrialWorker`); a
     freed slot takes the next-longest remaining config at once, the workers' slots first and the
-    head's (which also runs the cluster's own processes) last. While more configs remain than
-    slots, each slot also holds its next one in waiting, given to the slot expected to free first
-    (the seconds per cost measured so far): it starts the moment the running one ends, with no
-    round trip to the driver. A node that joins mid-round gets slots within ``JOIN_POLL_S``; a
-    lost slot's trials run again elsewhere, and a lost node's slots are gone for good.
+    head's (which also runs the cluster's own processes) last. While more than ``TAIL`` configs
+    per slot remain, a slot expected to free within ``AHEAD_S`` (each config's seconds in the last round,
+    else the seconds per cost measured so far) also takes the next one in waiting: it starts the
+    moment the running one ends, with no round trip to the driver. A node that joins mid-round
+    gets slots within ``JOIN_POLL_S``; a lost slot's trials run again elsewhere, and a lost
+    node's slots are gone for good.
     With ``own_dispatch=False`` (the baseline bench/dispatch.py times) every task is submitted
     at once and Ray queues each behind a busy worker while other nodes may sit idle (a 4-node
     round ran its last five configs one after another on one node). With ``nodes``
@@ -207,6 +210,7 @@ class RayGridRunner:
         self.data_ref = ray.put(Work.of(dataset))
         self.pool = WorkerPool(self.data_ref, cpus_per_trial, estimator) if own_dispatch else None
         self.seconds_per_cost: float | None = None  # from the fits timed so far; sizes the batches
+        self.last_s: dict[tuple[int, int | None], float] = {}  # each trial's seconds in the last round
         self.tasks = 0  # batches the last round ran (fewer than its trials when batched)
         self.lost_nodes: set[str] = set()  # nodes that died under a round: never given work again
         self._seen: tuple[float, list[tuple[str, int]]] | None = None  # (when, the cluster's CPU nodes)
@@ -315,7 +319,8 @@ class RayGridRunner:
         polled = time.monotonic()
         while round_.pending:
             joining = self.pool is not None and self.nodes is None and bool(queue)
-            for ref in round_.finished(JOIN_POLL_S if joining else None):
+            wake = [t for t in (JOIN_POLL_S if joining else None, round_.next_due()) if t is not None]
+            for ref in round_.finished(min(wake, default=None)):
                 batch, submit_ts, slot, worker = round_.pending.pop(ref)
                 self.tasks += 1
                 try:
@@ -328,7 +333,7 @@ class RayGridRunner:
                 except ray.exceptions.RayTaskError as exc:
                     cause = exc.cause if exc.cause is not None else exc
                     raise TrialFailed(_failure(batch[0][0], cause), GRID_PARALLEL.key) from None
-                round_.done(slot)
+                slot.done(sum(o.get("fit_s", 0.0) + o.get("predict_s", 0.0) for o in outcomes))
                 for (spec, retries), outcome in zip(batch, outcomes, strict=True):
                     if "error" in outcome:
                         raise TrialFailed(
@@ -349,16 +354,18 @@ class RayGridRunner:
             round_.fill()
         wall = time.perf_counter() - started
         self.seconds_per_cost = _seconds_per_cost(records)
+        self.last_s = {(r.index, r.fold): r.fit_s + r.predict_s for r in records}
         records.sort(key=lambda r: (r.index, r.fold or 0))
         return wall, records
 
     def _expect(self, cost: Callable[[TrialSpec], float]) -> Callable[[Batch], float] | None:
-        """A batch's expected seconds, once the seconds per cost are measured (own dispatch only:
-        they decide which slot holds the next config in waiting)."""
-        k = self.seconds_per_cost
+        """A batch's expected seconds (own dispatch only: they decide when a slot takes its next
+        config in waiting): each trial's seconds in the last round, else its cost times the
+        seconds per cost, once measured."""
+        k, last = self.seconds_per_cost, self.last_s
         if self.pool is None or k is None:
             return None
-        return lambda batch: k * sum(cost(spec) for spec, _ in batch)
+        return lambda batch: sum(last.get((s.index, s.fold), k * cost(s)) for s, _ in batch)
 
 
 class _Round:
@@ -381,23 +388,32 @@ class _Round:
 
     def fill(self) -> None:
         """Each free slot takes the next task in turn (the workers' first, the head's last); then,
-        while more configs remain than slots, the slot expected to free first takes the next one
-        in waiting, until every slot holds one."""
+        while more than ``TAIL`` configs per slot remain, each slot expected to free within
+        ``AHEAD_S`` takes the next one in waiting, the soonest first. The last configs wait for a
+        slot to be free: at 0.2 core a short trial's time varies by a third from round to round,
+        and one handed out early on a wrong guess waited behind a running config at the end."""
         while self.queue and (ready := [s for s in self.slots if s.depth < s.capacity]):
             for slot in ready:
                 if not self.queue:
                     return
                 self._submit(slot)
-        while self.expect is not None and len(self.queue) > len(self.slots):
-            running = [s for s in self.slots if s.depth == s.capacity]
-            if not running:
+        now = time.monotonic()
+        for slot in sorted(self._waiting_for_one(), key=Slot.busy_until):
+            if slot.busy_until() - now > AHEAD_S or len(self.queue) <= TAIL * len(self.slots):
                 return
-            self._submit(min(running, key=Slot.busy_until))
+            self._submit(slot)
 
-    def done(self, slot: Slot) -> None:
-        """A task on ``slot`` ended: the one waiting there (if any) starts now."""
-        slot.expected.popleft()
-        slot.started = time.monotonic()
+    def _waiting_for_one(self) -> list[Slot]:
+        """The slots that could take a config in waiting: every one running its only task."""
+        if self.expect is None or len(self.queue) <= TAIL * len(self.slots):
+            return []
+        return [s for s in self.slots if s.depth == s.capacity]
+
+    def next_due(self) -> float | None:
+        """Seconds until the next slot is expected to be within ``AHEAD_S`` of free (None if no
+        slot could take a config in waiting)."""
+        due = [s.busy_until() - AHEAD_S for s in self._waiting_for_one()]
+        return max(0.0, min(due) - time.monotonic()) if due else None
 
     def finished(self, timeout_s: float | None) -> list[Any]:
         """The tasks done: the next to finish (waiting at most ``timeout_s``) and every other
@@ -431,7 +447,7 @@ class _Round:
             return  # the slot's other task, lost with it: already dealt with
         pool, node_id = self.runner.pool, slot.node_id
         if pool is None or node_id is None:
-            slot.expected.popleft()  # Ray's queue: the worker is Ray's to replace
+            slot.expected.popleft()  # Ray's queue: the worker is Ray's to replace (no pace)
         elif _alive(node_id):
             pool.replace(slot)
         else:

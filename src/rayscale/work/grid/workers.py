@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,22 +50,37 @@ class Slot:
     capacity: int = 1
     expected: deque[float] = field(default_factory=deque)  # each task in flight: its expected seconds
     started: float = 0.0  # when the task now running started (taken as when the one before ended)
+    paces: list[float] = field(default_factory=list)  # each task's seconds here / expected, so far
 
     @property
     def depth(self) -> int:
         return len(self.expected)
 
+    @property
+    def pace(self) -> float:
+        """How much longer than expected this slot's tasks take (the head's, sharing its node with
+        the cluster's own processes, take longer): the median so far, 1 before any."""
+        return statistics.median(self.paces) if self.paces else 1.0
+
     def busy_until(self) -> float:
-        return self.started + sum(self.expected)
+        return self.started + self.pace * sum(self.expected)
+
+    def done(self, seconds: float) -> None:
+        """The running task ended after ``seconds`` of work: the one waiting (if any) starts now."""
+        expected = self.expected.popleft()
+        if expected > 0 and seconds > 0:
+            self.paces.append(seconds / expected)
+        self.started = time.monotonic()
 
 
 class WorkerPool:
-    """Every slot's actor, by node, kept from round to round (so that no round times a worker's
-    start) and given back by :meth:`close`: each holds its CPUs while it lives."""
+    """Every slot, by node, kept from round to round with its actor (so that no round times a
+    worker's start) and its pace; the actors given back by :meth:`close`: each holds its CPUs
+    while it lives."""
 
     def __init__(self, data_ref: Any, cpus_per_trial: float, estimator: str) -> None:
         self.data_ref, self.cpus_per_trial, self.estimator = data_ref, cpus_per_trial, estimator
-        self.by_node: dict[str, list[Any]] = {}
+        self.by_node: dict[str, list[Slot]] = {}
 
     def _start(self, node_id: str) -> Any:
         import ray
@@ -80,31 +97,33 @@ class WorkerPool:
         )
 
     def slots(self, nodes: Sequence[tuple[str, int]]) -> list[Slot]:
-        """One slot per actor on ``nodes`` (started where missing), in the order of ``nodes``."""
+        """The slots of ``nodes`` (their actors started where missing), in the order of ``nodes``,
+        nothing in flight."""
         out = []
         for node_id, cpus in nodes:
-            workers = self.by_node.setdefault(node_id, [])
-            missing = trial_slots(cpus, self.cpus_per_trial) - len(workers)
-            workers += [self._start(node_id) for _ in range(missing)]
-            out += [Slot(node_id, worker.fit.remote, worker) for worker in workers]
+            mine = self.by_node.setdefault(node_id, [])
+            for _ in range(trial_slots(cpus, self.cpus_per_trial) - len(mine)):
+                worker = self._start(node_id)
+                mine.append(Slot(node_id, worker.fit.remote, worker))
+            for slot in mine:
+                slot.expected.clear()
+            out += mine
         return out
 
     def wait_ready(self) -> None:
         import ray
 
-        ray.get([worker.ready.remote() for workers in self.by_node.values() for worker in workers])
+        ray.get([slot.worker.ready.remote() for mine in self.by_node.values() for slot in mine])
 
     def replace(self, slot: Slot) -> None:
         """A new actor in place of ``slot``'s, which died on a node still alive."""
-        workers = self.by_node[slot.node_id]  # type: ignore[index]
         new = self._start(slot.node_id)  # type: ignore[arg-type]
-        workers[workers.index(slot.worker)] = new
         slot.worker, slot.call = new, new.fit.remote
         slot.expected.clear()
 
     def drop(self, node_id: str) -> None:
-        for worker in self.by_node.pop(node_id, []):
-            _kill(worker)
+        for slot in self.by_node.pop(node_id, []):
+            _kill(slot.worker)
 
     def close(self) -> None:
         for node_id in list(self.by_node):
