@@ -259,26 +259,6 @@ class RayGridRunner:
         if self.pool is not None:
             self.pool.close()
 
-    def _batch(
-        self, queue: deque[tuple[TrialSpec, int]], cost: Callable[[TrialSpec], float], most: int
-    ) -> list[tuple[TrialSpec, int]]:
-        """The next task's trials: one, or for tiny trials as many as make about ``batch_s``
-        (joblib's auto-batching, sized from the trial times measured so far), at most ``most``."""
-        batch = [queue.popleft()]
-        k = self.seconds_per_cost
-        if k is None or k * cost(batch[0][0]) >= TINY_S:
-            return batch
-        total = k * cost(batch[0][0])
-        while (
-            queue
-            and len(batch) < most
-            and total + k * cost(queue[0][0]) <= self.batch_s
-            and k * cost(queue[0][0]) < TINY_S
-        ):
-            total += k * cost(queue[0][0])
-            batch.append(queue.popleft())
-        return batch
-
     def _round_slots(self, pilot: bool) -> list[Slot]:
         if self.pool is not None:
             return self.pool.slots(self._nodes())
@@ -295,7 +275,7 @@ class RayGridRunner:
     ) -> tuple[float, list[TrialRecord]]:
         """One timed round: longest-expected first (by ``costs``, by (index, fold), where the
         formula does not apply: :func:`expected_costs`), collected as tasks finish. Tiny trials go
-        several to a task (:meth:`_batch`); until a first fit is timed, one slot's worth goes
+        several to a task (:func:`_next_batch`); until a first fit is timed, one slot's worth goes
         first, alone, and no slot holds a task in waiting."""
         import ray
 
@@ -310,7 +290,7 @@ class RayGridRunner:
         round_ = _Round(self, queue, self._round_slots(pilot))
         slots = len(round_.slots) if self.pool else self.slots
         most = max(1, len(specs) // (2 * max(1, slots)))  # 2+ tasks per slot
-        round_.next_batch = lambda: self._batch(queue, cost, most)
+        round_.next_batch = lambda: _next_batch(queue, cost, most, self.seconds_per_cost, self.batch_s)
         round_.expect = self._expect(cost)
         started = time.perf_counter()
         round_.fill()
@@ -456,6 +436,30 @@ class _Round:
             self.runner.lost_nodes.add(node_id)
             if not self.slots:
                 raise RayscaleError("every selected node died; no node is left to run trials", 3) from None
+
+
+def _next_batch(
+    queue: deque[tuple[TrialSpec, int]],
+    cost: Callable[[TrialSpec], float],
+    most: int,
+    k: float | None,
+    batch_s: float,
+) -> Batch:
+    """The next task's trials: one, or for tiny trials as many as make about ``batch_s``
+    (joblib's auto-batching, sized from ``k``, the seconds per cost measured so far), at most ``most``."""
+    batch = [queue.popleft()]
+    if k is None or k * cost(batch[0][0]) >= TINY_S:
+        return batch
+    total = k * cost(batch[0][0])
+    while (
+        queue
+        and len(batch) < most
+        and total + k * cost(queue[0][0]) <= batch_s
+        and k * cost(queue[0][0]) < TINY_S
+    ):
+        total += k * cost(queue[0][0])
+        batch.append(queue.popleft())
+    return batch
 
 
 def expected_costs(
