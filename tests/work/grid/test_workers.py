@@ -27,11 +27,9 @@ def _free_cpus(wait_s: float = 0.0) -> float:
         time.sleep(0.2)
 
 
-def test_each_slot_is_one_worker_for_every_round_and_close_gives_its_cpus_back(tmp_path: Path) -> None:
-    grid = tmp_path / "grid.yaml"
-    grid.write_text("product:\n  n_estimators: [20, 40, 60]\n  max_depth: [2, 3]\n")
+def test_each_slot_is_one_worker_for_every_round_and_close_gives_its_cpus_back(small_grid: Path) -> None:
     dataset = load_dataset("diabetes")
-    specs = load_grid(str(grid))
+    specs = load_grid(str(small_grid))
     _, sequential = run_sequential(specs, dataset)
     with ray_session("", num_cpus=2):
         runner = RayGridRunner(dataset, 1, 2)
