@@ -104,6 +104,7 @@ def grid_point(nodes: int, core: float, grid: str, rounds: int, console: Console
         runners = {
             name: RayGridRunner(dataset, 1, nodes, own_dispatch=flag) for name, flag in DISPATCH.items()
         }
+        warmups: dict[str, list[float]] = {name: [] for name in DISPATCH}
 
         def timed(name: str) -> tuple[float, list[TrialRecord]]:
             # own's actors hold every CPU while they live: each round starts them (untimed) and
@@ -116,7 +117,6 @@ def grid_point(nodes: int, core: float, grid: str, rounds: int, console: Console
             warmups[name].append(warmup_s)
             return wall, trials
 
-        warmups: dict[str, list[float]] = {name: [] for name in DISPATCH}
         for name in DISPATCH:
             timed(name)  # the pilot: the batches sized, every worker's imports done
         for r in range(rounds):

@@ -209,6 +209,7 @@ class RayGridRunner:
         )
         self.data_ref = ray.put(Work.of(dataset))
         self.pool = WorkerPool(self.data_ref, cpus_per_trial, estimator) if own_dispatch else None
+        self._task: Any = None if own_dispatch else _remote_fit().options(num_cpus=cpus_per_trial)
         self.seconds_per_cost: float | None = None  # from the fits timed so far; sizes the batches
         self.last_s: dict[tuple[int, int | None], float] = {}  # each trial's seconds in the last round
         self.tasks = 0  # batches the last round ran (fewer than its trials when batched)
@@ -262,7 +263,7 @@ class RayGridRunner:
     def _round_slots(self, pilot: bool) -> list[Slot]:
         if self.pool is not None:
             return self.pool.slots(self._nodes())
-        task = _remote_fit().options(num_cpus=self.cpus_per_trial)
+        task = self._task
         # Ray's queue: the pilot's one slot's worth first, then every task at once
         capacity = self.slots if pilot else UNLIMITED
         return [Slot(None, lambda specs: task.remote(specs, self.data_ref), capacity=capacity)]
@@ -287,10 +288,11 @@ class RayGridRunner:
 
         queue = deque((spec, 0) for spec in sorted(specs, key=cost, reverse=True))
         pilot = self.seconds_per_cost is None
-        round_ = _Round(self, queue, self._round_slots(pilot))
-        slots = len(round_.slots) if self.pool else self.slots
-        most = max(1, len(specs) // (2 * max(1, slots)))  # 2+ tasks per slot
-        round_.next_batch = lambda: _next_batch(queue, cost, most, self.seconds_per_cost, self.batch_s)
+        slots = self._round_slots(pilot)
+        most = max(1, len(specs) // (2 * (len(slots) if self.pool else self.slots)))  # 2+ tasks per slot
+        round_ = _Round(
+            self, queue, slots, lambda: _next_batch(queue, cost, most, self.seconds_per_cost, self.batch_s)
+        )
         round_.expect = self._expect(cost)
         started = time.perf_counter()
         round_.fill()
@@ -326,8 +328,8 @@ class RayGridRunner:
                 self.seconds_per_cost = _seconds_per_cost(records)
                 pilot = False
                 round_.expect = self._expect(cost)
-                for slot in round_.slots:
-                    slot.capacity = UNLIMITED if slot.node_id is None else slot.capacity
+                if self.pool is None:
+                    round_.slots[0].capacity = UNLIMITED
             if joining and time.monotonic() - polled >= JOIN_POLL_S:
                 polled = time.monotonic()
                 round_.join()
@@ -352,11 +354,16 @@ class _Round:
     """One round's dispatch: the configs not yet submitted (longest first), the slots, the tasks
     in flight (each with its batch, submit time, slot and the slot's actor when submitted)."""
 
-    def __init__(self, runner: RayGridRunner, queue: deque[tuple[TrialSpec, int]], slots: list[Slot]) -> None:
-        self.runner, self.queue, self.slots = runner, queue, slots
-        self.next_batch: Callable[[], list[tuple[TrialSpec, int]]] = lambda: [queue.popleft()]
-        self.expect: Callable[[list[tuple[TrialSpec, int]]], float] | None = None
-        self.pending: dict[Any, tuple[list[tuple[TrialSpec, int]], float, Slot, Any]] = {}
+    def __init__(
+        self,
+        runner: RayGridRunner,
+        queue: deque[tuple[TrialSpec, int]],
+        slots: list[Slot],
+        next_batch: Callable[[], Batch],
+    ) -> None:
+        self.runner, self.queue, self.slots, self.next_batch = runner, queue, slots, next_batch
+        self.expect: Callable[[Batch], float] | None = None
+        self.pending: dict[Any, tuple[Batch, float, Slot, Any]] = {}
 
     def _submit(self, slot: Slot) -> None:
         batch = self.next_batch()
@@ -414,7 +421,7 @@ class _Round:
         new = [(node_id, cpus) for node_id, cpus in self.runner._nodes() if node_id not in have]
         self.slots[:0] = self.runner.pool.slots(new)
 
-    def lose(self, batch: list[tuple[TrialSpec, int]], exc: BaseException, slot: Slot, worker: Any) -> None:
+    def lose(self, batch: Batch, exc: BaseException, slot: Slot, worker: Any) -> None:
         """A task whose worker or node went away: its trials first in line again; the slot gets a
         new actor where its node is alive, and a dead node's slots are gone for good."""
         for spec, retries in reversed(batch):
